@@ -1,0 +1,1 @@
+"""pagemill: PDFs in S3 to pages, chunks and images in PostgreSQL."""

@@ -1,0 +1,79 @@
+"""Typed errors.
+
+The class name *is* the Step Functions error name: Lambda reports an unhandled exception's
+class name as ``errorType``, which is what Retry/Catch match on. So the state machine retries
+the ``TransientError`` family and never the ``InputError`` family.
+"""
+
+
+class PagemillError(Exception):
+    """Base class. ``retryable`` tells whether trying again can succeed."""
+
+    retryable = False
+
+
+class InputError(PagemillError):
+    """The document itself is bad. Deterministic: retrying gives the same answer."""
+
+
+class NotAPdf(InputError):
+    pass
+
+
+class EmptyFile(InputError):
+    pass
+
+
+class EncryptedPdf(InputError):
+    pass
+
+
+class MalformedPdf(InputError):
+    pass
+
+
+class NoPages(InputError):
+    pass
+
+
+class PageLimitExceeded(InputError):
+    pass
+
+
+class FileTooLarge(InputError):
+    pass
+
+
+class TransientError(PagemillError):
+    """A dependency was briefly unavailable; the same call may succeed later."""
+
+    retryable = True
+
+
+class DatabaseUnavailable(TransientError):
+    pass
+
+
+class StorageUnavailable(TransientError):
+    pass
+
+
+class InternalError(PagemillError):
+    """A defect or a broken invariant in pagemill itself (e.g. a batch result is missing)."""
+
+
+def transient_error_names() -> list[str]:
+    """Every error name the state machine must retry (the infrastructure test checks this)."""
+    return sorted({TransientError.__name__, *(c.__name__ for c in _subclasses(TransientError))})
+
+
+def input_error_names() -> list[str]:
+    return sorted(c.__name__ for c in _subclasses(InputError))
+
+
+def _subclasses(cls: type) -> list[type]:
+    out = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_subclasses(sub))
+    return out

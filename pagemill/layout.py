@@ -1,0 +1,34 @@
+"""Where things live in the bucket. One module so the handlers, the runner, the exporter and
+progress reporting agree on every key."""
+
+from __future__ import annotations
+
+UPLOADS_PREFIX = "uploads/"
+
+
+def document_prefix(document_id: str) -> str:
+    return f"documents/{document_id}/"
+
+
+def manifest_key(document_id: str) -> str:
+    return f"{document_prefix(document_id)}manifest.json"
+
+
+def batches_prefix(document_id: str) -> str:
+    return f"{document_prefix(document_id)}batches/"
+
+
+def batch_result_key(document_id: str, first_page: int, last_page: int) -> str:
+    # The page range is in the key so progress can be counted from a listing alone.
+    return f"{batches_prefix(document_id)}p{first_page:06d}-{last_page:06d}.json"
+
+
+def pages_in_batch_key(key: str) -> int:
+    """Inverse of batch_result_key for progress: number of pages a result object covers."""
+    stem = key.rsplit("/", 1)[-1].removeprefix("p").removesuffix(".json")
+    first, last = stem.split("-")
+    return int(last) - int(first) + 1
+
+
+def image_key(document_id: str, sha256: str, ext: str) -> str:
+    return f"{document_prefix(document_id)}images/{sha256}.{ext}"
