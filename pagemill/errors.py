@@ -44,6 +44,10 @@ class FileTooLarge(InputError):
     pass
 
 
+class SourceMissing(InputError):
+    """The uploaded object (or that version of it) no longer exists."""
+
+
 class TransientError(PagemillError):
     """A dependency was briefly unavailable; the same call may succeed later."""
 

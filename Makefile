@@ -1,0 +1,32 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Everything they need is installed here.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: install demo test synth bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+node_modules/.bin/cdk: package.json
+	npm install --no-audit --no-fund --silent
+	touch $@
+
+demo: install
+	$(BIN)/pagemill demo
+
+test: install
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+synth: install node_modules/.bin/cdk
+	node_modules/.bin/cdk synth --app "$(BIN)/python app.py" --output cdk.out --quiet
+
+clean:
+	rm -rf cdk.out pagemill-out .pytest_cache

@@ -1,0 +1,144 @@
+"""The `pagemill` command."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(help="pagemill: PDFs to pages, chunks and images in PostgreSQL.", no_args_is_help=True)
+err = Console(stderr=True)
+out = Console()
+
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option("--database-url", envvar="DATABASE_URL", help="PostgreSQL URL (default: the embedded server)."),
+]
+
+
+def _home() -> Path:
+    return Path(os.environ.get("PAGEMILL_HOME", Path.home() / ".pagemill")).expanduser()
+
+
+def _database_url(explicit: str | None) -> str:
+    from pagemill.db.embedded import resolve_url
+    from pagemill.db.migrate import migrate
+
+    url = resolve_url(_home(), explicit)
+    migrate(url)
+    return url
+
+
+@app.command()
+def run(
+    paths: Annotated[list[Path], typer.Argument(help="PDF files, or folders of PDFs.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per input.")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to export results.")] = Path("pagemill-out"),
+    database_url: DatabaseUrlOption = None,
+    workers: Annotated[int, typer.Option(help="Lambda worker processes.")] = os.cpu_count() or 2,
+) -> None:
+    """Run each PDF through the full state machine, locally."""
+    from pagemill.local.engine import EngineOptions
+    from pagemill.local.run import expand_inputs, run_documents
+
+    try:
+        files = expand_inputs(paths)
+    except FileNotFoundError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    if not files:
+        err.print("[yellow]no PDF files found in the given paths[/yellow]")
+        raise typer.Exit(2)
+    url = _database_url(database_url)
+    options = EngineOptions(home=_home(), database_url=url, workers=workers)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
+        TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=err, transient=as_json,
+    ) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def submitted(runs: list) -> None:
+            for r in runs:
+                tasks[r.execution_arn] = progress.add_task(r.path.name[:40], total=None, state="starting")
+
+        def update(r) -> None:  # noqa: ANN001 - DocumentRun
+            progress.update(
+                tasks[r.execution_arn], total=r.page_count, completed=r.pages_done, state=r.status.lower()
+            )
+
+        results = run_documents(files, options, out_dir=out_dir, on_progress=update, on_submitted=submitted)
+    if as_json:
+        out.print_json(json.dumps([r.public() for r in results]))
+    else:
+        _summary(results, url, out_dir)
+    raise typer.Exit(0 if all(r.status == "succeeded" for r in results) else 1)
+
+
+_STATES = ("Plan", "ExtractPages", "Write", "RecordFailure")
+
+
+def _summary(results: list, url: str, out_dir: Path) -> None:
+    states = [s for s in _STATES if any(s in r.state_seconds for r in results)]
+    table = Table(title="pagemill run")
+    for column in ("document", "status", "pages", "chunks", "images", "seconds", *(f"{s} s" for s in states)):
+        table.add_column(column, justify="left" if column in ("document", "status") else "right")
+    for r in results:
+        status = {"succeeded": "[green]succeeded[/green]", "failed": "[red]failed[/red]"}.get(r.status, r.status)
+        if r.duplicate:
+            status += " (duplicate)"
+        table.add_row(
+            Path(r.source).name, status, str(r.pages), str(r.chunks), str(r.images), f"{r.seconds:.1f}",
+            *(f"{r.state_seconds[s]:.1f}" if s in r.state_seconds else "" for s in states),
+        )
+    out.print(table)
+    for r in results:
+        if r.error:
+            out.print(f"[red]{Path(r.source).name}[/red]: {r.error}")
+    out.print(f"results: {out_dir.resolve()}/<document_id>/    database: psql \"{url}\"")
+
+
+@app.command("db-url")
+def db_url(database_url: DatabaseUrlOption = None) -> None:
+    """Print the database URL (starts the embedded PostgreSQL if needed)."""
+    out.print(_database_url(database_url), soft_wrap=True, highlight=False)
+
+
+@app.command()
+def migrate(database_url: DatabaseUrlOption = None) -> None:
+    """Apply pending schema migrations."""
+    from pagemill.db.embedded import resolve_url
+    from pagemill.db.migrate import migrate as apply
+
+    applied = apply(resolve_url(_home(), database_url))
+    out.print(f"applied migrations: {applied}" if applied else "schema is up to date")
+
+
+@app.command()
+def asl() -> None:
+    """Print the state machine definition as synthesized, with CloudFormation tokens resolved."""
+    from pagemill.local.synth import synthesize
+    from pagemill.local.template import load_deployment
+
+    template, stack = synthesize(_home() / "synth")
+    out.print_json(json.dumps(load_deployment(template, stack).definition))
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out")] = Path("pagemill-out"),
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Generate the sample catalog PDF and run it through the pipeline."""
+    from pagemill.sample import make_catalog
+
+    sample = _home() / "samples" / "sample-catalog.pdf"
+    sample.parent.mkdir(parents=True, exist_ok=True)
+    truth = make_catalog(sample)
+    err.print(f"sample catalog: {sample} ({truth.page_count} pages, {truth.distinct_images} distinct images)")
+    run([sample], as_json=False, out_dir=out_dir, database_url=database_url)

@@ -1,0 +1,69 @@
+"""Opening connections and translating connection failures into the retryable error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types import TypeInfo
+
+from pagemill.errors import DatabaseUnavailable
+
+# Short, so an unreachable database fails a Lambda attempt quickly and Step Functions' retry
+# with backoff does the waiting, instead of the function's own timeout.
+CONNECT_TIMEOUT_S = 5
+
+
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+    """Connect, with pgvector's types registered when the extension exists.
+
+    The first connection to a new database comes before the migration that creates the
+    extension; it works without the vector type (``migrate`` registers it afterwards).
+    """
+    params = conninfo_to_dict(url)
+    timeout = {} if "connect_timeout" in params else {"connect_timeout": CONNECT_TIMEOUT_S}
+    try:
+        conn = psycopg.connect(url, autocommit=autocommit, **timeout)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"could not reach PostgreSQL at {describe(url)}: {one_line(exc)}") from exc
+    try:
+        register_vector_if_present(conn)
+    except psycopg.OperationalError as exc:
+        conn.close()
+        raise DatabaseUnavailable(f"PostgreSQL at {describe(url)} dropped the connection: {one_line(exc)}") from exc
+    return conn
+
+
+def register_vector_if_present(conn: psycopg.Connection[Any]) -> bool:
+    """Register pgvector's adapters on ``conn``; False when the extension is not installed yet."""
+    if TypeInfo.fetch(conn, "vector") is None:
+        return False
+    register_vector(conn)
+    return True
+
+
+@contextmanager
+def unavailable_on_failure(action: str) -> Iterator[None]:
+    """Turn a lost or refused connection during ``action`` into DatabaseUnavailable (retried)."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"PostgreSQL failed while {action}: {one_line(exc)}") from exc
+
+
+def describe(url: str) -> str:
+    """host:port or the socket folder, never the password."""
+    params = conninfo_to_dict(url)
+    host = params.get("host") or "the default socket"
+    port = params.get("port") or "5432"
+    where = f"socket {host}" if str(host).startswith("/") else f"{host}:{port}"
+    return f"{where} (database {params.get('dbname') or params.get('user') or 'default'})"
+
+
+def one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

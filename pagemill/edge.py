@@ -1,0 +1,72 @@
+"""The edge shared by the Lambda handlers: the handler environment, modelled and validated once,
+and the AWS clients and database connection, built lazily (never at import: moto or the local
+engine must be in place first) and reused across warm invocations."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+
+from pagemill.settings import Settings
+
+
+@dataclass(frozen=True)
+class HandlerEnv:
+    work_bucket: str
+    settings: Settings
+    database_secret_arn: str | None
+
+    @classmethod
+    def from_environ(cls) -> HandlerEnv:
+        bucket = os.environ.get("PAGEMILL_WORK_BUCKET")
+        if not bucket:
+            raise RuntimeError("PAGEMILL_WORK_BUCKET is not set: the function was deployed without its bucket")
+        return cls(
+            work_bucket=bucket,
+            settings=Settings.from_env(),
+            database_secret_arn=os.environ.get("DATABASE_SECRET_ARN") or None,
+        )
+
+
+@lru_cache(maxsize=1)
+def handler_env() -> HandlerEnv:
+    return HandlerEnv.from_environ()
+
+
+@lru_cache(maxsize=None)
+def client(service: str) -> Any:
+    return boto3.client(service)
+
+
+def database_url(env: HandlerEnv) -> str:
+    """DATABASE_URL when given (local engine, tests); otherwise the RDS secret's JSON."""
+    if env.settings.database_url:
+        return env.settings.database_url
+    if not env.database_secret_arn:
+        raise RuntimeError("neither DATABASE_URL nor DATABASE_SECRET_ARN is set")
+    secret = json.loads(client("secretsmanager").get_secret_value(SecretId=env.database_secret_arn)["SecretString"])
+    user, password = quote(secret["username"], safe=""), quote(secret["password"], safe="")
+    return (
+        f"postgresql://{user}:{password}@{secret['host']}:{secret.get('port', 5432)}/"
+        f"{secret.get('dbname', 'postgres')}?sslmode=require"
+    )
+
+
+_connection: Any = None
+
+
+def db_connection() -> Any:
+    """One connection per execution environment, reopened if the last one broke."""
+    global _connection
+    # Imported here: the trigger function bundles no database driver.
+    from pagemill.db.connect import connect
+
+    if _connection is None or _connection.closed or _connection.broken:
+        _connection = connect(database_url(handler_env()))
+    return _connection

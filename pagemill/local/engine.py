@@ -1,0 +1,236 @@
+"""The local engine: the synthesized state machine on moto's Step Functions interpreter, with S3
+in moto, Lambda invocations routed to the real handlers in worker processes, and PostgreSQL real.
+
+moto runs in this process (the interpreter's own S3 and Lambda calls are intercepted in-process);
+a threaded moto server on loopback serves the same backends to the worker processes, which reach
+it through ``AWS_ENDPOINT_URL`` like any boto3 client reaches AWS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import boto3
+from moto import mock_aws
+from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.server import ThreadedMotoServer
+
+from pagemill import layout
+from pagemill.local.lambda_runtime import LambdaRuntime
+from pagemill.local.synth import synthesize
+from pagemill.local.template import REGION, LocalDeployment, load_deployment
+from pagemill.models import SourceObject
+from pagemill.stages import document_id_for
+from pagemill.storage import list_keys
+from pagemill.trigger import start_for_object
+
+log = logging.getLogger(__name__)
+
+_TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+
+@dataclass
+class DocumentRun:
+    """One input file's journey through the local pipeline."""
+
+    path: Path
+    source: SourceObject
+    document_id: str
+    execution_arn: str
+    page_count: int | None = None
+    pages_done: int = 0
+    status: str = "RUNNING"  # the execution's status
+    started_at: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    home: Path
+    database_url: str
+    workers: int = os.cpu_count() or 2
+    # Extra environment for every function (settings overrides, test knobs).
+    function_env: dict[str, str] = field(default_factory=dict)
+
+
+class LocalEngine:
+    """Context manager: deploys the synthesized stack into moto and runs documents through it."""
+
+    def __init__(self, options: EngineOptions) -> None:
+        self.options = options
+        self.deployment: LocalDeployment | None = None
+        self.runtime: LambdaRuntime | None = None
+        self._mock: Any = None
+        self._server: ThreadedMotoServer | None = None
+        self._patch: Any = None
+        self.state_machine_arn = ""
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalEngine:
+        home = self.options.home
+        template, stack_name = synthesize(home / "synth")
+        self.deployment = load_deployment(template, stack_name)
+        self._mock = mock_aws(
+            config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+        )
+        self._mock.start()
+        try:
+            self._start(home)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self, home: Path) -> None:
+        assert self.deployment is not None
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        bucket = self.deployment.bucket_name
+        self.s3.create_bucket(Bucket=bucket)
+        self.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        self.state_machine_arn = self.sfn.create_state_machine(
+            name=self.deployment.state_machine_name,
+            definition=json.dumps(self.deployment.definition),
+            roleArn=self.deployment.role_arn,
+            type="STANDARD",
+        )["stateMachineArn"]
+        logs = home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self.log_path = logs / f"lambda-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+        base_env = {
+            **_CREDENTIALS,
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "DATABASE_URL": self.options.database_url,
+            # No X-Ray daemon locally; logs and metrics still go to the function log.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            **self.options.function_env,
+        }
+        self.runtime = LambdaRuntime(
+            self.deployment.functions, workers=self.options.workers, base_env=base_env, log_path=self.log_path
+        )
+        runtime = self.runtime
+
+        def invoke(backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any) -> bytes:
+            payload = body.encode() if isinstance(body, str) else (body or b"{}")
+            result = runtime.invoke(function_name, payload)
+            if result.function_error:
+                response_headers["x-amz-function-error"] = result.function_error
+            return result.payload
+
+        self._patch = mock.patch.object(LambdaSimpleBackend, "invoke", invoke)
+        self._patch.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._patch is not None:
+            self._patch.stop()
+        if self.runtime is not None:
+            self.runtime.close()
+        if self._server is not None:
+            self._server.stop()
+        if self._mock is not None:
+            self._mock.stop()
+
+    # --- running documents -------------------------------------------------------------------
+
+    def submit(self, path: Path, key: str | None = None) -> DocumentRun:
+        """Upload like a user would (uploads/<name>) and start the execution as the trigger does."""
+        assert self.deployment is not None
+        key = key or f"{layout.UPLOADS_PREFIX}{path.name}"
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        with open(path, "rb") as f:
+            version = self.s3.put_object(Bucket=self.deployment.bucket_name, Key=key, Body=f).get("VersionId")
+        source = SourceObject(bucket=self.deployment.bucket_name, key=key, version_id=version)
+        outcome = start_for_object(self.sfn, self.state_machine_arn, source)
+        return DocumentRun(
+            path=path, source=source, document_id=document_id_for(digest.hexdigest()),
+            execution_arn=outcome.execution_arn,
+        )
+
+    def start_event(self, source: SourceObject) -> str:
+        """What the trigger does for an EventBridge event (used to show redelivery is harmless)."""
+        return start_for_object(self.sfn, self.state_machine_arn, source).execution_arn
+
+    def wait(
+        self, runs: Iterable[DocumentRun], *, on_progress: Callable[[DocumentRun], None] | None = None,
+        poll_seconds: float = 0.25,
+    ) -> None:
+        pending = list(runs)
+        while pending:
+            for run in list(pending):
+                self._refresh(run)
+                if on_progress:
+                    on_progress(run)
+                if run.status in _TERMINAL:
+                    pending.remove(run)
+            if pending:
+                time.sleep(poll_seconds)
+
+    def _refresh(self, run: DocumentRun) -> None:
+        assert self.deployment is not None
+        bucket = self.deployment.bucket_name
+        if run.page_count is None:
+            try:
+                manifest = json.loads(
+                    self.s3.get_object(Bucket=bucket, Key=layout.manifest_key(run.document_id))["Body"].read()
+                )
+                run.page_count = sum(item["last_page"] - item["first_page"] + 1 for item in manifest)
+            except self.s3.exceptions.NoSuchKey:
+                pass
+        keys = list_keys(self.s3, bucket, layout.batches_prefix(run.document_id))
+        run.pages_done = sum(layout.pages_in_batch_key(k) for k in keys)
+        description = self.sfn.describe_execution(executionArn=run.execution_arn)
+        run.status = description["status"]
+        if run.status in _TERMINAL:
+            end = description.get("stopDate") or datetime.now(description["startDate"].tzinfo)
+            run.seconds = (end - description["startDate"]).total_seconds()
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+        while True:
+            page = self.sfn.get_execution_history(**kwargs)
+            events.extend(page["events"])
+            if not page.get("nextToken"):
+                return events
+            kwargs["nextToken"] = page["nextToken"]
+
+    def state_seconds(self, execution_arn: str) -> dict[str, float]:
+        """Seconds spent in each top-level state, from the execution history."""
+        entered: dict[str, datetime] = {}
+        spent: dict[str, float] = {}
+        for event in self.history(execution_arn):
+            if event["type"].endswith("StateEntered"):
+                name = event["stateEnteredEventDetails"]["name"]
+                entered.setdefault(name, event["timestamp"])
+            elif event["type"].endswith("StateExited"):
+                name = event["stateExitedEventDetails"]["name"]
+                if name in entered:
+                    spent[name] = spent.get(name, 0.0) + (event["timestamp"] - entered.pop(name)).total_seconds()
+        return spent
+
+    def visited_states(self, execution_arn: str) -> list[str]:
+        return [
+            e["stateEnteredEventDetails"]["name"]
+            for e in self.history(execution_arn)
+            if e["type"].endswith("StateEntered")
+        ]

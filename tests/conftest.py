@@ -1,0 +1,66 @@
+"""Fixtures shared by every test layer."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = Path(os.environ.get("PAGEMILL_CORPUS", ROOT.parent / "shared" / "corpus"))
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The real-world PDFs of ../shared/corpus; tests that need them skip when they are absent."""
+    if not (CORPUS / "MANIFEST.tsv").is_file():
+        pytest.skip(f"corpus not found at {CORPUS} (set PAGEMILL_CORPUS to its folder)")
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server with pgvector: PAGEMILL_TEST_DATABASE_URL when set, else an embedded
+    server of this session (one per xdist worker), stopped at the end."""
+    explicit = os.environ.get("PAGEMILL_TEST_DATABASE_URL")
+    if explicit:
+        yield explicit
+        return
+    from pagemill.db import embedded
+
+    home = tmp_path_factory.mktemp("pgserver")
+    url = embedded.start(home)
+    try:
+        yield url
+    finally:
+        embedded.stop(home)
+
+
+@pytest.fixture
+def empty_database_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh, empty database of its own, dropped after the test."""
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from pagemill.db.connect import connect
+
+    name = f"pm_{uuid.uuid4().hex}"
+    with connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(**{**conninfo_to_dict(pg_server_url), "dbname": name})
+    finally:
+        with connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def database_url(empty_database_url: str) -> str:
+    """A fresh database with the schema migrated, dropped after the test."""
+    from pagemill.db.migrate import migrate
+
+    migrate(empty_database_url)
+    return empty_database_url

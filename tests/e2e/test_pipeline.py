@@ -1,0 +1,170 @@
+"""End to end through the local engine: the synthesized state machine on moto, real handlers in
+worker processes, real PostgreSQL. Assertions are on rows, objects and execution history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pymupdf
+import pytest
+
+from pagemill.local.engine import DocumentRun, LocalEngine
+from pagemill.sample import make_catalog
+
+
+def run_all(engine: LocalEngine, paths: list[Path], keys: list[str] | None = None) -> list[DocumentRun]:
+    runs = [engine.submit(p, key=(keys[i] if keys else None)) for i, p in enumerate(paths)]
+    engine.wait(runs)
+    return runs
+
+
+def counts(db, document_id: str) -> tuple[int, int, int]:
+    return db.execute(
+        "select (select count(*) from pages where document_id = %(d)s),"
+        " (select count(*) from chunks where document_id = %(d)s),"
+        " (select count(*) from images where document_id = %(d)s)",
+        {"d": document_id},
+    ).fetchone()
+
+
+def document(db, document_id: str) -> dict:
+    cur = db.execute("select * from documents where id = %s", (document_id,))
+    row = cur.fetchone()
+    return dict(zip([c.name for c in cur.description], row)) if row else {}
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory):
+    path = tmp_path_factory.mktemp("catalog") / "catalog.pdf"
+    return path, make_catalog(path)
+
+
+def test_sample_catalog_goes_through_every_state(engine: LocalEngine, db, catalog) -> None:
+    # GIVEN the generated catalog (40+ pages, 30+ distinct images, a logo on every page)
+    path, truth = catalog
+    # WHEN it is uploaded and its execution runs
+    (run,) = run_all(engine, [path])
+    # THEN the execution succeeded through Plan → ExtractPages → Write
+    assert run.status == "SUCCEEDED", document(db, run.document_id)
+    visited = engine.visited_states(run.execution_arn)
+    for state in ("Plan", "ExtractPages", "ExtractBatch", "Write", "Done"):
+        assert state in visited
+    assert "RecordFailure" not in visited
+    # AND PostgreSQL holds one row per page, every distinct image once, the logo on every page
+    doc = document(db, run.document_id)
+    assert doc["status"] == "succeeded" and doc["page_count"] == truth.page_count
+    pages, chunks, images = counts(db, run.document_id)
+    assert pages == truth.page_count == pymupdf.open(path).page_count
+    assert images == truth.distinct_images
+    logo_pages = db.execute(
+        "select page_nos from images where document_id = %s and sha256 = %s", (run.document_id, truth.logo_sha256)
+    ).fetchone()[0]
+    assert logo_pages == list(range(1, truth.page_count + 1))
+    # AND every page with text is covered by a chunk, and chunks are numbered without gaps
+    text_pages = {r[0] for r in db.execute(
+        "select page_no from pages where document_id = %s and length(trim(markdown)) > 0", (run.document_id,))}
+    spans = db.execute(
+        "select chunk_no, first_page, last_page from chunks where document_id = %s order by chunk_no",
+        (run.document_id,),
+    ).fetchall()
+    assert [s[0] for s in spans] == list(range(chunks))
+    covered = {p for _, a, b in spans for p in range(a, b + 1)}
+    assert text_pages <= covered
+    # AND every heading the generator placed is in the markdown
+    markdown = "\n".join(r[0] for r in db.execute(
+        "select markdown from pages where document_id = %s order by page_no", (run.document_id,)))
+    for heading in truth.headings:
+        assert heading in markdown
+    # AND the image objects are in S3 where the rows say
+    for (key,) in db.execute("select s3_key from images where document_id = %s", (run.document_id,)):
+        assert engine.s3.head_object(Bucket=engine.deployment.bucket_name, Key=key)["ContentLength"] > 0
+
+
+def test_same_bytes_again_is_a_duplicate_and_changes_nothing(engine: LocalEngine, db, catalog) -> None:
+    # GIVEN the catalog already processed (by the previous test, or now)
+    path, truth = catalog
+    (first,) = run_all(engine, [path])
+    before = counts(db, first.document_id)
+    # WHEN the same bytes arrive under another key
+    (again,) = run_all(engine, [path], keys=["uploads/renamed/copy-of-catalog.pdf"])
+    # THEN it is the same document, Plan reports the duplicate and nothing is rewritten
+    assert again.document_id == first.document_id
+    assert again.status == "SUCCEEDED"
+    assert "AlreadyProcessed" in engine.visited_states(again.execution_arn)
+    assert "ExtractPages" not in engine.visited_states(again.execution_arn)
+    assert counts(db, again.document_id) == before
+    sources = db.execute("select key from sources where document_id = %s order by key", (first.document_id,)).fetchall()
+    assert ("uploads/renamed/copy-of-catalog.pdf",) in sources and ("uploads/catalog.pdf",) in sources
+
+
+def test_redelivered_event_starts_nothing_new(engine: LocalEngine, tmp_path: Path) -> None:
+    # GIVEN an uploaded object whose execution ran
+    path = tmp_path / "small.pdf"
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "redelivery")
+    doc.save(path)
+    (run,) = run_all(engine, [path])
+    # WHEN EventBridge delivers the same Object Created event twice more
+    again = [engine.start_event(run.source) for _ in range(2)]
+    # THEN both name the existing execution and no new one exists
+    assert again == [run.execution_arn, run.execution_arn]
+    executions = engine.sfn.list_executions(stateMachineArn=engine.state_machine_arn)["executions"]
+    assert sum(e["executionArn"] == run.execution_arn for e in executions) == 1
+
+
+def _encrypted(path: Path) -> Path:
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "secret")
+    doc.save(path, encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw="user", owner_pw="owner")
+    return path
+
+
+def _truncated(path: Path, good: Path) -> Path:
+    data = good.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    return path
+
+
+BAD_INPUTS = {
+    "encrypted.pdf": ("EncryptedPdf", "password"),
+    "zero.pdf": ("EmptyFile", "empty"),
+    "notes.pdf": ("NotAPdf", "not a PDF"),
+}
+
+
+def test_bad_inputs_fail_clearly_and_leave_others_alone(engine: LocalEngine, db, tmp_path: Path, catalog) -> None:
+    # GIVEN one good document beside an encrypted, an empty, a not-a-PDF and a truncated file
+    good = tmp_path / "good.pdf"
+    doc = pymupdf.open()
+    for i in range(3):
+        doc.new_page().insert_text((72, 72), f"good page {i + 1}")
+    doc.save(good)
+    paths = [
+        good,
+        _encrypted(tmp_path / "encrypted.pdf"),
+        tmp_path / "zero.pdf",
+        tmp_path / "notes.pdf",
+        _truncated(tmp_path / "truncated.pdf", catalog[0]),
+    ]
+    paths[2].write_bytes(b"")
+    paths[3].write_text("These are meeting notes, saved with the wrong extension.\n")
+    # WHEN they go through the pipeline in one run
+    runs = run_all(engine, paths)
+    by_name = {r.path.name: r for r in runs}
+    # THEN the good one succeeded
+    assert by_name["good.pdf"].status == "SUCCEEDED"
+    assert counts(db, by_name["good.pdf"].document_id)[0] == 3
+    # AND every bad one failed through RecordFailure with a reason a person understands and no rows
+    for name in ("encrypted.pdf", "zero.pdf", "notes.pdf", "truncated.pdf"):
+        run = by_name[name]
+        assert run.status == "FAILED", name
+        assert "RecordFailure" in engine.visited_states(run.execution_arn)
+        row = document(db, run.document_id)
+        assert row["status"] == "failed", name
+        assert row["error"] and "\n" not in row["error"], name
+        assert row["failed_state"] == "Plan", name
+        assert counts(db, run.document_id) == (0, 0, 0), name
+        if name in BAD_INPUTS:
+            error_class, words = BAD_INPUTS[name]
+            assert row["error_class"] == error_class
+            assert words.lower() in row["error"].lower()
