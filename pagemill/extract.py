@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pymupdf
 import pymupdf4llm
-from pymupdf4llm.helpers.pymupdf_rag import IdentifyHeaders
+from pymupdf4llm.helpers import pymupdf_rag
 
 from pagemill.chunking import chunk_pages
 from pagemill.models import BatchResult, ImageOccurrence, PageRecord, SkippedImage
@@ -24,16 +24,19 @@ log = logging.getLogger(__name__)
 # (sha256 hex, extension, raw bytes) -> the key the image was stored under.
 ImageSink = Callable[[str, str, bytes], str]
 
-# What MuPDF raises for an image stream it cannot read.
-_MUPDF_ERRORS = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
+# What PyMuPDF raises for content it cannot read: its own RuntimeError subclasses, or the
+# MuPDF binding's FzErrorBase family (FzErrorFormat, FzErrorSyntax, ...).
+_MUPDF_ERRORS = (RuntimeError, pymupdf.mupdf.FzErrorBase)
 
 
-@dataclass(frozen=True)
-class _Stored:
+@dataclass
+class _Image:
+    """An extracted image; its bytes are dropped once stored."""
+
     sha256: str
     ext: str
     size_bytes: int
-    s3_key: str
+    data: bytes | None
 
 
 def extract_pages(
@@ -50,13 +53,15 @@ def extract_pages(
     result = BatchResult(
         document_id=document_id, batch_no=batch_no, first_page=first_page, last_page=last_page, seconds=0.0
     )
-    # Images and text are read before markdown: pymupdf4llm may change pages in place
-    # (legacy bakes form fields into content, layout removes page rotation).
-    by_xref: dict[int, _Stored | str] = {}  # a repeated xref (a logo) is decoded once per batch
-    stored_keys: dict[str, str] = {}  # sha256 -> key: each distinct image is stored once per batch
+    images = _ImageCollector(doc, settings, store_image)
+    text_only: set[int] = set()  # 0-based indexes of pages whose markdown must not touch images
+    # Images and text are read before markdown: pymupdf4llm changes pages in place
+    # (removes rotation, bakes form fields into content).
     for page_no in range(first_page, last_page + 1):
         page = doc.load_page(page_no - 1)
-        infos = page.get_images(full=True)
+        kept, risky = images.collect(page, page_no)
+        if risky:
+            text_only.add(page_no - 1)
         result.pages.append(
             PageRecord(
                 page_no=page_no,
@@ -64,100 +69,169 @@ def extract_pages(
                 char_count=len(page.get_text()),
                 width=page.rect.width,
                 height=page.rect.height,
-                image_count=len(infos),
+                image_count=kept,
             )
         )
-        _page_images(doc, page, page_no, infos, settings, by_xref, stored_keys, store_image, result)
+    result.images, result.skipped_images = images.occurrences, images.skipped
 
-    markdown = _markdown(doc, list(range(first_page - 1, last_page)), settings.markdown_mode)
-    for record, text in zip(result.pages, markdown, strict=True):
-        record.markdown = text
+    markdown = _markdown(doc, list(range(first_page - 1, last_page)), text_only, settings.markdown_mode)
+    for record in result.pages:
+        record.markdown = markdown[record.page_no - 1]
     result.chunks = chunk_pages(result.pages, settings.chunk_chars)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _page_images(
-    doc: pymupdf.Document,
-    page: pymupdf.Page,
-    page_no: int,
-    infos: list[tuple],
-    settings: Settings,
-    by_xref: dict[int, _Stored | str],
-    stored_keys: dict[str, str],
-    store_image: ImageSink,
-    result: BatchResult,
-) -> None:
-    seen: set[str] = set()  # one occurrence per (image, page), however often it is drawn there
-    for xref, width, height in {info[0]: (info[0], info[2], info[3]) for info in infos}.values():
-        if width * height > settings.max_image_pixels:
-            # Decided from the image dictionary alone: a decompression bomb is never decoded.
-            result.skipped_images.append(SkippedImage(page_no, width, height, "too_many_pixels"))
-            continue
-        if min(width, height) < settings.min_image_side:
-            result.skipped_images.append(SkippedImage(page_no, width, height, "tiny"))
-            continue
-        if xref not in by_xref:
-            by_xref[xref] = _store(doc, xref, stored_keys, store_image)
-        stored = by_xref[xref]
-        if isinstance(stored, str):
-            result.skipped_images.append(SkippedImage(page_no, width, height, stored))
-            continue
-        if stored.sha256 in seen:
-            continue
-        seen.add(stored.sha256)
-        result.images.append(
-            ImageOccurrence(
-                sha256=stored.sha256,
-                page_no=page_no,
-                bbox=_bbox(page, xref),
-                width=width,
-                height=height,
-                ext=stored.ext,
-                s3_key=stored.s3_key,
-                size_bytes=stored.size_bytes,
+class _ImageCollector:
+    """The images drawn on a batch's pages: filtered by size before anything is decoded, each
+    xref extracted once, each distinct image (by content) stored once, and one occurrence per
+    (image, page)."""
+
+    def __init__(self, doc: pymupdf.Document, settings: Settings, store_image: ImageSink) -> None:
+        self._doc = doc
+        self._settings = settings
+        self._store_image = store_image
+        self._by_xref: dict[int, _Image | str] = {}  # a logo drawn on every page is one xref
+        self._keys: dict[str, str] = {}  # sha256 -> key returned by store_image
+        self.occurrences: list[ImageOccurrence] = []
+        self.skipped: list[SkippedImage] = []
+
+    def collect(self, page: pymupdf.Page, page_no: int) -> tuple[int, bool]:
+        """Record the page's images. Returns how many distinct images were kept, and whether
+        the page holds an image that must not be decoded again (oversized or unreadable)."""
+        items: dict[int, tuple] = {}
+        for item in page.get_images(full=True):  # one entry per xref and place it is referenced from
+            if item[0] not in items or item[-1] == 0:  # prefer a direct reference: cheaper to locate
+                items[item[0]] = item
+        risky = False
+        readable: list[tuple[tuple, _Image]] = []
+        for item in items.values():
+            width, height = item[2], item[3]
+            if width * height > self._settings.max_image_pixels:
+                # Decided from the image dictionary alone: a decompression bomb is never decoded.
+                self.skipped.append(SkippedImage(page_no, width, height, "too_many_pixels"))
+                risky = True
+            elif min(width, height) < self._settings.min_image_side:
+                self.skipped.append(SkippedImage(page_no, width, height, "tiny"))
+            elif isinstance(image := self._extract(item[0]), str):
+                self.skipped.append(SkippedImage(page_no, width, height, image))
+                risky = True
+            else:
+                readable.append((item, image))
+        kept: set[str] = set()
+        for item, image in readable:
+            bbox = _locate(page, item, risky)
+            if bbox is None or image.sha256 in kept:  # not drawn here, or drawn under two xrefs
+                continue
+            kept.add(image.sha256)
+            self.occurrences.append(
+                ImageOccurrence(
+                    sha256=image.sha256,
+                    page_no=page_no,
+                    bbox=bbox,
+                    width=item[2],
+                    height=item[3],
+                    ext=image.ext,
+                    s3_key=self._stored_key(image),
+                    size_bytes=image.size_bytes,
+                )
             )
-        )
+        return len(kept), risky
+
+    def _extract(self, xref: int) -> _Image | str:
+        """The image's bytes, once per xref; the skip reason instead when it cannot be read."""
+        if xref in self._by_xref:
+            return self._by_xref[xref]
+        try:
+            extracted = self._doc.extract_image(xref)
+        except _MUPDF_ERRORS as exc:
+            log.warning("unreadable image", extra={"xref": xref, "error": str(exc)})
+            extracted = None
+        if extracted and extracted.get("image"):
+            data: bytes = extracted["image"]
+            image: _Image | str = _Image(hashlib.sha256(data).hexdigest(), extracted["ext"], len(data), data)
+        else:
+            image = "unreadable"
+        self._by_xref[xref] = image
+        return image
+
+    def _stored_key(self, image: _Image) -> str:
+        if image.sha256 not in self._keys:
+            self._keys[image.sha256] = self._store_image(image.sha256, image.ext, image.data or b"")
+        image.data = None  # stored: the bytes need not stay in memory for the rest of the batch
+        return self._keys[image.sha256]
 
 
-def _store(doc: pymupdf.Document, xref: int, stored_keys: dict[str, str], store_image: ImageSink) -> _Stored | str:
-    """Extract and store one image; returns the skip reason instead when it cannot be read."""
+_UNKNOWN_BBOX = (0.0, 0.0, 0.0, 0.0)
+
+
+def _locate(page: pymupdf.Page, item: tuple, risky: bool) -> tuple[float, float, float, float] | None:
+    """Where an image is first drawn on the page; None when it is not drawn there (shared
+    resource dictionaries list every image on every page); _UNKNOWN_BBOX when it cannot be
+    located safely."""
     try:
-        extracted = doc.extract_image(xref)
+        if item[-1] == 0:
+            # Found by name in the page's content stream: nothing is decoded.
+            rect = page.get_image_bbox(item)
+        elif risky:
+            # Inside a form XObject PyMuPDF locates an image by hashing every image on the
+            # page, which would decode the one that must not be.
+            return _UNKNOWN_BBOX
+        else:
+            rects = page.get_image_rects(item[0])
+            rect = rects[0] if rects else None
     except _MUPDF_ERRORS as exc:
-        log.warning("unreadable image", extra={"xref": xref, "error": str(exc)})
-        return "unreadable"
-    if not extracted or not extracted.get("image"):
-        log.warning("unreadable image", extra={"xref": xref, "error": "no image data"})
-        return "unreadable"
-    data: bytes = extracted["image"]
-    ext: str = extracted["ext"]
-    sha256 = hashlib.sha256(data).hexdigest()
-    if sha256 not in stored_keys:
-        stored_keys[sha256] = store_image(sha256, ext, data)
-    return _Stored(sha256=sha256, ext=ext, size_bytes=len(data), s3_key=stored_keys[sha256])
+        log.warning("image position unknown", extra={"page": page.number + 1, "xref": item[0], "error": str(exc)})
+        return _UNKNOWN_BBOX
+    if rect is None or rect.is_empty or rect.is_infinite:
+        return None
+    return (round(rect.x0, 2), round(rect.y0, 2), round(rect.x1, 2), round(rect.y1, 2))
 
 
-def _bbox(page: pymupdf.Page, xref: int) -> tuple[float, float, float, float]:
-    rects = page.get_image_rects(xref)
-    if not rects:  # listed in the page's resources but never drawn
-        return (0.0, 0.0, 0.0, 0.0)
-    r = rects[0]
-    return (round(r.x0, 2), round(r.y0, 2), round(r.x1, 2), round(r.y1, 2))
+def _markdown(doc: pymupdf.Document, page_indexes: list[int], text_only: set[int], mode: str) -> dict[int, str]:
+    """Markdown by 0-based page index. Ordinary pages go through one pymupdf4llm call; a page
+    that makes it fail, and a page in text_only, gets text-only markdown instead."""
+    out: dict[int, str] = {}
+    ordinary = [i for i in page_indexes if i not in text_only]
+    fallback = sorted(text_only)
+    if ordinary:
+        try:
+            out.update(_full_markdown(doc, ordinary, mode))
+        except _MUPDF_ERRORS:
+            # One bad page fails the whole call: redo page by page so only that page loses layout.
+            for index in ordinary:
+                try:
+                    out.update(_full_markdown(doc, [index], mode))
+                except _MUPDF_ERRORS as exc:
+                    log.warning("markdown falls back to text", extra={"page": index + 1, "error": str(exc)})
+                    fallback.append(index)
+    if fallback:
+        out.update(_text_only_markdown(doc, sorted(fallback)))
+    return out
 
 
-def _markdown(doc: pymupdf.Document, page_indexes: list[int], mode: str) -> list[str]:
-    """Markdown of each page (0-based indexes, ascending), in one pymupdf4llm call for the batch."""
+def _full_markdown(doc: pymupdf.Document, pages: list[int], mode: str) -> dict[int, str]:
     _use_mode(mode)
     if mode == "layout":
-        # No OCR engine is deployed; asking for it only prints a warning per call.
-        chunks = pymupdf4llm.to_markdown(doc, pages=page_indexes, page_chunks=True, use_ocr=False)
+        # No OCR engine is deployed; asking for one only prints a warning per call.
+        chunks = pymupdf4llm.to_markdown(doc, pages=pages, page_chunks=True, use_ocr=False)
     else:
         # Without hdr_info the legacy path scans every page of the document for font sizes,
-        # which makes each batch cost as much as the whole document.
-        headers = IdentifyHeaders(doc, pages=page_indexes)
-        chunks = pymupdf4llm.to_markdown(doc, pages=page_indexes, page_chunks=True, hdr_info=headers)
-    return [chunk["text"] for chunk in chunks]
+        # so each batch would cost as much as the whole document.
+        headers = pymupdf_rag.IdentifyHeaders(doc, pages=pages)
+        chunks = pymupdf4llm.to_markdown(doc, pages=pages, page_chunks=True, hdr_info=headers)
+    return dict(zip(pages, (chunk["text"] for chunk in chunks), strict=True))
+
+
+def _text_only_markdown(doc: pymupdf.Document, pages: list[int]) -> dict[int, str]:
+    """Headings and paragraphs without images or tables: pymupdf4llm decodes images (background
+    colour probe, image rectangles, the layout model's page render), and table detection can
+    start the layout model."""
+    chunks = pymupdf_rag.to_markdown(
+        doc, pages=pages, page_chunks=True, hdr_info=pymupdf_rag.IdentifyHeaders(doc, pages=pages),
+        ignore_images=True, detect_bg_color=False, table_strategy=None,
+    )
+    return dict(zip(pages, (chunk["text"] for chunk in chunks), strict=True))
 
 
 def _use_mode(mode: str) -> None:

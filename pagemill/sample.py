@@ -38,7 +38,7 @@ class CatalogTruth:
     page_count: int
     distinct_images: int  # product photos + the logo
     logo_sha256: str
-    image_hashes: list[str]  # sha256 of every distinct image's PNG bytes, logo included
+    image_hashes: list[str]  # sha256 of each distinct PNG inserted (extract_image returns the same bytes)
     headings: list[str]  # one per page, page 1 first
     table_page: int  # 1-based
     text_per_page: list[list[str]]  # the body paragraphs placed on each page
@@ -46,8 +46,8 @@ class CatalogTruth:
 
 
 def make_catalog(path: str | os.PathLike[str], *, pages: int = 44, seed: int = 7) -> CatalogTruth:
-    if pages < 2:
-        raise ValueError("the catalog needs at least 2 pages (one is the price table)")
+    if not 2 <= pages <= 500:
+        raise ValueError("the catalog needs 2 to 500 pages (one is the price table)")
     rng = random.Random(seed)
     logo = _logo_png()
     table_page = pages // 2
@@ -61,7 +61,8 @@ def make_catalog(path: str | os.PathLike[str], *, pages: int = 44, seed: int = 7
         page = doc.new_page(width=_PAGE.width, height=_PAGE.height)
         page.insert_image(_LOGO_RECT, stream=logo)
         page.insert_text((_LOGO_RECT.x1 + 8, _LOGO_RECT.y1 - 14), "Nordwood Home", fontname=_HEADING_FONT, fontsize=10)
-        page.insert_text((_MARGIN, _PAGE.height - 30), f"Nordwood Home catalog, page {page_no}", fontname=_BODY_FONT, fontsize=8)
+        footer = f"Nordwood Home catalog, page {page_no}"
+        page.insert_text((_MARGIN, _PAGE.height - 30), footer, fontname=_BODY_FONT, fontsize=8)
         if page_no == table_page:
             heading = "Price List"
             table_rows = _price_rows(rng, products)
@@ -82,7 +83,7 @@ def make_catalog(path: str | os.PathLike[str], *, pages: int = 44, seed: int = 7
             _place_paragraphs(page, paragraphs[1:], below)
         headings.append(heading)
         texts.append(paragraphs)
-    doc.save(path, garbage=3, deflate=True)
+    doc.save(path, garbage=3, deflate=True, no_new_id=True)  # same seed, same bytes
     doc.close()
     return CatalogTruth(
         page_count=pages,
@@ -112,11 +113,12 @@ def _paragraphs(rng: random.Random, product: str) -> list[str]:
     material, colour = rng.choice(_MATERIALS), rng.choice(_COLOURS)
     width, depth, height = rng.randrange(40, 240, 5), rng.randrange(35, 110, 5), rng.randrange(30, 200, 5)
     price = rng.randrange(79, 2400, 10)
+    boxes, minutes = rng.choice(["one box", "two boxes", "three boxes"]), rng.randint(10, 60)
     return [
         f"The {product} pairs solid {material} with a {colour} finish. "
         f"Every joint is cut and fitted by hand in our workshop, and each piece is oiled twice before it leaves.",
         f"Dimensions: {width} cm wide, {depth} cm deep and {height} cm high. "
-        f"It ships in {rng.choice(['one box', 'two boxes', 'three boxes'])} and assembles in about {rng.randint(10, 60)} minutes with the included tools.",
+        f"It ships in {boxes} and assembles in about {minutes} minutes with the included tools.",
         f"Care: wipe with a damp cloth and avoid direct sunlight. "
         f"Price from {price} EUR, with a {rng.choice([2, 5, 10])}-year guarantee on the frame.",
     ]

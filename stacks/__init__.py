@@ -1,0 +1,1 @@
+"""CDK constructs of the pagemill pipeline (infrastructure only: never imports ``pagemill``)."""

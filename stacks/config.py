@@ -1,0 +1,122 @@
+"""The pipeline's deployment settings: typed, validated once, read from the CDK context
+(the ``context`` block of cdk.json, overridable with ``cdk synth -c key=value``)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+
+from aws_cdk import aws_logs as logs
+from constructs import Node
+
+MARKDOWN_MODES = ("legacy", "layout")
+
+# CloudWatch Logs accepts only these retention periods.
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1096: logs.RetentionDays.THREE_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    2192: logs.RetentionDays.SIX_YEARS,
+    2557: logs.RetentionDays.SEVEN_YEARS,
+    2922: logs.RetentionDays.EIGHT_YEARS,
+    3288: logs.RetentionDays.NINE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+_SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
+_STANDARD_MAX_MINUTES = 365 * 24 * 60  # a Standard execution runs for at most one year
+
+
+class ConfigError(ValueError):
+    """A context value is missing its required shape; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    # Pages per ExtractBatch invocation (the library may make image-heavy batches smaller).
+    batch_pages: int = 25
+    # Input limits: larger documents fail in Plan with a clear reason.
+    max_pages: int = 10_000
+    max_bytes: int = 512 * 1024 * 1024
+    # Concurrent ExtractBatch child executions of one document's Distributed Map.
+    map_concurrency: int = 40
+    # "legacy": pymupdf4llm without the layout model (faster); "layout": the ONNX layout model.
+    markdown_mode: str = "legacy"
+    # Secrets Manager secret with the PostgreSQL connection (username, password, host, port, dbname).
+    database_secret_arn: str | None = None
+    # Whole-execution limit (the state machine's TimeoutSeconds).
+    execution_timeout_minutes: int = 120
+    # Retention of every log group of the stack.
+    log_retention_days: int = 30
+
+    def __post_init__(self) -> None:
+        _at_least("batch_pages", self.batch_pages, 1)
+        _at_least("max_pages", self.max_pages, 1)
+        _at_least("max_bytes", self.max_bytes, 1)
+        _between("map_concurrency", self.map_concurrency, 1, 10_000)
+        _between("execution_timeout_minutes", self.execution_timeout_minutes, 1, _STANDARD_MAX_MINUTES)
+        if self.markdown_mode not in MARKDOWN_MODES:
+            raise ConfigError(f"context 'markdown_mode' must be one of {MARKDOWN_MODES}, got {self.markdown_mode!r}")
+        if self.database_secret_arn is not None and not _SECRET_ARN.match(self.database_secret_arn):
+            raise ConfigError(
+                "context 'database_secret_arn' must be the ARN of a Secrets Manager secret "
+                f"(arn:aws:secretsmanager:<region>:<account>:secret:<name>), got {self.database_secret_arn!r}"
+            )
+        if self.log_retention_days not in _RETENTION:
+            raise ConfigError(
+                f"context 'log_retention_days' must be one of {sorted(_RETENTION)} (CloudWatch Logs' periods), "
+                f"got {self.log_retention_days}"
+            )
+
+    @property
+    def log_retention(self) -> logs.RetentionDays:
+        return _RETENTION[self.log_retention_days]
+
+    @classmethod
+    def from_context(cls, node: Node) -> PipelineConfig:
+        """Read every setting from the context; absent keys keep their defaults. Values given on
+        the command line (``-c batch_pages=10``) arrive as strings and are converted here."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = node.try_get_context(f.name)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _int(f.name, raw) if isinstance(f.default, int) else str(raw)
+        return cls(**values)
+
+
+def _int(key: str, raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ConfigError(f"context {key!r} must be an integer, got {raw!r}")
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"context {key!r} must be an integer, got {raw!r}") from None
+    if isinstance(raw, float) and raw != value:
+        raise ConfigError(f"context {key!r} must be an integer, got {raw!r}")
+    return value
+
+
+def _at_least(key: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(f"context {key!r} must be at least {low}, got {value}")
+
+
+def _between(key: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"context {key!r} must be between {low} and {high}, got {value}")

@@ -1,0 +1,213 @@
+"""The pipeline's Lambda functions and how their code is packaged.
+
+Each function's asset is its handler folder (``lambdas/<stage>``) bundled locally, without
+Docker: pip installs the folder's requirements.txt for Lambda's platform (x86_64, CPython 3.12)
+and the handler modules plus the ``pagemill`` package are copied beside them. The library is
+copied as files; this module never imports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, Size
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.config import PipelineConfig
+from stacks.storage import DOCUMENTS_PREFIX, UPLOADS_PREFIX
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LIBRARY_DIR = "pagemill"
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+# PyMuPDF, onnxruntime and numpy publish x86_64 manylinux wheels that fit Lambda; no arm64 here.
+ARCHITECTURE = lambda_.Architecture.X86_64
+# Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34): any of these wheel tags load there.
+PIP_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64", "manylinux_2_34_x86_64")
+# Required by the BundlingOptions API only: local bundling always succeeds or raises, so Docker is never run.
+BUNDLING_IMAGE = DockerImage.from_registry("public.ecr.aws/sam/build-python3.12")
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+# Removed from a bundle after pip: what Lambda's Python runtime already provides (boto3 and its
+# dependencies, the serverless-python-requirements "noDeploy" list), console scripts, test
+# suites, C headers, and onnxruntime's C-API library (the Python binding does not load it).
+# Without this the extract bundle is about 300 MB, over Lambda's 250 MB.
+PRUNED = (
+    "boto3", "boto3-*.dist-info", "botocore", "botocore-*.dist-info", "s3transfer", "s3transfer-*.dist-info",
+    "jmespath", "jmespath-*.dist-info", "urllib3", "urllib3-*.dist-info", "dateutil", "python_dateutil-*.dist-info",
+    "six.py", "six-*.dist-info", "bin", "**/tests", "pymupdf/mupdf-devel", "onnxruntime/capi/libonnxruntime.so.*",
+)
+LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    source: str  # handler folder, relative to the repository root
+    handler: str
+    timeout: Duration
+    memory_mb: int
+    ephemeral_storage_mb: int = 512
+
+
+PLAN = HandlerSpec("lambdas/extract", "handler.plan", Duration.seconds(300), 2048)
+EXTRACT_BATCH = HandlerSpec("lambdas/extract", "handler.extract_batch", Duration.seconds(300), 3008, 2048)
+WRITE = HandlerSpec("lambdas/write", "handler.write", Duration.seconds(300), 1024)
+RECORD_FAILURE = HandlerSpec("lambdas/write", "handler.record_failure", Duration.seconds(60), 512)
+TRIGGER = HandlerSpec("lambdas/trigger", "handler.handler", Duration.seconds(30), 256)
+
+
+def _pip_command(requirements: Path, target: str) -> list[str]:
+    platforms = [arg for platform in PIP_PLATFORMS for arg in ("--platform", platform)]
+    return [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+        "--requirement", str(requirements), *platforms, "--only-binary=:all:", "--python-version", "3.12",
+        "--implementation", "cp", "--target", target,
+    ]
+
+
+@jsii.implements(ILocalBundling)
+class LocalPythonBundler:
+    """Builds a function's deployment folder on this machine: platform wheels + handler + library."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+
+    def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:  # noqa: ARG002 (jsii's signature)
+        requirements = self.source / "requirements.txt"
+        proc = subprocess.run(_pip_command(requirements, output_dir), capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"bundling {self.source.relative_to(REPO_ROOT)} failed: pip exited with {proc.returncode}\n"
+                f"{proc.stderr[-3000:]}"
+            )
+        out = Path(output_dir)
+        _prune(out)
+        for module in sorted(self.source.glob("*.py")):
+            shutil.copy2(module, out / module.name)
+        shutil.copytree(REPO_ROOT / LIBRARY_DIR, out / LIBRARY_DIR, ignore=_IGNORED, dirs_exist_ok=True)
+        size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and not p.is_symlink())
+        if size > LAMBDA_UNZIPPED_LIMIT_BYTES:
+            raise RuntimeError(
+                f"the bundle of {self.source.relative_to(REPO_ROOT)} is {size / 2**20:.0f} MiB unzipped, over "
+                f"Lambda's {LAMBDA_UNZIPPED_LIMIT_BYTES / 2**20:.0f} MiB: trim {self.source.name}/requirements.txt"
+            )
+        return True
+
+
+def _prune(bundle: Path) -> None:
+    for pattern in PRUNED:
+        for path in sorted(bundle.glob(pattern), reverse=True):  # deepest first
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+
+
+def _content_hash(source: Path) -> str:
+    """Everything that goes into a bundle: the handler folder, the library and the pip recipe.
+    CDK re-bundles exactly when this changes (the default would hash the handler folder alone
+    and miss changes to the library)."""
+    digest = hashlib.sha256(" ".join([*_pip_command(Path("requirements.txt"), "out")[3:], *PRUNED]).encode())
+    for root in (source, REPO_ROOT / LIBRARY_DIR):
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            if "__pycache__" in path.parts or path.suffix == ".pyc":
+                continue
+            digest.update(str(path.relative_to(REPO_ROOT)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _code(source: str) -> lambda_.Code:
+    folder = REPO_ROOT / source
+    return lambda_.Code.from_asset(
+        str(folder),
+        asset_hash_type=AssetHashType.CUSTOM,
+        asset_hash=_content_hash(folder),
+        bundling=BundlingOptions(image=BUNDLING_IMAGE, local=LocalPythonBundler(folder)),
+    )
+
+
+class PipelineFunctions(Construct):
+    """Plan, ExtractBatch, Write, RecordFailure and the upload trigger, each with least-privilege
+    access to the bucket. Each function carries ``pagemill:source`` metadata naming its handler
+    folder, for tools that run the template's functions locally."""
+
+    def __init__(self, scope: Construct, id_: str, *, bucket: s3.IBucket, config: PipelineConfig) -> None:
+        super().__init__(scope, id_)
+        self._config = config
+        # One asset per handler folder: Plan and ExtractBatch share the extract bundle.
+        self._codes: dict[str, lambda_.Code] = {}
+        pipeline_env = {
+            "PAGEMILL_WORK_BUCKET": bucket.bucket_name,
+            "PAGEMILL_BATCH_PAGES": str(config.batch_pages),
+            "PAGEMILL_MAX_PAGES": str(config.max_pages),
+            "PAGEMILL_MAX_BYTES": str(config.max_bytes),
+            "PAGEMILL_MARKDOWN_MODE": config.markdown_mode,
+        }
+        database_env = {"DATABASE_SECRET_ARN": config.database_secret_arn} if config.database_secret_arn else {}
+
+        self.plan = self._function("PlanFunction", PLAN, {**pipeline_env, **database_env})
+        self.extract_batch = self._function("ExtractBatchFunction", EXTRACT_BATCH, pipeline_env)
+        self.write = self._function("WriteFunction", WRITE, {**pipeline_env, **database_env})
+        self.record_failure = self._function("RecordFailureFunction", RECORD_FAILURE, {**pipeline_env, **database_env})
+        self.trigger = self._function("TriggerFunction", TRIGGER, {})
+
+        uploads, documents = f"{UPLOADS_PREFIX}*", f"{DOCUMENTS_PREFIX}*"
+        bucket.grant_read(self.plan, uploads)
+        bucket.grant_put(self.plan, documents)
+        bucket.grant_read(self.extract_batch, uploads)
+        bucket.grant_put(self.extract_batch, documents)
+        bucket.grant_read(self.write, documents)
+        bucket.grant_read(self.record_failure, uploads)
+        if config.database_secret_arn:
+            for function in (self.plan, self.write, self.record_failure):
+                _grant_secret_read(function, config.database_secret_arn)
+
+    @property
+    def pipeline(self) -> tuple[lambda_.Function, ...]:
+        """The functions the state machine invokes."""
+        return (self.plan, self.extract_batch, self.write, self.record_failure)
+
+    def _function(self, id_: str, spec: HandlerSpec, environment: dict[str, str]) -> lambda_.Function:
+        if spec.source not in self._codes:
+            self._codes[spec.source] = _code(spec.source)
+        log_group = logs.LogGroup(self, f"{id_}Logs", retention=self._config.log_retention)
+        function = lambda_.Function(
+            self,
+            id_,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            code=self._codes[spec.source],
+            handler=spec.handler,
+            timeout=spec.timeout,
+            memory_size=spec.memory_mb,
+            ephemeral_storage_size=Size.mebibytes(spec.ephemeral_storage_mb),
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": "pagemill",
+                "POWERTOOLS_METRICS_NAMESPACE": "Pagemill",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+                **environment,
+            },
+        )
+        function.node.default_child.add_metadata("pagemill:source", spec.source)
+        return function
+
+
+def _grant_secret_read(function: lambda_.Function, secret_arn: str) -> None:
+    # Both spellings: a complete ARN (with Secrets Manager's 6-character suffix) and a partial one.
+    function.add_to_role_policy(
+        iam.PolicyStatement(
+            actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            resources=[secret_arn, f"{secret_arn}-??????"],
+        )
+    )

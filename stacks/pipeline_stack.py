@@ -1,0 +1,32 @@
+"""The pagemill stack: composes storage, functions and the state machine from one config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from stacks.config import PipelineConfig
+from stacks.functions import PipelineFunctions
+from stacks.state_machine import DocumentStateMachine
+from stacks.storage import Storage
+
+
+class PipelineStack(Stack):
+    def __init__(self, scope: Construct, id_: str, *, config: PipelineConfig, **kwargs: Any) -> None:
+        super().__init__(scope, id_, **kwargs)
+        storage = Storage(self, "Storage")
+        functions = PipelineFunctions(self, "Functions", bucket=storage.bucket, config=config)
+        documents = DocumentStateMachine(self, "Documents", functions=functions, bucket=storage.bucket, config=config)
+
+        # The trigger starts executions; the upload rule invokes the trigger.
+        functions.trigger.add_environment("STATE_MACHINE_ARN", documents.state_machine.state_machine_arn)
+        documents.state_machine.grant_start_execution(functions.trigger)
+        storage.trigger_on_upload(functions.trigger)
+
+        self.storage = storage
+        self.functions = functions
+        self.documents = documents
+        CfnOutput(self, "BucketName", value=storage.bucket.bucket_name, description="Upload PDFs under uploads/")
+        CfnOutput(self, "StateMachineArn", value=documents.state_machine.state_machine_arn)

@@ -1,0 +1,105 @@
+"""The local Lambda runtime enforces what Lambda enforces, with Lambda's error types."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pagemill.local.lambda_runtime import FunctionSpec, LambdaRuntime
+
+HANDLER = textwrap.dedent(
+    """
+    import os, time
+
+    class Refused(Exception):
+        pass
+
+    def echo(event, context):
+        return {"event": event, "name": context.function_name, "memory": context.memory_limit_in_mb,
+                "setting": os.environ.get("SETTING"), "base": os.environ.get("BASE")}
+
+    def fail(event, context):
+        raise Refused("the input is bad")
+
+    def sleep(event, context):
+        time.sleep(event["seconds"])
+        return "woke"
+
+    def hog(event, context):
+        blocks = []
+        while True:
+            blocks.append(bytearray(50 * 1024 * 1024))
+            time.sleep(0.01)
+
+    def die(event, context):
+        os.kill(os.getpid(), 9)
+    """
+)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[LambdaRuntime]:
+    (tmp_path / "handler.py").write_text(HANDLER)
+
+    def spec(name: str, handler: str, timeout: float = 10, memory: int = 1024, env: dict | None = None) -> FunctionSpec:
+        return FunctionSpec(name=name, source_dir=tmp_path, handler=handler, timeout_s=timeout, memory_mb=memory,
+                            environment=env or {})
+
+    functions = {
+        "Echo": spec("Echo", "handler.echo", env={"SETTING": "on"}),
+        "Fail": spec("Fail", "handler.fail"),
+        "Sleep": spec("Sleep", "handler.sleep", timeout=1),
+        "Hog": spec("Hog", "handler.hog", memory=300),
+        "Die": spec("Die", "handler.die"),
+    }
+    rt = LambdaRuntime(functions, workers=1, base_env={"BASE": "yes"})
+    yield rt
+    rt.close()
+
+
+def test_returns_the_handler_result_with_context_and_environment(runtime: LambdaRuntime) -> None:
+    result = runtime.invoke("arn:aws:lambda:us-east-1:123456789012:function:Echo", b'{"a": 1}')
+    assert result.function_error is None
+    assert json.loads(result.payload) == {"event": {"a": 1}, "name": "Echo", "memory": 1024, "setting": "on", "base": "yes"}
+
+
+def test_an_exception_is_reported_with_its_class_as_error_type(runtime: LambdaRuntime) -> None:
+    result = runtime.invoke("Fail", b"{}")
+    assert result.function_error == "Unhandled"
+    body = json.loads(result.payload)
+    assert body["errorType"] == "Refused" and body["errorMessage"] == "the input is bad"
+
+
+def test_a_function_past_its_timeout_is_killed_and_the_pool_recovers(runtime: LambdaRuntime) -> None:
+    pid = runtime.worker_pids()[0]
+    result = runtime.invoke("Sleep", b'{"seconds": 30}')
+    assert result.error_type == "Sandbox.Timedout"
+    assert result.seconds < 10
+    assert runtime.worker_pids() != [pid]
+    assert json.loads(runtime.invoke("Sleep", b'{"seconds": 0}').payload) == "woke"
+
+
+def test_a_function_over_its_memory_size_is_killed(runtime: LambdaRuntime) -> None:
+    result = runtime.invoke("Hog", b"{}")
+    assert result.error_type == "Runtime.OutOfMemory"
+    assert runtime.invoke("Echo", b"{}").function_error is None
+
+
+def test_a_crashed_worker_is_an_exit_error_and_is_replaced(runtime: LambdaRuntime) -> None:
+    result = runtime.invoke("Die", b"{}")
+    assert result.error_type == "Runtime.ExitError"
+    assert "signal: kill" in json.loads(result.payload)["errorMessage"]
+    assert runtime.invoke("Echo", b"{}").function_error is None
+
+
+def test_function_environment_does_not_leak_into_other_functions(runtime: LambdaRuntime) -> None:
+    runtime.invoke("Echo", b"{}")
+    assert json.loads(runtime.invoke("Echo", b"{}").payload)["setting"] == "on"
+    other = FunctionSpec(name="Echo2", source_dir=runtime.functions["Echo"].source_dir, handler="handler.echo",
+                         timeout_s=5, memory_mb=512)
+    runtime.functions["Echo2"] = other
+    assert json.loads(runtime.invoke("Echo2", b"{}").payload)["setting"] is None
