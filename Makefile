@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .PHONY: install demo test synth bench clean
 
@@ -23,7 +24,7 @@ demo: install
 	$(BIN)/pagemill demo
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 synth: install node_modules/.bin/cdk
 	node_modules/.bin/cdk synth --app "$(BIN)/python app.py" --output cdk.out --quiet

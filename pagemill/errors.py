@@ -62,6 +62,11 @@ class StorageUnavailable(TransientError):
     pass
 
 
+class WorkerInterrupted(TransientError):
+    """A worker was told to stop (SIGTERM: spot reclaim, scale-in, StopTask) before it finished;
+    the same input on a fresh worker can succeed."""
+
+
 class InternalError(PagemillError):
     """A defect or a broken invariant in pagemill itself (e.g. a batch result is missing)."""
 

@@ -16,6 +16,7 @@ import pymupdf4llm
 from pymupdf4llm.helpers import pymupdf_rag
 
 from pagemill.chunking import chunk_pages
+from pagemill.pdf import MUPDF_ERRORS
 from pagemill.models import BatchResult, ImageOccurrence, PageRecord, SkippedImage
 from pagemill.settings import Settings
 
@@ -26,7 +27,7 @@ ImageSink = Callable[[str, str, bytes], str]
 
 # What PyMuPDF raises for content it cannot read: its own RuntimeError subclasses, or the
 # MuPDF binding's FzErrorBase family (FzErrorFormat, FzErrorSyntax, ...).
-_MUPDF_ERRORS = (RuntimeError, pymupdf.mupdf.FzErrorBase)
+MUPDF_ERRORS = (RuntimeError, pymupdf.mupdf.FzErrorBase)
 
 
 @dataclass
@@ -144,7 +145,7 @@ class _ImageCollector:
             return self._by_xref[xref]
         try:
             extracted = self._doc.extract_image(xref)
-        except _MUPDF_ERRORS as exc:
+        except MUPDF_ERRORS as exc:
             log.warning("unreadable image", extra={"xref": xref, "error": str(exc)})
             extracted = None
         if extracted and extracted.get("image"):
@@ -180,7 +181,7 @@ def _locate(page: pymupdf.Page, item: tuple, risky: bool) -> tuple[float, float,
         else:
             rects = page.get_image_rects(item[0])
             rect = rects[0] if rects else None
-    except _MUPDF_ERRORS as exc:
+    except MUPDF_ERRORS as exc:
         log.warning("image position unknown", extra={"page": page.number + 1, "xref": item[0], "error": str(exc)})
         return _UNKNOWN_BBOX
     if rect is None or rect.is_empty or rect.is_infinite:
@@ -197,12 +198,12 @@ def _markdown(doc: pymupdf.Document, page_indexes: list[int], text_only: set[int
     if ordinary:
         try:
             out.update(_full_markdown(doc, ordinary, mode))
-        except _MUPDF_ERRORS:
+        except MUPDF_ERRORS:
             # One bad page fails the whole call: redo page by page so only that page loses layout.
             for index in ordinary:
                 try:
                     out.update(_full_markdown(doc, [index], mode))
-                except _MUPDF_ERRORS as exc:
+                except MUPDF_ERRORS as exc:
                     log.warning("markdown falls back to text", extra={"page": index + 1, "error": str(exc)})
                     fallback.append(index)
     if fallback:

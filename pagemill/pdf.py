@@ -24,7 +24,7 @@ _HEADER_WINDOW = 1024
 
 # What MuPDF raises for a damaged file: the Python layer's FileDataError (a RuntimeError)
 # on open, the C++ binding's FzErrorBase family (e.g. FzErrorFormat) on page loading.
-_MUPDF_ERRORS = (RuntimeError, pymupdf.mupdf.FzErrorBase)
+MUPDF_ERRORS = (RuntimeError, pymupdf.mupdf.FzErrorBase)
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def open_pdf(path: str | os.PathLike[str], settings: Settings) -> pymupdf.Docume
 
     try:
         doc = pymupdf.open(path, filetype="pdf")
-    except _MUPDF_ERRORS as exc:
+    except MUPDF_ERRORS as exc:
         raise MalformedPdf(
             f"The PDF is damaged and cannot be read ({_short(exc)}); re-export or repair it and upload it again."
         ) from exc
@@ -80,7 +80,7 @@ def _check_document(doc: pymupdf.Document, settings: Settings) -> None:
     for index in range(doc.page_count):
         try:
             doc.load_page(index)
-        except _MUPDF_ERRORS as exc:
+        except MUPDF_ERRORS as exc:
             raise MalformedPdf(
                 f"Page {index + 1} of {doc.page_count} cannot be read ({_short(exc)}); "
                 "re-export or repair the PDF and upload it again."

@@ -1,4 +1,4 @@
-"""Write and RecordFailure: thin handlers over pagemill.stages."""
+"""Write and RecordFailure: thin handlers over pagemill.stages.writing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pagemill import stages
+from pagemill.stages import StageContext, writing
 from pagemill.edge import client, db_connection, handler_env
 
 if TYPE_CHECKING:
@@ -18,9 +18,9 @@ tracer = Tracer()
 metrics = Metrics()
 
 
-def _context() -> stages.StageContext:
+def _context() -> StageContext:
     env = handler_env()
-    return stages.StageContext(s3=client("s3"), settings=env.settings, work_bucket=env.work_bucket)
+    return StageContext(s3=client("s3"), settings=env.settings, work_bucket=env.work_bucket)
 
 
 @logger.inject_lambda_context
@@ -28,7 +28,7 @@ def _context() -> stages.StageContext:
 @metrics.log_metrics
 def write(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     logger.append_keys(document_id=event["document_id"])
-    counts = stages.write(
+    counts = writing.write(
         _context(), db_connection(), document_id=event["document_id"], manifest_key=event["manifest_key"],
         execution_arn=event.get("execution_arn"), started_at=event.get("started_at"),
     )
@@ -44,7 +44,7 @@ def write(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
 def record_failure(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
     state = event["state"]
     logger.append_keys(key=state.get("source", {}).get("key"), document_id=(state.get("plan") or {}).get("document_id"))
-    recorded = stages.record_failure(_context(), db_connection(), state, event.get("execution_arn"))
+    recorded = writing.record_failure(_context(), db_connection(), state, event.get("execution_arn"))
     logger.warning("document failed", extra=recorded)
     metrics.add_metric(name="DocumentsFailed", unit=MetricUnit.Count, value=1)
     return recorded

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pagemill.errors import InternalError, PagemillError, TransientError
+from pagemill.errors import InternalError, PagemillError, WorkerInterrupted
+
+__all__ = ["ClipModelError", "ImageRejected", "TaskAbandoned", "WorkerInterrupted", "WorkerMisconfigured"]
 
 
 class ImageRejected(PagemillError):
@@ -27,7 +29,3 @@ class TaskAbandoned(PagemillError):
     """Step Functions rejected a heartbeat: the task timed out or the execution ended, so nobody
     waits for this worker's result any more."""
 
-
-class WorkerInterrupted(TransientError):
-    """The worker was told to stop (SIGTERM: spot reclaim, scale-in, StopTask) before it finished;
-    the same input on a fresh worker can succeed."""

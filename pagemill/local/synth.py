@@ -57,6 +57,7 @@ def _run_app(root: Path, out: Path) -> None:
         "CDK_OUTDIR": str(staging),
         "CDK_CONTEXT_JSON": json.dumps(context),
         "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
     }
     log.info("synthesizing the CDK app", extra={"out": str(out)})
     proc = subprocess.run(
@@ -82,4 +83,4 @@ def _stack_template(out: Path) -> tuple[Path, str]:
         raise SynthError(f"expected one stack in {out}, found {[n for n, _ in stacks]}")
     name, artifact = stacks[0]
     template = out / artifact["properties"]["templateFile"]
-    return template, artifact.get("displayName", name)
+    return template, artifact["properties"].get("stackName", name)

@@ -47,7 +47,7 @@ def test_sample_catalog_goes_through_every_state(engine: LocalEngine, db, catalo
     # THEN the execution succeeded through Plan → ExtractPages → Write
     assert run.status == "SUCCEEDED", document(db, run.document_id)
     visited = engine.visited_states(run.execution_arn)
-    for state in ("Plan", "ExtractPages", "ExtractBatch", "Write", "Done"):
+    for state in ("Plan", "ExtractPages", "Write", "Done"):
         assert state in visited
     assert "RecordFailure" not in visited
     # AND PostgreSQL holds one row per page, every distinct image once, the logo on every page

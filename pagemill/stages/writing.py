@@ -1,112 +1,22 @@
-"""The pipeline's stages as plain functions: what each Lambda does, with its S3 client and
-database connection passed in. The handlers, the local engine's workers, the tests and the
-benchmarks all call these."""
+"""Write and RecordFailure."""
 
 from __future__ import annotations
 
 import json
 import logging
-import mimetypes
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
-
-import pymupdf
 
 from pagemill import layout, storage
 from pagemill.db import documents
 from pagemill.db.write import write_document
-from pagemill.errors import InternalError, MalformedPdf, PagemillError, input_error_names
-from pagemill.extract import extract_pages
+from pagemill.errors import InternalError, PagemillError, input_error_names
 from pagemill.models import BatchResult, BatchSpec, SourceObject
-from pagemill.pdf import inspect_pdf, open_pdf, plan_batches
-from pagemill.settings import Settings
+from pagemill.stages import StageContext, document_id_for
 
 log = logging.getLogger(__name__)
-
-
-def document_id_for(sha256: str) -> str:
-    """Document identity is the content: the same bytes under any key are one document."""
-    return sha256[:32]
-
-
-@dataclass(frozen=True)
-class StageContext:
-    """What every stage needs from the edge: clients, settings, where to put work."""
-
-    s3: Any
-    settings: Settings
-    work_bucket: str
-    scratch: Path = Path(tempfile.gettempdir()) / "pagemill"
-
-
-def plan(ctx: StageContext, conn: Any, source: SourceObject, execution_arn: str | None) -> dict[str, Any]:
-    started = time.monotonic()
-    ctx.scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=ctx.scratch, suffix=".pdf") as tmp:
-        path = Path(tmp.name)
-        sha256, size = storage.download(ctx.s3, source, path)
-        document_id = document_id_for(sha256)
-        outcome = documents.register_document(
-            conn, document_id=document_id, sha256=sha256, size_bytes=size, source=source,
-            execution_arn=execution_arn,
-        )
-        if outcome.duplicate:
-            log.info("content already processed", extra={"document_id": document_id})
-            return {
-                "document_id": document_id, "page_count": outcome.page_count or 0, "batch_count": 0,
-                "manifest_key": "", "duplicate": True,
-            }
-        doc = open_pdf(path, ctx.settings)
-        try:
-            info = inspect_pdf(doc)
-        finally:
-            doc.close()
-    ranges = plan_batches(info.images_per_page, ctx.settings)
-    manifest = [
-        BatchSpec(document_id=document_id, source=source, batch_no=n, first_page=a, last_page=b).to_dict()
-        for n, (a, b) in enumerate(ranges)
-    ]
-    manifest_key = layout.manifest_key(document_id)
-    storage.put_json(ctx.s3, ctx.work_bucket, manifest_key, manifest)
-    documents.set_page_count(conn, document_id, info.page_count)
-    log.info(
-        "planned", extra={"document_id": document_id, "pages": info.page_count, "batches": len(ranges),
-                          "seconds": round(time.monotonic() - started, 3)},
-    )
-    return {
-        "document_id": document_id, "page_count": info.page_count, "batch_count": len(ranges),
-        "manifest_key": manifest_key, "duplicate": False,
-    }
-
-
-def extract_batch(ctx: StageContext, spec: BatchSpec, cache: storage.SourceCache) -> dict[str, Any]:
-    path = cache.fetch(ctx.s3, spec.source)
-    try:
-        doc = pymupdf.open(path)
-    except (pymupdf.FileDataError, RuntimeError) as exc:
-        raise MalformedPdf(f"The PDF could not be reopened for pages {spec.first_page}-{spec.last_page}: {exc}") from exc
-
-    def store_image(sha256: str, ext: str, data: bytes) -> str:
-        key = layout.image_key(spec.document_id, sha256, ext)
-        content_type = mimetypes.types_map.get(f".{ext}", "application/octet-stream")
-        storage.put_bytes(ctx.s3, ctx.work_bucket, key, data, content_type)
-        return key
-
-    try:
-        result = extract_pages(
-            doc, document_id=spec.document_id, batch_no=spec.batch_no, first_page=spec.first_page,
-            last_page=spec.last_page, settings=ctx.settings, store_image=store_image,
-        )
-    finally:
-        doc.close()
-    key = layout.batch_result_key(spec.document_id, spec.first_page, spec.last_page)
-    storage.put_json(ctx.s3, ctx.work_bucket, key, result.to_dict())
-    return {"result_key": key, "pages": len(result.pages), "images": len(result.images)}
 
 
 def write(

@@ -1,0 +1,87 @@
+"""Plan and ExtractBatch."""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pymupdf
+
+from pagemill import layout, storage
+from pagemill.db import documents
+from pagemill.errors import MalformedPdf
+from pagemill.extract import extract_pages
+from pagemill.models import BatchSpec, SourceObject
+from pagemill.pdf import MUPDF_ERRORS, inspect_pdf, open_pdf, plan_batches
+from pagemill.stages import StageContext, document_id_for
+
+log = logging.getLogger(__name__)
+
+
+def plan(ctx: StageContext, conn: Any, source: SourceObject, execution_arn: str | None) -> dict[str, Any]:
+    started = time.monotonic()
+    ctx.scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=ctx.scratch, suffix=".pdf") as tmp:
+        path = Path(tmp.name)
+        sha256, size = storage.download(ctx.s3, source, path)
+        document_id = document_id_for(sha256)
+        outcome = documents.register_document(
+            conn, document_id=document_id, sha256=sha256, size_bytes=size, source=source,
+            execution_arn=execution_arn,
+        )
+        if outcome.duplicate:
+            log.info("content already processed", extra={"document_id": document_id})
+            return {
+                "document_id": document_id, "page_count": outcome.page_count or 0, "batch_count": 0,
+                "manifest_key": "", "duplicate": True,
+            }
+        doc = open_pdf(path, ctx.settings)
+        try:
+            info = inspect_pdf(doc)
+        finally:
+            doc.close()
+    ranges = plan_batches(info.images_per_page, ctx.settings)
+    manifest = [
+        BatchSpec(document_id=document_id, source=source, batch_no=n, first_page=a, last_page=b).to_dict()
+        for n, (a, b) in enumerate(ranges)
+    ]
+    manifest_key = layout.manifest_key(document_id)
+    storage.put_json(ctx.s3, ctx.work_bucket, manifest_key, manifest)
+    documents.set_page_count(conn, document_id, info.page_count)
+    log.info(
+        "planned", extra={"document_id": document_id, "pages": info.page_count, "batches": len(ranges),
+                          "seconds": round(time.monotonic() - started, 3)},
+    )
+    return {
+        "document_id": document_id, "page_count": info.page_count, "batch_count": len(ranges),
+        "manifest_key": manifest_key, "duplicate": False,
+    }
+
+
+def extract_batch(ctx: StageContext, spec: BatchSpec, cache: storage.SourceCache) -> dict[str, Any]:
+    path = cache.fetch(ctx.s3, spec.source)
+    try:
+        doc = pymupdf.open(path)
+    except MUPDF_ERRORS as exc:
+        raise MalformedPdf(f"The PDF could not be reopened for pages {spec.first_page}-{spec.last_page}: {exc}") from exc
+
+    def store_image(sha256: str, ext: str, data: bytes) -> str:
+        key = layout.image_key(spec.document_id, sha256, ext)
+        content_type = mimetypes.types_map.get(f".{ext}", "application/octet-stream")
+        storage.put_bytes(ctx.s3, ctx.work_bucket, key, data, content_type)
+        return key
+
+    try:
+        result = extract_pages(
+            doc, document_id=spec.document_id, batch_no=spec.batch_no, first_page=spec.first_page,
+            last_page=spec.last_page, settings=ctx.settings, store_image=store_image,
+        )
+    finally:
+        doc.close()
+    key = layout.batch_result_key(spec.document_id, spec.first_page, spec.last_page)
+    storage.put_json(ctx.s3, ctx.work_bucket, key, result.to_dict())
+    return {"result_key": key, "pages": len(result.pages), "images": len(result.images)}
