@@ -95,6 +95,8 @@ class LocalEngine:
 
     def _start(self, home: Path) -> None:
         assert self.deployment is not None
+        # The werkzeug server logs every request the workers make; that is noise here.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()

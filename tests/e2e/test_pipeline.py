@@ -120,8 +120,12 @@ def _encrypted(path: Path) -> Path:
 
 
 def _truncated(path: Path, good: Path) -> Path:
-    data = good.read_bytes()
-    path.write_bytes(data[: len(data) // 3])
+    """An interrupted download of a PDF whose objects live in object streams (as most modern
+    producers write them): what is left has no page tree at all."""
+    whole = path.with_suffix(".whole")
+    pymupdf.open(good).save(whole, garbage=3, deflate=True, use_objstms=1)
+    data = whole.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
     return path
 
 
@@ -129,6 +133,7 @@ BAD_INPUTS = {
     "encrypted.pdf": ("EncryptedPdf", "password"),
     "zero.pdf": ("EmptyFile", "empty"),
     "notes.pdf": ("NotAPdf", "not a PDF"),
+    "truncated.pdf": ("NoPages", "truncated"),
 }
 
 
