@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +15,8 @@ from rich.table import Table
 
 app = typer.Typer(help="pagemill: PDFs to pages, chunks and images in PostgreSQL.", no_args_is_help=True)
 err = Console(stderr=True)
-out = Console()
+# Piped output (CI logs, `| tee`) would otherwise be squeezed to 80 columns.
+out = Console() if sys.stdout.isatty() else Console(width=160)
 
 DatabaseUrlOption = Annotated[
     str | None,
@@ -86,8 +88,10 @@ _STATES = ("Plan", "ExtractPages", "Write", "RecordFailure")
 def _summary(results: list, url: str, out_dir: Path) -> None:
     states = [s for s in _STATES if any(s in r.state_seconds for r in results)]
     table = Table(title="pagemill run")
-    for column in ("document", "status", "pages", "chunks", "images", "seconds", *(f"{s} s" for s in states)):
-        table.add_column(column, justify="left" if column in ("document", "status") else "right")
+    table.add_column("document", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in ("pages", "chunks", "images", "seconds", *(f"{s} s" for s in states)):
+        table.add_column(column, justify="right")
     for r in results:
         status = {"succeeded": "[green]succeeded[/green]", "failed": "[red]failed[/red]"}.get(r.status, r.status)
         if r.duplicate:
@@ -100,7 +104,9 @@ def _summary(results: list, url: str, out_dir: Path) -> None:
     for r in results:
         if r.error:
             out.print(f"[red]{Path(r.source).name}[/red]: {r.error}")
-    out.print(f"results: {out_dir.resolve()}/<document_id>/    database: psql \"{url}\"")
+        elif r.out:
+            out.print(f"{Path(r.source).name}: {r.out}/", highlight=False)
+    out.print(f'database: psql "{url}"', highlight=False, soft_wrap=True)
 
 
 @app.command("db-url")

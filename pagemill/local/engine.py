@@ -97,6 +97,8 @@ class LocalEngine:
         assert self.deployment is not None
         # The werkzeug server logs every request the workers make; that is noise here.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        # The interpreter logs every failed execution at ERROR; the run reports failures itself.
+        logging.getLogger("moto").setLevel(logging.CRITICAL)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()

@@ -67,7 +67,13 @@ def run_documents(
             results = [_result(engine, conn, run) for run in runs]
             if out_dir is not None:
                 for result in results:
-                    if result.status == "succeeded":
+                    if result.status != "succeeded":
+                        continue
+                    if result.duplicate:
+                        # Its images lived in an earlier run's bucket; that run exported them.
+                        earlier = out_dir / result.document_id
+                        result.out = str(earlier) if earlier.is_dir() else None
+                    else:
                         result.out = str(
                             export_document(conn, engine.s3, engine.deployment.bucket_name, result.document_id, out_dir)
                         )

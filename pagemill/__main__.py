@@ -1,0 +1,3 @@
+from pagemill.cli import app
+
+app(prog_name="pagemill")

@@ -1,0 +1,76 @@
+"""The `pagemill` command as a user runs it: a real process, real output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pymupdf
+
+from tests.e2e.conftest import ROOT
+
+PAGEMILL = [sys.executable, "-m", "pagemill"]
+
+
+def pagemill(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PAGEMILL_HOME": str(home)}
+    env.pop("DATABASE_URL", None)
+    return subprocess.run([*PAGEMILL, *args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def test_run_json_reports_each_input_and_exits_nonzero_on_a_failure(
+    tmp_path: Path, module_database_url: str, engine_home: Path
+) -> None:
+    # GIVEN a folder with a good PDF and an empty one
+    folder = tmp_path / "in"
+    folder.mkdir()
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "Hello from the command line")
+    doc.save(folder / "hello.pdf")
+    (folder / "broken.pdf").write_bytes(b"")
+    # WHEN `pagemill run --json` processes the folder
+    result = pagemill("run", str(folder), "--json", "--out", str(tmp_path / "out"),
+                      "--database-url", module_database_url, home=engine_home)
+    # THEN it prints one object per input, exits 1, and exported the good one
+    assert result.returncode == 1, result.stderr
+    report = {Path(r["source"]).name: r for r in json.loads(result.stdout)}
+    assert set(report) == {"hello.pdf", "broken.pdf"}
+    hello, broken = report["hello.pdf"], report["broken.pdf"]
+    assert set(hello) == {"document_id", "source", "status", "pages", "chunks", "images", "error", "seconds", "execution_arn"}
+    assert (hello["status"], hello["pages"], hello["error"]) == ("succeeded", 1, None)
+    assert broken["status"] == "failed" and "empty" in broken["error"]
+    exported = tmp_path / "out" / hello["document_id"]
+    assert "Hello from the command line" in (exported / "pages" / "0001.md").read_text()
+
+
+def test_asl_prints_the_synthesized_definition_with_tokens_resolved(engine_home: Path) -> None:
+    result = pagemill("asl", home=engine_home)
+    assert result.returncode == 0, result.stderr
+    definition = json.loads(result.stdout)
+    assert definition["StartAt"] == "Plan"
+    assert {"Plan", "ExtractPages", "Write", "RecordFailure"} <= set(definition["States"])
+    assert "Fn::" not in result.stdout and '"Ref"' not in result.stdout
+    plan = definition["States"]["Plan"]
+    assert plan["Arguments" if "Arguments" in plan else "Parameters"]["FunctionName"].startswith("arn:aws:lambda:")
+
+
+def test_db_url_starts_the_embedded_server_and_it_outlives_the_command(tmp_path: Path) -> None:
+    from pagemill.db import embedded
+
+    home = tmp_path / "home"
+    try:
+        # WHEN `pagemill db-url` runs with no DATABASE_URL
+        result = pagemill("db-url", home=home)
+        assert result.returncode == 0, result.stderr
+        url = result.stdout.strip()
+        # THEN the URL it printed reaches a migrated PostgreSQL after the command exited
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            tables = {r[0] for r in conn.execute("select tablename from pg_tables where schemaname = 'public'")}
+        assert {"documents", "sources", "pages", "chunks", "images"} <= tables
+    finally:
+        embedded.stop(home)
