@@ -14,6 +14,7 @@ from urllib.parse import quote
 import boto3
 
 from pagemill.settings import Settings
+from pagemill.stages import StageContext
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ def database_url(env: HandlerEnv) -> str:
         f"postgresql://{user}:{password}@{secret['host']}:{secret.get('port', 5432)}/"
         f"{secret.get('dbname', 'postgres')}?sslmode=require"
     )
+
+
+def stage_context() -> StageContext:
+    env = handler_env()
+    return StageContext(s3=client("s3"), settings=env.settings, work_bucket=env.work_bucket)
 
 
 _connection: Any = None

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pagemill.stages import StageContext, extraction
-from pagemill.edge import client, db_connection, handler_env
+from pagemill.edge import db_connection, stage_context
 from pagemill.models import BatchSpec, SourceObject
+from pagemill.stages import extraction
 from pagemill.storage import SourceCache
 
 if TYPE_CHECKING:
@@ -25,18 +25,13 @@ metrics = Metrics()
 _sources = SourceCache(Path(f"/tmp/pagemill-sources/{os.getpid()}"))
 
 
-def _context() -> StageContext:
-    env = handler_env()
-    return StageContext(s3=client("s3"), settings=env.settings, work_bucket=env.work_bucket)
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     source = SourceObject.from_dict(event["source"])
     logger.append_keys(bucket=source.bucket, key=source.key, version_id=source.version_id)
-    result = extraction.plan(_context(), db_connection(), source, event.get("execution_arn"))
+    result = extraction.plan(stage_context(), db_connection(), source, event.get("execution_arn"))
     logger.append_keys(document_id=result["document_id"])
     metrics.add_metric(name="DocumentsPlanned", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="PagesPlanned", unit=MetricUnit.Count, value=result["page_count"])
@@ -49,7 +44,7 @@ def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 def extract_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     spec = BatchSpec.from_dict(event)
     logger.append_keys(document_id=spec.document_id, batch=spec.batch_no, pages=f"{spec.first_page}-{spec.last_page}")
-    result = extraction.extract_batch(_context(), spec, _sources)
+    result = extraction.extract_batch(stage_context(), spec, _sources)
     metrics.add_metric(name="PagesExtracted", unit=MetricUnit.Count, value=result["pages"])
     metrics.add_metric(name="ImagesExtracted", unit=MetricUnit.Count, value=result["images"])
     return result

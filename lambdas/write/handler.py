@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pagemill.stages import StageContext, writing
-from pagemill.edge import client, db_connection, handler_env
+from pagemill.edge import db_connection, stage_context
+from pagemill.stages import writing
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -18,18 +18,13 @@ tracer = Tracer()
 metrics = Metrics()
 
 
-def _context() -> StageContext:
-    env = handler_env()
-    return StageContext(s3=client("s3"), settings=env.settings, work_bucket=env.work_bucket)
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def write(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     logger.append_keys(document_id=event["document_id"])
     counts = writing.write(
-        _context(), db_connection(), document_id=event["document_id"], manifest_key=event["manifest_key"],
+        stage_context(), db_connection(), document_id=event["document_id"], manifest_key=event["manifest_key"],
         execution_arn=event.get("execution_arn"), started_at=event.get("started_at"),
     )
     metrics.add_metric(name="DocumentsSucceeded", unit=MetricUnit.Count, value=1)
@@ -44,7 +39,7 @@ def write(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
 def record_failure(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
     state = event["state"]
     logger.append_keys(key=state.get("source", {}).get("key"), document_id=(state.get("plan") or {}).get("document_id"))
-    recorded = writing.record_failure(_context(), db_connection(), state, event.get("execution_arn"))
+    recorded = writing.record_failure(stage_context(), db_connection(), state, event.get("execution_arn"))
     logger.warning("document failed", extra=recorded)
     metrics.add_metric(name="DocumentsFailed", unit=MetricUnit.Count, value=1)
     return recorded

@@ -63,8 +63,8 @@ class Invocation:
         return json.loads(self.payload).get("errorType")
 
 
-def _error_payload(error_type: str, message: str) -> bytes:
-    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+def _failure(error_type: str, message: str) -> Invocation:
+    return Invocation(json.dumps({"errorType": error_type, "errorMessage": message}).encode(), "Unhandled")
 
 
 class _Worker:
@@ -160,35 +160,21 @@ class LambdaRuntime:
                     spec, started, Invocation(body, None if status == "ok" else "Unhandled")
                 )
             if not worker.process.is_alive():
-                self._replace(worker)
-                return self._record(spec, started, _exit_error(_exit_reason(worker)))
-            if worker.rss_mb() > spec.memory_mb:
-                self._replace(worker)
-                return self._record(
-                    spec,
-                    started,
-                    Invocation(
-                        _error_payload(
-                            "Runtime.OutOfMemory",
-                            f"RequestId: {request_id} Error: Runtime exited with error: "
-                            f"memory limit of {spec.memory_mb} MB exceeded",
-                        ),
-                        "Unhandled",
-                    ),
+                failure = _exit_error(_exit_reason(worker))
+            elif worker.rss_mb() > spec.memory_mb:
+                failure = _failure(
+                    "Runtime.OutOfMemory",
+                    f"RequestId: {request_id} Error: Runtime exited with error: "
+                    f"memory limit of {spec.memory_mb} MB exceeded",
                 )
-            if time.monotonic() > deadline:
-                self._replace(worker)
-                return self._record(
-                    spec,
-                    started,
-                    Invocation(
-                        _error_payload(
-                            "Sandbox.Timedout",
-                            f"RequestId: {request_id} Error: Task timed out after {spec.timeout_s:.2f} seconds",
-                        ),
-                        "Unhandled",
-                    ),
+            elif time.monotonic() > deadline:
+                failure = _failure(
+                    "Sandbox.Timedout", f"RequestId: {request_id} Error: Task timed out after {spec.timeout_s:.2f} seconds"
                 )
+            else:
+                continue
+            self._replace(worker)
+            return self._record(spec, started, failure)
 
     def _record(self, spec: FunctionSpec, started: float, result: Invocation) -> Invocation:
         seconds = time.monotonic() - started
@@ -225,9 +211,7 @@ def _signal_name(signum: int) -> str:
 
 
 def _exit_error(reason: str) -> Invocation:
-    return Invocation(
-        _error_payload("Runtime.ExitError", f"Runtime exited with error: {reason}"), "Unhandled"
-    )
+    return _failure("Runtime.ExitError", f"Runtime exited with error: {reason}")
 
 
 # --- worker process -----------------------------------------------------------------------
