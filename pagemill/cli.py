@@ -128,11 +128,11 @@ def migrate(database_url: DatabaseUrlOption = None) -> None:
 @app.command()
 def asl() -> None:
     """Print the state machine definition as synthesized, with CloudFormation tokens resolved."""
-    from pagemill.local.synth import synthesize
+    from pagemill.local.synth import PROJECT_ROOT, synthesize
     from pagemill.local.template import load_deployment
 
     template, stack = synthesize(_home() / "synth")
-    out.print_json(json.dumps(load_deployment(template, stack).definition))
+    out.print_json(json.dumps(load_deployment(template, stack, PROJECT_ROOT).definition))
 
 
 @app.command()

@@ -8,6 +8,7 @@ import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -62,6 +63,34 @@ def database_url(env: HandlerEnv) -> str:
 def stage_context() -> StageContext:
     env = handler_env()
     return StageContext(s3=client("s3"), settings=env.settings, work_bucket=env.work_bucket)
+
+
+@lru_cache(maxsize=1)
+def clip_model() -> Any:
+    """The CLIP model, loaded once per execution environment; on Lambda the folder is filled
+    from PAGEMILL_CLIP_S3_URI at the first cold start (the model is too large for the bundle)."""
+    from pagemill.clip.model import ClipModel
+
+    settings = handler_env().settings
+    if not settings.clip_dir:
+        raise RuntimeError("PAGEMILL_CLIP_DIR is not set: the function has no CLIP model")
+    directory = Path(settings.clip_dir)
+    if not (directory / "model.json").is_file():
+        if not settings.clip_s3_uri:
+            raise RuntimeError(f"no CLIP model in {directory} and PAGEMILL_CLIP_S3_URI is not set")
+        _download_prefix(settings.clip_s3_uri, directory)
+    return ClipModel.load(directory)
+
+
+def _download_prefix(uri: str, directory: Path) -> None:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    directory.mkdir(parents=True, exist_ok=True)
+    s3 = client("s3")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            name = obj["Key"].rsplit("/", 1)[-1]
+            if name:
+                s3.download_file(bucket, obj["Key"], str(directory / name))
 
 
 _connection: Any = None

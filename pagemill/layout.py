@@ -32,3 +32,12 @@ def pages_in_batch_key(key: str) -> int:
 
 def image_key(document_id: str, sha256: str, ext: str) -> str:
     return f"{document_prefix(document_id)}images/{sha256}.{ext}"
+
+
+def image_list_key(document_id: str) -> str:
+    """The document's distinct images, the input of the Enrich stage."""
+    return f"{document_prefix(document_id)}images.json"
+
+
+def embeddings_prefix(document_id: str) -> str:
+    return f"{document_prefix(document_id)}embeddings/"

@@ -30,6 +30,14 @@ class Settings:
     # "legacy": pymupdf4llm without the layout model (about 3x faster, tables detected);
     # "layout": pymupdf4llm's ONNX layout model.
     markdown_mode: str = "legacy"
+    # Embeddings: documents with at least gpu_min_images distinct images go to the GPU
+    # container; fewer are embedded in a CPU Lambda (no GPU start-up wait).
+    gpu_min_images: int = 200
+    embed_batch_size: int = 16
+    # The CLIP model folder (model.json, image_encoder.onnx, text_encoder.onnx, tokenizer.json);
+    # on Lambda it is filled from clip_s3_uri at the first cold start.
+    clip_dir: str = ""
+    clip_s3_uri: str = ""
     database_url: str | None = None
 
     @classmethod

@@ -23,11 +23,14 @@ from unittest import mock
 import boto3
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.ecs.models import EC2ContainerServiceBackend
 from moto.server import ThreadedMotoServer
 
 from pagemill import layout
 from pagemill.local.lambda_runtime import LambdaRuntime
-from pagemill.local.synth import synthesize
+from pagemill.clip.testmodel import ensure_test_model
+from pagemill.local.containers import LocalContainers
+from pagemill.local.synth import PROJECT_ROOT, synthesize
 from pagemill.local.template import REGION, LocalDeployment, load_deployment
 from pagemill.models import SourceObject
 from pagemill.stages import document_id_for
@@ -73,7 +76,8 @@ class LocalEngine:
         self.runtime: LambdaRuntime | None = None
         self._mock: Any = None
         self._server: ThreadedMotoServer | None = None
-        self._patch: Any = None
+        self._patches: list[Any] = []
+        self.containers: LocalContainers | None = None
         self.state_machine_arn = ""
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -81,7 +85,7 @@ class LocalEngine:
     def __enter__(self) -> LocalEngine:
         home = self.options.home
         template, stack_name = synthesize(home / "synth")
-        self.deployment = load_deployment(template, stack_name)
+        self.deployment = load_deployment(template, stack_name, PROJECT_ROOT)
         self._mock = mock_aws(
             config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
         )
@@ -124,6 +128,10 @@ class LocalEngine:
             "DATABASE_URL": self.options.database_url,
             # No X-Ray daemon locally; logs and metrics still go to the function log.
             "POWERTOOLS_TRACE_DISABLED": "true",
+            # No CLIP weights are installable here: the generated CLIP-shaped model stands in,
+            # loaded by the production code path. PAGEMILL_CLIP_DIR points at a real export.
+            "PAGEMILL_CLIP_DIR": os.environ.get("PAGEMILL_CLIP_DIR")
+            or str(ensure_test_model(self.options.home / "clip-test-model")),
             **self.options.function_env,
         }
         self.runtime = LambdaRuntime(
@@ -138,12 +146,21 @@ class LocalEngine:
                 response_headers["x-amz-function-error"] = result.function_error
             return result.payload
 
-        self._patch = mock.patch.object(LambdaSimpleBackend, "invoke", invoke)
-        self._patch.start()
+        self.containers = LocalContainers(self.deployment.containers, base_env=base_env, log_path=self.log_path)
+        self._patches = [
+            mock.patch.object(LambdaSimpleBackend, "invoke", invoke),
+            # moto cannot place ECS tasks; RunTask starts the container's worker as a process.
+            mock.patch.object(EC2ContainerServiceBackend, "run_task", self.containers.run_task),
+            mock.patch.object(EC2ContainerServiceBackend, "describe_tasks", self.containers.describe_tasks),
+        ]
+        for patch in self._patches:
+            patch.start()
 
     def __exit__(self, *exc: object) -> None:
-        if self._patch is not None:
-            self._patch.stop()
+        for patch in self._patches:
+            patch.stop()
+        if self.containers is not None:
+            self.containers.close()
         if self.runtime is not None:
             self.runtime.close()
         if self._server is not None:

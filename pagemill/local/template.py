@@ -28,6 +28,16 @@ class TemplateError(Exception):
 
 
 @dataclass(frozen=True)
+class ContainerSpec:
+    """An ECS task definition the local engine runs as a process: its entrypoint script is
+    ``worker.py`` in the source folder the stack names (metadata ``pagemill:source``)."""
+
+    name: str
+    source_dir: Path
+    environment: dict[str, str]
+
+
+@dataclass(frozen=True)
 class LocalDeployment:
     stack_name: str
     definition: dict[str, Any]
@@ -35,6 +45,7 @@ class LocalDeployment:
     role_arn: str
     bucket_name: str
     functions: dict[str, FunctionSpec]
+    containers: dict[str, ContainerSpec]
 
 
 class _Resolver:
@@ -108,7 +119,7 @@ class _Resolver:
         return {k: self.resolve(v) for k, v in value.items()}
 
 
-def load_deployment(template_path: Path, stack_name: str) -> LocalDeployment:
+def load_deployment(template_path: Path, stack_name: str, root: Path) -> LocalDeployment:
     template = json.loads(template_path.read_text())
     resolver = _Resolver(template, stack_name)
     machines = _of_type(template, "AWS::StepFunctions::StateMachine")
@@ -125,6 +136,18 @@ def load_deployment(template_path: Path, stack_name: str) -> LocalDeployment:
         for logical_id, resource in _of_type(template, "AWS::Lambda::Function").items()
         if "aws:asset:path" in resource.get("Metadata", {})
     }
+    containers = {
+        logical_id: ContainerSpec(
+            name=logical_id,
+            source_dir=root / resource["Metadata"]["pagemill:source"],
+            environment={
+                e["Name"]: str(e["Value"])
+                for e in resolver.resolve(resource["Properties"]["ContainerDefinitions"][0].get("Environment", []))
+            },
+        )
+        for logical_id, resource in _of_type(template, "AWS::ECS::TaskDefinition").items()
+        if "pagemill:source" in resource.get("Metadata", {})
+    }
     return LocalDeployment(
         stack_name=stack_name,
         definition=definition,
@@ -132,6 +155,7 @@ def load_deployment(template_path: Path, stack_name: str) -> LocalDeployment:
         role_arn=resolver.resolve(props["RoleArn"]),
         bucket_name=resolver.physical_name(next(iter(buckets))),
         functions=functions,
+        containers=containers,
     )
 
 

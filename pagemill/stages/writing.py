@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pagemill import layout, storage
+from pagemill.clip.embed import load_embeddings
 from pagemill.db import documents
 from pagemill.db.write import write_document
 from pagemill.errors import InternalError, PagemillError, input_error_names
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def write(
     ctx: StageContext, conn: Any, *, document_id: str, manifest_key: str, execution_arn: str | None,
-    started_at: str | None,
+    started_at: str | None, embeddings_index_key: str | None = None,
 ) -> dict[str, int]:
     began = time.monotonic()
     manifest = [BatchSpec.from_dict(d) for d in storage.get_json(ctx.s3, ctx.work_bucket, manifest_key)]
@@ -45,7 +46,10 @@ def write(
             yield result
 
     timings: dict[str, float] = {}
-    counts = write_document(conn, document_id=document_id, batches=batches(), timings=timings, stats=stats)
+    embeddings = load_embeddings(ctx.s3, ctx.work_bucket, embeddings_index_key) if embeddings_index_key else None
+    counts = write_document(
+        conn, document_id=document_id, batches=batches(), timings=timings, stats=stats, embeddings=embeddings
+    )
     timings.update({"extract_seconds_sum": round(extract_seconds, 3), "write_seconds": round(time.monotonic() - began, 3)})
     if started_at:
         timings["pipeline_seconds"] = round(

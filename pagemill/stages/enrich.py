@@ -1,0 +1,45 @@
+"""CollectImages and Embed: the inputs and the CPU path of the Enrich stage. (The GPU path runs
+the same ``embed_images`` in containers/clip-gpu.)"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pagemill import layout, storage
+from pagemill.clip.embed import embed_images
+from pagemill.clip.model import ClipModel
+from pagemill.models import BatchSpec
+from pagemill.stages import StageContext
+
+log = logging.getLogger(__name__)
+
+
+def collect_images(ctx: StageContext, *, document_id: str, manifest_key: str) -> dict[str, Any]:
+    """Write the document's distinct images (first occurrence order) as one list and decide where
+    they are embedded: nowhere, on a CPU Lambda, or on the GPU service."""
+    manifest = [BatchSpec.from_dict(d) for d in storage.get_json(ctx.s3, ctx.work_bucket, manifest_key)]
+    seen: dict[str, str] = {}
+    for spec in sorted(manifest, key=lambda s: s.first_page):
+        result = storage.get_json(
+            ctx.s3, ctx.work_bucket, layout.batch_result_key(document_id, spec.first_page, spec.last_page)
+        )
+        for image in result["images"]:
+            seen.setdefault(image["sha256"], image["s3_key"])
+    images_key = layout.image_list_key(document_id)
+    storage.put_json(ctx.s3, ctx.work_bucket, images_key, [{"sha256": k, "s3_key": v} for k, v in seen.items()])
+    if not seen:
+        embed_on = "none"
+    elif len(seen) >= ctx.settings.gpu_min_images:
+        embed_on = "gpu"
+    else:
+        embed_on = "lambda"
+    log.info("images collected", extra={"document_id": document_id, "images": len(seen), "embed_on": embed_on})
+    return {"image_count": len(seen), "images_key": images_key, "embed_on": embed_on}
+
+
+def embed(ctx: StageContext, model: ClipModel, *, document_id: str, images_key: str) -> dict[str, Any]:
+    return embed_images(
+        ctx.s3, bucket=ctx.work_bucket, images_key=images_key, out_prefix=layout.embeddings_prefix(document_id),
+        model=model, batch_size=ctx.settings.embed_batch_size, max_image_pixels=ctx.settings.max_image_pixels,
+    )
