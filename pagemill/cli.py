@@ -109,6 +109,48 @@ def _summary(results: list, url: str, out_dir: Path) -> None:
     out.print(f'database: psql "{url}"', highlight=False, soft_wrap=True)
 
 
+@app.command()
+def search(
+    text: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="Find images like this one instead.")] = None,
+    limit: Annotated[int, typer.Option(help="How many hits.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where `run` exported images.")] = Path("pagemill-out"),
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Rank stored images by similarity to a text (or an image), with their page numbers."""
+    from pagemill.clip.model import ClipModel
+    from pagemill.clip.preprocess import preprocess_bytes
+    from pagemill.clip.testmodel import ensure_test_model
+    from pagemill.db.connect import connect
+    from pagemill.export import image_path
+    from pagemill.search import nearest_images
+    from pagemill.settings import Settings
+
+    if (text is None) == (image is None):
+        err.print("[red]give either a text or --image FILE[/red]")
+        raise typer.Exit(2)
+    settings = Settings.from_env()
+    # The same model the local engine embeds with: a real export if PAGEMILL_CLIP_DIR names one.
+    model = ClipModel.load(Path(settings.clip_dir) if settings.clip_dir else ensure_test_model(_home() / "clip-test-model"))
+    if image is not None:
+        query = model.embed_images(preprocess_bytes(image.read_bytes(), max_pixels=settings.max_image_pixels)[None])[0]
+    else:
+        query = model.embed_texts([text])[0]
+    with connect(_database_url(database_url)) as conn:
+        hits = nearest_images(conn, query, limit=limit)
+    files = [image_path(out_dir, h.document_id, h.image_no, h.page_no, h.s3_key.rsplit(".", 1)[-1]) for h in hits]
+    if as_json:
+        out.print_json(json.dumps([{**h.to_dict(), "out": str(f)} for h, f in zip(hits, files)]))
+        return
+    table = Table(title=f"images nearest to {text!r}" if text else f"images like {image}")
+    for column in ("score", "document", "page", "caption", "file"):
+        table.add_column(column)
+    for h, f in zip(hits, files):
+        table.add_row(f"{h.score:.3f}", h.document_id, str(h.page_no), h.caption or "", str(f))
+    out.print(table)
+
+
 @app.command("db-url")
 def db_url(database_url: DatabaseUrlOption = None) -> None:
     """Print the database URL (starts the embedded PostgreSQL if needed)."""

@@ -10,6 +10,10 @@ from typing import Any
 from pagemill.storage import get_bytes
 
 
+def image_path(out_root: Path, document_id: str, image_no: int, page_no: int, ext: str) -> Path:
+    return out_root / document_id / "images" / f"{image_no:04d}-p{page_no}.{ext}"
+
+
 def export_document(conn: Any, s3: Any, bucket: str, document_id: str, out_root: Path) -> Path:
     out = out_root / document_id
     (out / "pages").mkdir(parents=True, exist_ok=True)
@@ -42,5 +46,5 @@ def export_document(conn: Any, s3: Any, bucket: str, document_id: str, out_root:
             (document_id,),
         )
         for image_no, page_no, page_nos, ext, key in cur.fetchall():
-            (out / "images" / f"{image_no:04d}-p{page_no}.{ext}").write_bytes(get_bytes(s3, bucket, key))
+            image_path(out_root, document_id, image_no, page_no, ext).write_bytes(get_bytes(s3, bucket, key))
     return out
