@@ -38,6 +38,31 @@ class Settings:
     # on Lambda it is filled from clip_s3_uri at the first cold start.
     clip_dir: str = ""
     clip_s3_uri: str = ""
+    # Captions and document understanding (Claude vision via the anthropic SDK).
+    # "anthropic": the Messages API with an API key; "bedrock": the same model on Bedrock,
+    # with the function's IAM role (caption_model is then a Bedrock model or inference profile id).
+    caption_provider: str = "anthropic"
+    caption_model: str = "claude-sonnet-5-5"
+    # Caption Lambdas running at once per document (the Map's MaxConcurrency) and images per Lambda.
+    caption_concurrency: int = 4
+    caption_batch_size: int = 5
+    # Input plus output tokens one document may spend on captions and understanding together.
+    caption_token_budget: int = 200_000
+    # One request's limit; pagemill retries itself (the SDK's own retries are off).
+    caption_timeout_seconds: float = 30.0
+    caption_max_attempts: int = 4
+    caption_retry_base_seconds: float = 1.0
+    caption_retry_max_seconds: float = 20.0
+    # The circuit breaker shared by every caption call of every document: it opens after
+    # breaker_failure_threshold failures within breaker_window_seconds, and lets one trial
+    # request through after breaker_cooldown_seconds.
+    breaker_failure_threshold: int = 5
+    breaker_window_seconds: float = 60.0
+    breaker_cooldown_seconds: float = 60.0
+    # Document understanding sees the document's markdown up to about this many tokens.
+    understanding_token_budget: int = 30_000
+    # DynamoDB table of the breaker and the per-document token budgets ("" = not configured).
+    captions_table: str = ""
     database_url: str | None = None
 
     @classmethod
@@ -65,3 +90,36 @@ class Settings:
             raise ValueError("PAGEMILL_MARKDOWN_MODE must be 'legacy' or 'layout'")
         if self.chunk_chars < 200:
             raise ValueError("PAGEMILL_CHUNK_CHARS must be at least 200")
+        if self.caption_provider not in ("anthropic", "bedrock"):
+            raise ValueError("PAGEMILL_CAPTION_PROVIDER must be 'anthropic' or 'bedrock'")
+        if not self.caption_model.strip():
+            raise ValueError("PAGEMILL_CAPTION_MODEL must name a model")
+        at_least_one = {
+            "PAGEMILL_CAPTION_CONCURRENCY": self.caption_concurrency,
+            "PAGEMILL_CAPTION_BATCH_SIZE": self.caption_batch_size,
+            "PAGEMILL_CAPTION_TOKEN_BUDGET": self.caption_token_budget,
+            "PAGEMILL_CAPTION_MAX_ATTEMPTS": self.caption_max_attempts,
+            "PAGEMILL_BREAKER_FAILURE_THRESHOLD": self.breaker_failure_threshold,
+        }
+        for name, value in at_least_one.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1")
+        positive = {
+            "PAGEMILL_CAPTION_TIMEOUT_SECONDS": self.caption_timeout_seconds,
+            "PAGEMILL_BREAKER_WINDOW_SECONDS": self.breaker_window_seconds,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{name} must be more than 0")
+        not_negative = {
+            "PAGEMILL_CAPTION_RETRY_BASE_SECONDS": self.caption_retry_base_seconds,
+            "PAGEMILL_CAPTION_RETRY_MAX_SECONDS": self.caption_retry_max_seconds,
+            "PAGEMILL_BREAKER_COOLDOWN_SECONDS": self.breaker_cooldown_seconds,
+        }
+        for name, value in not_negative.items():
+            if not value >= 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.understanding_token_budget < 1000:
+            raise ValueError("PAGEMILL_UNDERSTANDING_TOKEN_BUDGET must be at least 1000 (instructions take about 600)")
+        if self.caption_retry_max_seconds < self.caption_retry_base_seconds:
+            raise ValueError("PAGEMILL_CAPTION_RETRY_MAX_SECONDS must be at least PAGEMILL_CAPTION_RETRY_BASE_SECONDS")

@@ -40,6 +40,18 @@ _RETENTION = {
 
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
 _STANDARD_MAX_MINUTES = 365 * 24 * 60  # a Standard execution runs for at most one year
+# An EC2 instance type: family (letters, generation digit, attributes) "." size.
+_INSTANCE_TYPE = re.compile(r"^[a-z]+[0-9][a-z0-9-]*\.[a-z0-9]+$")
+# The ECS GPU-optimized AMI is x86_64 with NVIDIA drivers: the g and p families, less g4ad (AMD
+# GPUs) and the Graviton ones (g5g; a "g" after the generation digit). inf/trn are Neuron chips.
+_NVIDIA_FAMILY = re.compile(r"^[gp]r?[0-9](?![a-z]*g)[a-z0-9-]*\.")
+_NOT_NVIDIA = ("g4ad.",)
+# s3://bucket/prefix/ : a bucket name (3-63 characters) and a prefix that ends in "/".
+_S3_PREFIX_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(?:[^\s]*/)?$")
+# The GPU worker's HEARTBEAT_SECONDS (stacks/gpu.py): a callback task's HeartbeatSeconds must
+# leave room for a few missed beats.
+WORKER_HEARTBEAT_SECONDS = 20
+GPU_TASK_TIMEOUT_SECONDS = 3600
 
 
 class ConfigError(ValueError):
@@ -63,6 +75,20 @@ class PipelineConfig:
     execution_timeout_minutes: int = 120
     # Retention of every log group of the stack.
     log_retention_days: int = 30
+    # The GPU embedding service: an Auto Scaling group of this instance type that scales between
+    # 0 and gpu_max_instances instances (one Embed task per instance: each asks for one GPU).
+    gpu_instance_type: str = "g5.xlarge"
+    gpu_max_instances: int = 2
+    # Documents with at least this many distinct images are embedded on the GPU service; fewer
+    # (but at least one) on a CPU Lambda.
+    gpu_min_images: int = 200
+    # How long EmbedOnGpu waits for a heartbeat. The first one can only come once an instance
+    # has started from zero and pulled the image (several minutes when the service is idle);
+    # after that the worker beats every WORKER_HEARTBEAT_SECONDS.
+    gpu_heartbeat_seconds: int = 600
+    # s3://bucket/prefix/ holding the CLIP model (model.json, image_encoder.onnx, text_encoder.onnx,
+    # tokenizer.json; image encoder in float32) that the Embed Lambda downloads at a cold start.
+    clip_model_s3_uri: str | None = None
 
     def __post_init__(self) -> None:
         _at_least("batch_pages", self.batch_pages, 1)
@@ -77,6 +103,28 @@ class PipelineConfig:
                 "context 'database_secret_arn' must be the ARN of a Secrets Manager secret "
                 f"(arn:aws:secretsmanager:<region>:<account>:secret:<name>), got {self.database_secret_arn!r}"
             )
+        if not _INSTANCE_TYPE.match(self.gpu_instance_type):
+            raise ConfigError(
+                "context 'gpu_instance_type' must be an EC2 instance type such as g5.xlarge, "
+                f"got {self.gpu_instance_type!r}"
+            )
+        if not _NVIDIA_FAMILY.match(self.gpu_instance_type) or self.gpu_instance_type.startswith(_NOT_NVIDIA):
+            raise ConfigError(
+                "context 'gpu_instance_type' must be an x86_64 instance type with an NVIDIA GPU (the ECS "
+                "GPU-optimized AMI and the CUDA image need one), e.g. g4dn.xlarge, g5.xlarge, g6.xlarge; "
+                f"got {self.gpu_instance_type!r}"
+            )
+        _between("gpu_max_instances", self.gpu_max_instances, 1, 100)
+        _at_least("gpu_min_images", self.gpu_min_images, 1)
+        _between(
+            "gpu_heartbeat_seconds", self.gpu_heartbeat_seconds, 3 * WORKER_HEARTBEAT_SECONDS, GPU_TASK_TIMEOUT_SECONDS
+        )
+        if self.clip_model_s3_uri is not None and not _S3_PREFIX_URI.match(self.clip_model_s3_uri):
+            raise ConfigError(
+                "context 'clip_model_s3_uri' must be an S3 prefix ending in '/', such as s3://my-models/clip-vit-b32/ "
+                f"(the folder holding model.json, image_encoder.onnx, text_encoder.onnx, tokenizer.json), "
+                f"got {self.clip_model_s3_uri!r}"
+            )
         if self.log_retention_days not in _RETENTION:
             raise ConfigError(
                 f"context 'log_retention_days' must be one of {sorted(_RETENTION)} (CloudWatch Logs' periods), "
@@ -86,6 +134,14 @@ class PipelineConfig:
     @property
     def log_retention(self) -> logs.RetentionDays:
         return _RETENTION[self.log_retention_days]
+
+    @property
+    def clip_model_location(self) -> tuple[str, str] | None:
+        """(bucket, key prefix) of clip_model_s3_uri, or None when it is not set."""
+        if self.clip_model_s3_uri is None:
+            return None
+        bucket, _, prefix = self.clip_model_s3_uri.removeprefix("s3://").partition("/")
+        return bucket, prefix
 
     @classmethod
     def from_context(cls, node: Node) -> PipelineConfig:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jsii
-from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, Size
+from aws_cdk import Annotations, AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, Size, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -61,6 +61,10 @@ PLAN = HandlerSpec("lambdas/extract", "handler.plan", Duration.seconds(300), 204
 EXTRACT_BATCH = HandlerSpec("lambdas/extract", "handler.extract_batch", Duration.seconds(300), 3008, 2048)
 WRITE = HandlerSpec("lambdas/write", "handler.write", Duration.seconds(300), 1024)
 RECORD_FAILURE = HandlerSpec("lambdas/write", "handler.record_failure", Duration.seconds(60), 512)
+COLLECT_IMAGES = HandlerSpec("lambdas/embed", "handler.collect_images", Duration.seconds(120), 1024)
+# The CPU embedding path: the CLIP model (about 600 MB in float32) is downloaded to /tmp at a cold start.
+EMBED = HandlerSpec("lambdas/embed", "handler.embed", Duration.seconds(900), 3008, 4096)
+CLIP_DIR = "/tmp/clip"  # noqa: S108 (Lambda's only writable folder)
 TRIGGER = HandlerSpec("lambdas/trigger", "handler.handler", Duration.seconds(30), 256)
 
 
@@ -136,8 +140,8 @@ def _code(source: str) -> lambda_.Code:
 
 
 class PipelineFunctions(Construct):
-    """Plan, ExtractBatch, Write, RecordFailure and the upload trigger, each with least-privilege
-    access to the bucket. Each function carries ``pagemill:source`` metadata naming its handler
+    """Plan, ExtractBatch, CollectImages, Embed, Write, RecordFailure and the upload trigger, each
+    with least-privilege access to the bucket. Each function carries ``pagemill:source`` metadata naming its handler
     folder, for tools that run the template's functions locally."""
 
     def __init__(self, scope: Construct, id_: str, *, bucket: s3.IBucket, config: PipelineConfig) -> None:
@@ -153,9 +157,21 @@ class PipelineFunctions(Construct):
             "PAGEMILL_MARKDOWN_MODE": config.markdown_mode,
         }
         database_env = {"DATABASE_SECRET_ARN": config.database_secret_arn} if config.database_secret_arn else {}
+        images_env = {**pipeline_env, "PAGEMILL_GPU_MIN_IMAGES": str(config.gpu_min_images)}
+        clip_env = {"PAGEMILL_CLIP_DIR": CLIP_DIR}
+        if config.clip_model_s3_uri:
+            clip_env["PAGEMILL_CLIP_S3_URI"] = config.clip_model_s3_uri
+        else:
+            Annotations.of(self).add_warning_v2(
+                "pagemill:no-clip-model",
+                "context 'clip_model_s3_uri' is not set: the Embed Lambda has no CLIP model, so documents with "
+                "fewer than gpu_min_images images fail in EmbedOnLambda. Upload the model files and set it.",
+            )
 
         self.plan = self._function("PlanFunction", PLAN, {**pipeline_env, **database_env})
         self.extract_batch = self._function("ExtractBatchFunction", EXTRACT_BATCH, pipeline_env)
+        self.collect_images = self._function("CollectImagesFunction", COLLECT_IMAGES, images_env)
+        self.embed = self._function("EmbedFunction", EMBED, {**images_env, **clip_env})
         self.write = self._function("WriteFunction", WRITE, {**pipeline_env, **database_env})
         self.record_failure = self._function("RecordFailureFunction", RECORD_FAILURE, {**pipeline_env, **database_env})
         self.trigger = self._function("TriggerFunction", TRIGGER, {})
@@ -165,6 +181,14 @@ class PipelineFunctions(Construct):
         bucket.grant_put(self.plan, documents)
         bucket.grant_read(self.extract_batch, uploads)
         bucket.grant_put(self.extract_batch, documents)
+        # CollectImages reads the batch results and writes the document's image list; Embed reads
+        # the list and the images and writes the embeddings.
+        bucket.grant_read(self.collect_images, documents)
+        bucket.grant_put(self.collect_images, f"{DOCUMENTS_PREFIX}*/images.json")
+        bucket.grant_read(self.embed, documents)
+        bucket.grant_put(self.embed, f"{DOCUMENTS_PREFIX}*/embeddings/*")
+        if config.clip_model_location:
+            _grant_prefix_download(self.embed, *config.clip_model_location)
         bucket.grant_read(self.write, documents)
         bucket.grant_read(self.record_failure, uploads)
         if config.database_secret_arn:
@@ -174,7 +198,7 @@ class PipelineFunctions(Construct):
     @property
     def pipeline(self) -> tuple[lambda_.Function, ...]:
         """The functions the state machine invokes."""
-        return (self.plan, self.extract_batch, self.write, self.record_failure)
+        return (self.plan, self.extract_batch, self.collect_images, self.embed, self.write, self.record_failure)
 
     def _function(self, id_: str, spec: HandlerSpec, environment: dict[str, str]) -> lambda_.Function:
         if spec.source not in self._codes:
@@ -201,6 +225,21 @@ class PipelineFunctions(Construct):
         )
         function.node.default_child.add_metadata("pagemill:source", spec.source)
         return function
+
+
+def _grant_prefix_download(function: lambda_.Function, bucket_name: str, prefix: str) -> None:
+    """What pagemill.edge downloads a model folder with: ListObjectsV2 under the prefix, GetObject."""
+    partition = Stack.of(function).partition
+    function.add_to_role_policy(
+        iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[f"arn:{partition}:s3:::{bucket_name}"],
+            conditions={"StringLike": {"s3:prefix": [f"{prefix}*"]}},
+        )
+    )
+    function.add_to_role_policy(
+        iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"arn:{partition}:s3:::{bucket_name}/{prefix}*"])
+    )
 
 
 def _grant_secret_read(function: lambda_.Function, secret_arn: str) -> None:

@@ -1,4 +1,4 @@
-"""The pagemill stack: composes storage, functions and the state machine from one config."""
+"""The pagemill stack: composes storage, functions, the GPU service and the state machine from one config."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from constructs import Construct
 
 from stacks.config import PipelineConfig
 from stacks.functions import PipelineFunctions
+from stacks.gpu import GpuEmbedding
 from stacks.state_machine import DocumentStateMachine
 from stacks.storage import Storage
 
@@ -18,7 +19,10 @@ class PipelineStack(Stack):
         super().__init__(scope, id_, **kwargs)
         storage = Storage(self, "Storage")
         functions = PipelineFunctions(self, "Functions", bucket=storage.bucket, config=config)
-        documents = DocumentStateMachine(self, "Documents", functions=functions, bucket=storage.bucket, config=config)
+        gpu = GpuEmbedding(self, "Gpu", bucket=storage.bucket, config=config)
+        documents = DocumentStateMachine(
+            self, "Documents", functions=functions, gpu=gpu, bucket=storage.bucket, config=config
+        )
 
         # The trigger starts executions; the upload rule invokes the trigger.
         functions.trigger.add_environment("STATE_MACHINE_ARN", documents.state_machine.state_machine_arn)
@@ -27,6 +31,7 @@ class PipelineStack(Stack):
 
         self.storage = storage
         self.functions = functions
+        self.gpu = gpu
         self.documents = documents
         CfnOutput(self, "BucketName", value=storage.bucket.bucket_name, description="Upload PDFs under uploads/")
         CfnOutput(self, "StateMachineArn", value=documents.state_machine.state_machine_arn)

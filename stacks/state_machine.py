@@ -1,12 +1,16 @@
 """The document state machine: one execution per uploaded object version.
 
     Plan → AlreadyProcessed? ─ duplicate ─► AlreadyProcessed
-                             └─ new ──► ExtractPages (Distributed Map of ExtractBatch) → Write → Done
-    a failed Plan, ExtractPages or Write ──► RecordFailure → DocumentFailed
+                             └─ new ──► ExtractPages (Distributed Map of ExtractBatch)
+                                        → CollectImages → Enrich → Write → Done
+    Enrich (Parallel):  HowToEmbed? ─ none ───► NoImagesToEmbed
+                                    ├ lambda ─► EmbedOnLambda  (CPU ONNX Runtime)
+                                    └ gpu ────► EmbedOnGpu     (ECS task on the GPU service, task token)
+    a failed Plan, ExtractPages, CollectImages, Enrich or Write ──► RecordFailure → DocumentFailed
 
-State names are what the Step Functions console shows. Every Lambda task has a timeout and
-retries transient errors and crashes with full-jitter backoff; input errors (a bad PDF) are
-deterministic, never retried, and go straight to RecordFailure.
+State names are what the Step Functions console shows. Every task has a timeout and retries
+transient errors and crashes with full-jitter backoff; input errors (a bad PDF) and pagemill's
+internal defects are deterministic, never retried, and go straight to RecordFailure.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import Duration
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -23,23 +28,22 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from stacks.config import PipelineConfig
+from stacks.config import GPU_TASK_TIMEOUT_SECONDS, PipelineConfig
 from stacks.functions import PipelineFunctions
+from stacks.gpu import GpuEmbedding
 from stacks.storage import DOCUMENTS_PREFIX
 
-# A dependency was briefly unavailable: retry with backoff. After Lambda's own errors come
 # pagemill's TransientError family (pagemill.errors, pagemill.clip.errors; the infrastructure
-# tests keep the two in step).
+# tests keep the two in step): a dependency was briefly unavailable, or a worker was stopped.
+LIBRARY_TRANSIENT_ERRORS = ("TransientError", "DatabaseUnavailable", "StorageUnavailable", "WorkerInterrupted")
+# A dependency was briefly unavailable: retry with backoff. Lambda's own errors, then pagemill's.
 TRANSIENT_ERRORS = (
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
     "Lambda.Unknown",
-    "TransientError",
-    "DatabaseUnavailable",
-    "StorageUnavailable",
-    "WorkerInterrupted",
+    *LIBRARY_TRANSIENT_ERRORS,
 )
 # The invocation ran out of time or memory, or its process died: worth one more try.
 CRASH_ERRORS = ("States.Timeout", "Sandbox.Timedout", "Runtime.ExitError", "Runtime.OutOfMemory")
@@ -49,6 +53,16 @@ RECORD_FAILURE_ATTEMPTS = 8  # a failure must be recorded: this task tries harde
 # A task waits this much longer than its function may run, so a slow invocation ends with the
 # function's own Sandbox.Timedout (and its logs) rather than racing the task's States.Timeout.
 TASK_TIMEOUT_MARGIN = Duration.seconds(30)
+
+# The GPU worker went quiet (no heartbeat: the instance or the container died; a missed heartbeat
+# is States.HeartbeatTimeout on AWS and States.Timeout in moto) or reported a transient failure.
+# The worker's permanent failures (ClipModelError, WorkerMisconfigured: deployment defects) are
+# reported under their own names and are not retried.
+GPU_WORKER_ERRORS = ("States.HeartbeatTimeout", "States.Timeout", *LIBRARY_TRANSIENT_ERRORS)
+# RunTask itself failed, e.g. no capacity in the AZs right now or an API limit: wait for capacity.
+GPU_RUN_TASK_ERRORS = ("ECS.AmazonECSException",)
+# An intrinsic whose value is JSON null.
+JSON_NULL = "States.StringToJson('null')"
 
 
 def _transient_retry(max_attempts: int) -> dict[str, Any]:
@@ -110,11 +124,13 @@ class DocumentStateMachine(Construct):
         id_: str,
         *,
         functions: PipelineFunctions,
+        gpu: GpuEmbedding,
         bucket: s3.IBucket,
         config: PipelineConfig,
     ) -> None:
         super().__init__(scope, id_)
         self._functions = functions
+        self._gpu = gpu
         self._bucket = bucket
         self._config = config
         self.log_group = logs.LogGroup(self, "Logs", retention=config.log_retention)
@@ -131,6 +147,9 @@ class DocumentStateMachine(Construct):
         self.state_machine.add_to_role_policy(
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{DOCUMENTS_PREFIX}*")])
         )
+        # The GPU worker answers EmbedOnGpu's task token (SendTaskSuccess/Failure/Heartbeat on
+        # this state machine; CDK runs the task and passes its roles itself).
+        self.state_machine.grant_task_response(gpu.task_role)
 
     def _definition(self) -> sfn.IChainable:
         record_failure = self._record_failure()
@@ -151,9 +170,9 @@ class DocumentStateMachine(Construct):
         )
         return sfn.Chain.start(plan).next(already_processed)
 
-    def _work_stages(self) -> list[tasks.LambdaInvoke | sfn.DistributedMap]:
+    def _work_stages(self) -> list[tasks.LambdaInvoke | sfn.DistributedMap | sfn.Parallel]:
         """The states a new document goes through after Plan, in order; each fails to RecordFailure."""
-        return [self._extract_pages(), self._write()]
+        return [self._extract_pages(), self._collect_images(), self._enrich(), self._write()]
 
     def _plan(self) -> tasks.LambdaInvoke:
         return _invoke(
@@ -201,6 +220,132 @@ class DocumentStateMachine(Construct):
         )
         return extract_pages
 
+    def _collect_images(self) -> tasks.LambdaInvoke:
+        return _invoke(
+            self,
+            "CollectImages",
+            self._functions.collect_images,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "document_id": sfn.JsonPath.string_at("$.plan.document_id"),
+                    "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key"),
+                }
+            ),
+            result_selector={
+                "image_count": sfn.JsonPath.number_at("$.Payload.image_count"),
+                "images_key": sfn.JsonPath.string_at("$.Payload.images_key"),
+                "embed_on": sfn.JsonPath.string_at("$.Payload.embed_on"),  # "none" | "lambda" | "gpu"
+            },
+            result_path="$.images",
+        )
+
+    def _enrich(self) -> sfn.Parallel:
+        """The document's images, enriched. A Parallel so that captioning can run beside embedding;
+        its result is ``$.enrich.embeddings``: {"index_key": str | null, "count": int}."""
+        how_to_embed = (
+            sfn.Choice(self, "HowToEmbed?")
+            .when(sfn.Condition.string_equals("$.images.embed_on", "none"), self._no_images_to_embed())
+            .when(sfn.Condition.string_equals("$.images.embed_on", "lambda"), self._embed_on_lambda())
+            .when(sfn.Condition.string_equals("$.images.embed_on", "gpu"), self._embed_on_gpu())
+            # No default: any other answer is a defect and fails as States.NoChoiceMatched.
+        )
+        enrich = sfn.Parallel(
+            self,
+            "Enrich",
+            result_selector={"embeddings": sfn.JsonPath.object_at("$[0]")},
+            result_path="$.enrich",
+        )
+        enrich.branch(how_to_embed)
+        return enrich
+
+    def _no_images_to_embed(self) -> sfn.Pass:
+        # {"index_key": null, "count": 0}. A literal null cannot be written from Python (jsii drops
+        # None), so the intrinsic makes it: States.StringToJson('null') is null, on AWS and in moto.
+        return sfn.Pass(
+            self,
+            "NoImagesToEmbed",
+            parameters={"index_key": sfn.JsonPath.string_at(JSON_NULL), "count": 0},
+        )
+
+    def _embed_on_lambda(self) -> tasks.LambdaInvoke:
+        return _invoke(
+            self,
+            "EmbedOnLambda",
+            self._functions.embed,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "document_id": sfn.JsonPath.string_at("$.plan.document_id"),
+                    "images_key": sfn.JsonPath.string_at("$.images.images_key"),
+                }
+            ),
+            result_selector={
+                "index_key": sfn.JsonPath.string_at("$.Payload.index_key"),
+                "count": sfn.JsonPath.number_at("$.Payload.count"),
+            },
+        )
+
+    def _embed_on_gpu(self) -> tasks.EcsRunTask:
+        """One ECS task on the GPU capacity provider; the worker answers the task token itself
+        (SendTaskSuccess with {"index_key", "count", ...}, SendTaskFailure with its error class)
+        and beats every few seconds, so a dead instance or container is noticed within
+        HeartbeatSeconds."""
+        gpu = self._gpu
+        environment = {
+            "TASK_TOKEN": sfn.JsonPath.task_token,
+            "IMAGES_BUCKET": self._bucket.bucket_name,
+            "IMAGES_KEY": sfn.JsonPath.string_at("$.images.images_key"),
+            "OUT_PREFIX": sfn.JsonPath.format(
+                f"{DOCUMENTS_PREFIX}{{}}/embeddings/", sfn.JsonPath.string_at("$.plan.document_id")
+            ),
+        }
+        task = tasks.EcsRunTask(
+            self,
+            "EmbedOnGpu",
+            integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+            cluster=gpu.cluster,
+            task_definition=gpu.task_definition,
+            launch_target=tasks.EcsEc2LaunchTarget(
+                # A capacity provider strategy, so RunTask carries no LaunchType: ECS scales the
+                # group out from zero for a task that waits (PROVISIONING) for a GPU.
+                capacity_provider_options=tasks.CapacityProviderOptions.custom(
+                    [
+                        ecs.CapacityProviderStrategy(
+                            capacity_provider=gpu.capacity_provider.capacity_provider_name, weight=1
+                        )
+                    ]
+                )
+            ),
+            container_overrides=[
+                tasks.ContainerOverride(
+                    container_definition=gpu.container,
+                    environment=[tasks.TaskEnvironmentVariable(name=k, value=v) for k, v in environment.items()],
+                )
+            ],
+            heartbeat_timeout=sfn.Timeout.duration(Duration.seconds(self._config.gpu_heartbeat_seconds)),
+            task_timeout=sfn.Timeout.duration(Duration.seconds(GPU_TASK_TIMEOUT_SECONDS)),
+            result_selector={
+                "index_key": sfn.JsonPath.string_at("$.index_key"),
+                "count": sfn.JsonPath.number_at("$.count"),
+            },
+        )
+        task.add_retry(
+            errors=list(GPU_WORKER_ERRORS),
+            interval=Duration.seconds(10),
+            backoff_rate=2.0,
+            max_attempts=3,
+            max_delay=Duration.seconds(120),
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        task.add_retry(
+            errors=list(GPU_RUN_TASK_ERRORS),
+            interval=Duration.seconds(30),
+            backoff_rate=2.0,
+            max_attempts=4,
+            max_delay=Duration.seconds(300),
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        return task
+
     def _write(self) -> tasks.LambdaInvoke:
         return _invoke(
             self,
@@ -210,6 +355,7 @@ class DocumentStateMachine(Construct):
                 {
                     "document_id": sfn.JsonPath.string_at("$.plan.document_id"),
                     "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key"),
+                    "embeddings_index_key": sfn.JsonPath.string_at("$.enrich.embeddings.index_key"),
                     "execution_arn": sfn.JsonPath.execution_id,
                     "started_at": sfn.JsonPath.execution_start_time,
                 }

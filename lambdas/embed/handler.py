@@ -18,15 +18,17 @@ tracer = Tracer()
 metrics = Metrics()
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def collect_images(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(document_id=event["document_id"])
-    return enrich.collect_images(stage_context(), document_id=event["document_id"], manifest_key=event["manifest_key"])
+    result = enrich.collect_images(stage_context(), document_id=event["document_id"], manifest_key=event["manifest_key"])
+    metrics.add_metric(name="ImagesCollected", unit=MetricUnit.Count, value=result["image_count"])
+    return result
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def embed(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

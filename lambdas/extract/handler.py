@@ -25,7 +25,7 @@ metrics = Metrics()
 _sources = SourceCache(Path(f"/tmp/pagemill-sources/{os.getpid()}"))
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return result
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def extract_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

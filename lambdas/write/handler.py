@@ -18,7 +18,7 @@ tracer = Tracer()
 metrics = Metrics()
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def write(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
@@ -34,7 +34,7 @@ def write(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     return counts
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def record_failure(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:

@@ -12,10 +12,40 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import boto3
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_ecs import (
+    StateTaskServiceEcs,
+)
+
 from pagemill.local.template import ACCOUNT, REGION, ContainerSpec
 
 
+def _ecs_operation(action: str) -> Any:
+    model = boto3.session.Session().client("ecs", region_name=REGION).meta.service_model
+    by_lower = {name.lower(): name for name in model.operation_names}
+    return model.operation_model(by_lower[action.lower().replace("_", "")])
+
+
+def _normalise_parameters(self: Any, parameters: dict, boto_service_name: Any = None, service_action_name: Any = None) -> None:
+    self._to_boto_request(parameters, _ecs_operation(service_action_name or self.resource.api_action).input_shape)
+
+
+def _normalise_response(self: Any, response: Any, boto_service_name: Any = None, service_action_name: Any = None) -> None:
+    self._from_boto_response(response, _ecs_operation(service_action_name or self.resource.api_action).output_shape)
+
+
+# moto 5.2.5's ECS integration passes the state's PascalCase parameters to boto3 unconverted (its
+# base class normalisation is a no-op for ECS); these are the conversions its other services do.
+INTERPRETER_FIXES = (
+    (StateTaskServiceEcs, "_normalise_parameters", _normalise_parameters),
+    (StateTaskServiceEcs, "_normalise_response", _normalise_response),
+)
+
+
 class LocalContainers:
+    """Its bound ``run_task``/``describe_tasks`` replace moto's ECS backend methods (a bound method
+    set on the class is not re-bound, so they take the backend's arguments without the backend)."""
+
     def __init__(self, specs: dict[str, ContainerSpec], *, base_env: dict[str, str], log_path: Path) -> None:
         self.specs = specs
         self.base_env = base_env
@@ -23,8 +53,9 @@ class LocalContainers:
         self._lock = threading.Lock()
         self.tasks: dict[str, tuple[dict[str, Any], subprocess.Popen[bytes]]] = {}
 
-    def run_task(self, backend: Any, cluster_str: str, task_definition_str: str, count: int,
+    def run_task(self, cluster_str: str, task_definition_str: str, count: int,
                  overrides: dict[str, Any] | None, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        # The state names the task definition by family (what CDK passes), an ARN or a family:revision.
         name = task_definition_str.rsplit("/", 1)[-1].split(":", 1)[0]
         spec = self.specs.get(name)
         if spec is None:
@@ -54,7 +85,7 @@ class LocalContainers:
             started.append(description)
         return started
 
-    def describe_tasks(self, backend: Any, cluster_str: str, tasks: list[str]) -> list[dict[str, Any]]:
+    def describe_tasks(self, cluster_str: str, tasks: list[str]) -> list[dict[str, Any]]:
         with self._lock:
             found = [(d, p) for arn, (d, p) in self.tasks.items() if arn in tasks or arn.rsplit("/", 1)[-1] in tasks]
         out = []

@@ -29,7 +29,7 @@ from moto.server import ThreadedMotoServer
 from pagemill import layout
 from pagemill.local.lambda_runtime import LambdaRuntime
 from pagemill.clip.testmodel import ensure_test_model
-from pagemill.local.containers import LocalContainers
+from pagemill.local.containers import INTERPRETER_FIXES, LocalContainers
 from pagemill.local.synth import PROJECT_ROOT, synthesize
 from pagemill.local.template import REGION, LocalDeployment, load_deployment
 from pagemill.models import SourceObject
@@ -152,6 +152,7 @@ class LocalEngine:
             # moto cannot place ECS tasks; RunTask starts the container's worker as a process.
             mock.patch.object(EC2ContainerServiceBackend, "run_task", self.containers.run_task),
             mock.patch.object(EC2ContainerServiceBackend, "describe_tasks", self.containers.describe_tasks),
+            *(mock.patch.object(owner, name, fix) for owner, name, fix in INTERPRETER_FIXES),
         ]
         for patch in self._patches:
             patch.start()

@@ -137,8 +137,8 @@ def load_deployment(template_path: Path, stack_name: str, root: Path) -> LocalDe
         if "aws:asset:path" in resource.get("Metadata", {})
     }
     containers = {
-        logical_id: ContainerSpec(
-            name=logical_id,
+        resource["Properties"].get("Family", logical_id): ContainerSpec(
+            name=resource["Properties"].get("Family", logical_id),
             source_dir=root / resource["Metadata"]["pagemill:source"],
             environment={
                 e["Name"]: str(e["Value"])

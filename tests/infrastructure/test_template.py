@@ -20,15 +20,27 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.xdist_group("infrastructure")
 
 INPUT_ERRORS = {"NotAPdf", "EmptyFile", "EncryptedPdf", "MalformedPdf", "NoPages", "PageLimitExceeded", "FileTooLarge"}
-WORK_STATES = ("Plan", "ExtractPages", "Write")
+WORK_STATES = ("Plan", "ExtractPages", "CollectImages", "Enrich", "Write")
+# The Lambda tasks and their functions' handlers.
+LAMBDA_TASKS = {
+    "Plan": "handler.plan",
+    "ExtractBatch": "handler.extract_batch",
+    "CollectImages": "handler.collect_images",
+    "EmbedOnLambda": "handler.embed",
+    "Write": "handler.write",
+    "RecordFailure": "handler.record_failure",
+}
+GPU_RUN_TASK = "arn:aws:states:::ecs:runTask.waitForTaskToken"
 
 
 def _states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every state, including those inside a Map's ItemProcessor."""
+    """Every state, including those inside a Map's ItemProcessor and a Parallel's branches."""
     for name, state in states.items():
         yield name, state
         if "ItemProcessor" in state:
             yield from _states(state["ItemProcessor"]["States"])
+        for branch in state.get("Branches", []):
+            yield from _states(branch["States"])
 
 
 def _tasks(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -53,7 +65,7 @@ def _function(resources: dict[str, Any], handler: str) -> dict[str, Any]:
 def test_states_read_like_the_pipeline(definition: dict[str, Any]) -> None:
     # GIVEN the synthesized definition
     states = definition["States"]
-    # THEN the happy path is Plan → AlreadyProcessed? → ExtractPages → Write → Done
+    # THEN the happy path is Plan → AlreadyProcessed? → ExtractPages → CollectImages → Enrich → Write → Done
     assert definition["StartAt"] == "Plan"
     assert states["Plan"]["Next"] == "AlreadyProcessed?"
     choice = states["AlreadyProcessed?"]
@@ -61,7 +73,9 @@ def test_states_read_like_the_pipeline(definition: dict[str, Any]) -> None:
     assert choice["Choices"] == [{"Variable": "$.plan.duplicate", "BooleanEquals": True, "Next": "AlreadyProcessed"}]
     assert choice["Default"] == "ExtractPages"
     assert states["AlreadyProcessed"]["Type"] == "Succeed"
-    assert states["ExtractPages"]["Next"] == "Write"
+    assert states["ExtractPages"]["Next"] == "CollectImages"
+    assert states["CollectImages"]["Next"] == "Enrich"
+    assert states["Enrich"]["Next"] == "Write"
     assert states["Write"]["Next"] == "Done"
     assert states["Done"]["Type"] == "Succeed"
     # AND a failure ends in DocumentFailed with the recorded error and reason
@@ -73,10 +87,13 @@ def test_states_read_like_the_pipeline(definition: dict[str, Any]) -> None:
 
 def test_every_task_has_a_timeout_and_jittered_backoff(definition: dict[str, Any]) -> None:
     tasks = _tasks(definition)
-    assert set(tasks) == {"Plan", "ExtractBatch", "Write", "RecordFailure"}
+    assert set(tasks) == {*LAMBDA_TASKS, "EmbedOnGpu"}
     for name, task in tasks.items():
-        assert task["Resource"] == "arn:aws:states:::lambda:invoke", name
+        expected = GPU_RUN_TASK if name == "EmbedOnGpu" else "arn:aws:states:::lambda:invoke"
+        assert task["Resource"] == expected, name
         assert task.get("TimeoutSeconds", 0) > 0, f"{name} has no TimeoutSeconds"
+        if task["Resource"].endswith(".waitForTaskToken"):
+            assert 0 < task.get("HeartbeatSeconds", 0) < task["TimeoutSeconds"], f"{name}: a callback needs heartbeats"
         assert task["Retry"], f"{name} has no Retry"
         for retry in task["Retry"]:
             assert retry["BackoffRate"] > 1, f"{name}: {retry}"
@@ -89,10 +106,9 @@ def test_task_timeouts_leave_room_for_the_function_timeout(
     definition: dict[str, Any], resources: dict[str, Any]
 ) -> None:
     # A task outlives its function, so a slow invocation fails with Lambda's own Sandbox.Timedout.
-    handlers = {"Plan": "handler.plan", "ExtractBatch": "handler.extract_batch", "Write": "handler.write",
-                "RecordFailure": "handler.record_failure"}
-    for name, task in _tasks(definition).items():
-        function_timeout = _function(resources, handlers[name])["Properties"]["Timeout"]
+    for name, handler in LAMBDA_TASKS.items():
+        task = _tasks(definition)[name]
+        function_timeout = _function(resources, handler)["Properties"]["Timeout"]
         assert function_timeout < task["TimeoutSeconds"] <= function_timeout + 60, name
 
 
@@ -122,9 +138,10 @@ def test_retries_match_the_library_error_classes(definition: dict[str, Any]) -> 
         assert transient <= retried, f"{name} does not retry {transient - retried}"
         assert not retried & permanent, f"{name} retries {retried & permanent}"
     # AND the module constants say the same
-    from stacks.state_machine import CRASH_ERRORS, TRANSIENT_ERRORS
+    from stacks.state_machine import CRASH_ERRORS, LIBRARY_TRANSIENT_ERRORS, TRANSIENT_ERRORS
 
     assert transient <= set(TRANSIENT_ERRORS)
+    assert set(LIBRARY_TRANSIENT_ERRORS) == transient
     assert not (set(TRANSIENT_ERRORS) | set(CRASH_ERRORS)) & permanent
 
 
@@ -164,10 +181,20 @@ def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
     assert states["Write"]["Parameters"]["Payload"] == {
         "document_id.$": "$.plan.document_id",
         "manifest_key.$": "$.plan.manifest_key",
+        "embeddings_index_key.$": "$.enrich.embeddings.index_key",
         "execution_arn.$": "$$.Execution.Id",
         "started_at.$": "$$.Execution.StartTime",
     }
     assert states["Write"]["ResultPath"] == "$.written"
+    assert states["CollectImages"]["Parameters"]["Payload"] == {
+        "document_id.$": "$.plan.document_id", "manifest_key.$": "$.plan.manifest_key"
+    }
+    assert states["CollectImages"]["ResultSelector"] == {
+        "image_count.$": "$.Payload.image_count",
+        "images_key.$": "$.Payload.images_key",
+        "embed_on.$": "$.Payload.embed_on",
+    }
+    assert states["CollectImages"]["ResultPath"] == "$.images"
     assert states["RecordFailure"]["Parameters"]["Payload"] == {"state.$": "$", "execution_arn.$": "$$.Execution.Id"}
     assert states["RecordFailure"]["ResultPath"] == "$.recorded"
 
@@ -198,6 +225,104 @@ def test_state_machine_reads_only_manifests_from_the_bucket(resources: dict[str,
 def _actions(statement: dict[str, Any]) -> list[str]:
     actions = statement["Action"]
     return [actions] if isinstance(actions, str) else actions
+
+
+def test_enrich_is_a_parallel_that_routes_images_three_ways(definition: dict[str, Any]) -> None:
+    enrich = definition["States"]["Enrich"]
+    assert enrich["Type"] == "Parallel"
+    # its one branch (captioning will sit beside it) picks where the images are embedded
+    (branch,) = enrich["Branches"]
+    assert branch["StartAt"] == "HowToEmbed?"
+    states = branch["States"]
+    choice = states["HowToEmbed?"]
+    assert choice["Type"] == "Choice"
+    routes = {c["StringEquals"]: c["Next"] for c in choice["Choices"]}
+    assert {c["Variable"] for c in choice["Choices"]} == {"$.images.embed_on"}
+    assert routes == {"none": "NoImagesToEmbed", "lambda": "EmbedOnLambda", "gpu": "EmbedOnGpu"}
+    # every route ends with {"index_key", "count"}; no images is an index_key of null
+    assert states["NoImagesToEmbed"]["Type"] == "Pass"
+    assert states["NoImagesToEmbed"]["Parameters"] == {"index_key.$": "States.StringToJson('null')", "count": 0}
+    for name in ("EmbedOnLambda", "EmbedOnGpu"):
+        assert set(states[name]["ResultSelector"]) == {"index_key.$", "count.$"}, name
+        assert states[name]["End"] is True, name
+    assert states["EmbedOnLambda"]["Parameters"]["Payload"] == {
+        "document_id.$": "$.plan.document_id", "images_key.$": "$.images.images_key"
+    }
+    assert states["EmbedOnLambda"]["ResultSelector"] == {
+        "index_key.$": "$.Payload.index_key", "count.$": "$.Payload.count"
+    }
+    # AND the Parallel's result is the embedding route's, under $.enrich.embeddings
+    assert enrich["ResultSelector"] == {"embeddings.$": "$[0]"}
+    assert enrich["ResultPath"] == "$.enrich"
+
+
+def _embed_on_gpu(definition: dict[str, Any]) -> dict[str, Any]:
+    return _tasks(definition)["EmbedOnGpu"]
+
+
+def test_embed_on_gpu_runs_the_task_and_waits_for_its_token(definition: dict[str, Any]) -> None:
+    task = _embed_on_gpu(definition)
+    assert task["Resource"] == GPU_RUN_TASK
+    assert task["TimeoutSeconds"] == 3600
+    assert 60 <= task["HeartbeatSeconds"] < task["TimeoutSeconds"]
+    params = task["Parameters"]
+    assert params["Cluster"].startswith("<GpuCluster") and params["Cluster"].endswith(".Arn>")
+    assert params["TaskDefinition"]
+    # on the GPU capacity provider (which scales the group from zero), never a bare launch type
+    (strategy,) = params["CapacityProviderStrategy"]
+    assert strategy["CapacityProvider"].startswith("<GpuCapacityProvider")
+    assert strategy["Weight"] == 1
+    assert "LaunchType" not in params
+    # the worker gets the task token and where to read and write, as container overrides
+    (override,) = params["Overrides"]["ContainerOverrides"]
+    assert override["Name"] == "clip"
+    environment = {e["Name"]: e.get("Value.$", e.get("Value")) for e in override["Environment"]}
+    assert environment == {
+        "TASK_TOKEN": "$$.Task.Token",
+        "IMAGES_BUCKET": environment["IMAGES_BUCKET"],
+        "IMAGES_KEY": "$.images.images_key",
+        "OUT_PREFIX": "States.Format('documents/{}/embeddings/', $.plan.document_id)",
+    }
+    assert environment["IMAGES_BUCKET"].startswith("<StorageBucket")
+    assert task["ResultSelector"] == {"index_key.$": "$.index_key", "count.$": "$.count"}
+
+
+def test_embed_on_gpu_retries_a_silent_or_interrupted_worker_but_not_its_defects(definition: dict[str, Any]) -> None:
+    task = _embed_on_gpu(definition)
+    retries = {e: r for r in task["Retry"] for e in r["ErrorEquals"]}
+    # a missed heartbeat: States.HeartbeatTimeout on AWS, States.Timeout in moto
+    for error in ("States.HeartbeatTimeout", "States.Timeout", "WorkerInterrupted", "ECS.AmazonECSException"):
+        assert error in retries, error
+        assert retries[error]["JitterStrategy"] == "FULL", error
+        assert retries[error]["MaxDelaySeconds"] > 0, error
+    assert retries["ECS.AmazonECSException"]["IntervalSeconds"] >= 30  # capacity takes a while to appear
+    # the worker's permanent failures (its error class names) are not retried
+    for error in ("ClipModelError", "WorkerMisconfigured", "States.TaskFailed", "States.ALL"):
+        assert error not in retries, error
+    # the worker beats several times within HeartbeatSeconds
+    assert task["HeartbeatSeconds"] >= 3 * 20
+    assert "Catch" not in task  # Enrich catches for the branch
+
+
+def test_enrich_failures_are_recorded(definition: dict[str, Any]) -> None:
+    assert definition["States"]["Enrich"]["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failed.Enrich", "Next": "RecordFailure"}
+    ]
+    for name, state in _states(definition["States"]["Enrich"]["Branches"][0]["States"]):
+        assert "Catch" not in state, name
+
+
+def test_state_machine_may_run_the_gpu_task_and_pass_only_its_roles(resources: dict[str, Any]) -> None:
+    (machine,) = _of_type(resources, "AWS::StepFunctions::StateMachine").values()
+    statements = _role_statements(resources, machine["Properties"]["RoleArn"]["Fn::GetAtt"][0])
+    (task_definition_id,) = _of_type(resources, "AWS::ECS::TaskDefinition")
+    task_definition = resources[task_definition_id]["Properties"]
+    run = [s for s in statements if "ecs:RunTask" in _actions(s)]
+    assert run and all(json.dumps(s["Resource"]).count(task_definition_id) >= 1 for s in run), run
+    (pass_role,) = [s for s in statements if "iam:PassRole" in _actions(s)]
+    assert sorted(pass_role["Resource"], key=json.dumps) == sorted(
+        [task_definition["TaskRoleArn"], task_definition["ExecutionRoleArn"]], key=json.dumps
+    )
 
 
 # --- storage and trigger -------------------------------------------------------------------
@@ -250,8 +375,14 @@ FUNCTIONS = {
     "handler.extract_batch": ("lambdas/extract", 300, 3008),
     "handler.write": ("lambdas/write", 300, 1024),
     "handler.record_failure": ("lambdas/write", 60, 512),
+    "handler.collect_images": ("lambdas/embed", 120, 1024),
+    "handler.embed": ("lambdas/embed", 900, 3008),
     "handler.handler": ("lambdas/trigger", 30, 256),
 }
+PIPELINE_HANDLERS = (
+    "handler.plan", "handler.extract_batch", "handler.collect_images", "handler.embed", "handler.write",
+    "handler.record_failure",
+)
 
 
 def test_functions_are_python312_x86_with_timeouts_and_tracing(resources: dict[str, Any]) -> None:
@@ -265,13 +396,14 @@ def test_functions_are_python312_x86_with_timeouts_and_tracing(resources: dict[s
         assert props["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "pagemill", handler
         assert "LogGroup" in props["LoggingConfig"], handler
     assert _function(resources, "handler.extract_batch")["Properties"]["EphemeralStorage"] == {"Size": 2048}
+    assert _function(resources, "handler.embed")["Properties"]["EphemeralStorage"] == {"Size": 4096}
     for group in _of_type(resources, "AWS::Logs::LogGroup").values():
         assert group["Properties"]["RetentionInDays"] == 30
 
 
 def test_pipeline_functions_get_their_settings(resources: dict[str, Any]) -> None:
     (bucket_id,) = _of_type(resources, "AWS::S3::Bucket")
-    for handler in ("handler.plan", "handler.extract_batch", "handler.write", "handler.record_failure"):
+    for handler in PIPELINE_HANDLERS:
         variables = _function(resources, handler)["Properties"]["Environment"]["Variables"]
         assert variables["PAGEMILL_WORK_BUCKET"] == {"Ref": bucket_id}
         assert variables["PAGEMILL_BATCH_PAGES"] == "25"
@@ -279,6 +411,13 @@ def test_pipeline_functions_get_their_settings(resources: dict[str, Any]) -> Non
         assert variables["PAGEMILL_MAX_BYTES"] == "536870912"
         assert variables["PAGEMILL_MARKDOWN_MODE"] == "legacy"
         assert "DATABASE_SECRET_ARN" not in variables  # none configured in cdk.json
+    # AND the image stages know where documents go to be embedded, and Embed where its model is
+    for handler in ("handler.collect_images", "handler.embed"):
+        variables = _function(resources, handler)["Properties"]["Environment"]["Variables"]
+        assert variables["PAGEMILL_GPU_MIN_IMAGES"] == "200", handler
+    variables = _function(resources, "handler.embed")["Properties"]["Environment"]["Variables"]
+    assert variables["PAGEMILL_CLIP_DIR"] == "/tmp/clip"
+    assert "PAGEMILL_CLIP_S3_URI" not in variables  # none configured in cdk.json
 
 
 def test_each_function_names_its_handler_folder(resources: dict[str, Any]) -> None:
@@ -317,6 +456,38 @@ def test_functions_get_least_privilege_bucket_access(resources: dict[str, Any]) 
     record = s3_grants("handler.record_failure")
     assert set(record) == {"/uploads/*"} and "s3:PutObject" not in record["/uploads/*"]
     assert s3_grants("handler.handler") == {}
+    # CollectImages writes only the image list, Embed only embeddings
+    collect = s3_grants("handler.collect_images")
+    assert set(collect) == {"/documents/*"} and "s3:GetObject*" in collect["/documents/*"]
+    embed = s3_grants("handler.embed")
+    assert set(embed) == {"/documents/*"} and "s3:GetObject*" in embed["/documents/*"]
+    assert _put_targets(resources, "handler.collect_images") == ["/documents/*/images.json"]
+    assert _put_targets(resources, "handler.embed") == ["/documents/*/embeddings/*"]
+
+
+def _role_statements(resources: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
+    return [
+        s
+        for policy in _of_type(resources, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _object_suffixes(statement: dict[str, Any]) -> list[str]:
+    """The object part of each bucket-ARN Fn::Join in a statement's Resource."""
+    targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    return [t["Fn::Join"][1][-1] for t in targets if isinstance(t, dict) and "Fn::Join" in t]
+
+
+def _put_targets(resources: dict[str, Any], handler: str) -> list[str]:
+    role_id = _function(resources, handler)["Properties"]["Role"]["Fn::GetAtt"][0]
+    return sorted(
+        suffix
+        for s in _role_statements(resources, role_id)
+        if "s3:PutObject" in _actions(s)
+        for suffix in _object_suffixes(s)
+    )
 
 
 def test_skipped_bundling_runs_no_pip(synthesize: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -329,8 +500,18 @@ def test_skipped_bundling_runs_no_pip(synthesize: Any, tmp_path: Path, monkeypat
     monkeypatch.setattr(functions.LocalPythonBundler, "try_bundle", refuse)
     # WHEN the stack is synthesized with "aws:cdk:bundling-stacks": [] (what synthesize does)
     synthesize(tmp_path)
-    # THEN nothing was bundled or staged into the assembly
-    assert not list(tmp_path.glob("asset.*"))
+    # THEN no Lambda bundle was staged into the assembly: the one staged asset is the GPU image's
+    # build context, copied (not built) at synth, and it holds only what the Dockerfile copies
+    (staged,) = tmp_path.glob("asset.*")
+    assets = json.loads((tmp_path / "Pagemill.assets.json").read_text())
+    (image,) = assets["dockerImages"].values()
+    assert image["source"]["directory"] == staged.name
+    assert image["source"]["dockerFile"] == "containers/clip-gpu/Dockerfile"
+    assert image["source"]["platform"] == "linux/amd64"
+    assert sorted(p.name for p in staged.iterdir()) == ["containers", "pagemill"]
+    assert sorted(p.name for p in (staged / "containers").iterdir()) == ["clip-gpu"]
+    assert (staged / "pagemill" / "clip" / "embed.py").is_file()
+    assert not list(staged.rglob("__pycache__"))
 
 
 def test_database_secret_reaches_only_the_database_functions(synthesize: Any, tmp_path: Path) -> None:
@@ -350,6 +531,86 @@ def test_database_secret_reaches_only_the_database_functions(synthesize: Any, tm
         )
         expected = handler in ("handler.plan", "handler.write", "handler.record_failure")
         assert (has_secret, may_read) == (expected, expected), handler
+
+
+# --- the GPU embedding service ----------------------------------------------------------------
+
+
+def _the(resources: dict[str, Any], kind: str) -> dict[str, Any]:
+    (resource,) = _of_type(resources, kind).values()
+    return resource["Properties"]
+
+
+def test_gpu_group_scales_from_zero_through_the_capacity_provider(resources: dict[str, Any]) -> None:
+    group = _the(resources, "AWS::AutoScaling::AutoScalingGroup")
+    assert (group["MinSize"], group["MaxSize"]) == ("0", "2")
+    assert "DesiredCapacity" not in group  # managed scaling owns it
+    assert group["NewInstancesProtectedFromScaleIn"] is True  # what managed termination protection needs
+    provider = _the(resources, "AWS::ECS::CapacityProvider")["AutoScalingGroupProvider"]
+    assert provider["ManagedScaling"]["Status"] == "ENABLED"
+    assert provider["ManagedScaling"]["TargetCapacity"] == 100
+    assert provider["ManagedTerminationProtection"] == "ENABLED"
+    # AND the cluster uses it, with Container Insights
+    (provider_id,) = _of_type(resources, "AWS::ECS::CapacityProvider")
+    assert {"Ref": provider_id} in _the(resources, "AWS::ECS::ClusterCapacityProviderAssociations")["CapacityProviders"]
+    assert {"Name": "containerInsights", "Value": "enabled"} in _the(resources, "AWS::ECS::Cluster")["ClusterSettings"]
+
+
+def test_gpu_instances_are_gpu_amis_with_imdsv2_and_an_encrypted_root(
+    resources: dict[str, Any], template: dict[str, Any]
+) -> None:
+    data = _the(resources, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
+    assert data["InstanceType"] == "g5.xlarge"
+    image_parameter = template["Parameters"][data["ImageId"]["Ref"]]
+    assert image_parameter["Default"].startswith("/aws/service/ecs/optimized-ami/")
+    assert "/gpu/" in image_parameter["Default"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["MetadataOptions"]["HttpPutResponseHopLimit"] == 1  # containers cannot reach the instance role
+    (root,) = data["BlockDeviceMappings"]
+    assert root["Ebs"] == {"DeleteOnTermination": True, "Encrypted": True, "VolumeSize": 100, "VolumeType": "gp3"}
+
+
+def test_gpu_network_is_public_subnets_without_nat_or_inbound_rules(resources: dict[str, Any]) -> None:
+    assert not _of_type(resources, "AWS::EC2::NatGateway")
+    assert not _of_type(resources, "AWS::EC2::EIP")
+    subnets = _of_type(resources, "AWS::EC2::Subnet").values()
+    assert len(subnets) == 2
+    assert all(s["Properties"]["MapPublicIpOnLaunch"] is True for s in subnets)
+    group = _the(resources, "AWS::EC2::SecurityGroup")
+    assert "SecurityGroupIngress" not in group
+    assert not _of_type(resources, "AWS::EC2::SecurityGroupIngress")
+
+
+def test_gpu_task_definition_asks_for_one_gpu(resources: dict[str, Any]) -> None:
+    (resource,) = _of_type(resources, "AWS::ECS::TaskDefinition").values()
+    props = resource["Properties"]
+    assert props["RequiresCompatibilities"] == ["EC2"]
+    assert props["NetworkMode"] == "bridge"  # the instance's public address, no NAT
+    (container,) = props["ContainerDefinitions"]
+    assert container["Name"] == "clip"
+    assert container["ResourceRequirements"] == [{"Type": "GPU", "Value": "1"}]
+    assert container["MemoryReservation"] >= 8 * 1024
+    assert container["StopTimeout"] == 30
+    assert {"Name": "HEARTBEAT_SECONDS", "Value": "20"} in container["Environment"]
+    assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+    # AND the local engine can find the worker that this task definition runs
+    assert resource["Metadata"]["pagemill:source"] == "containers/clip-gpu"
+    assert (ROOT / "containers/clip-gpu/worker.py").is_file()
+
+
+def test_gpu_task_role_is_least_privilege(resources: dict[str, Any]) -> None:
+    (task_definition,) = _of_type(resources, "AWS::ECS::TaskDefinition").values()
+    role_id = task_definition["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+    statements = _role_statements(resources, role_id)
+    actions = [a for s in statements for a in _actions(s)]
+    assert not [a for a in actions if "*" in a], actions
+    s3 = {a: suffix for s in statements for a in _actions(s) if a.startswith("s3:") for suffix in _object_suffixes(s)}
+    assert s3 == {"s3:GetObject": "/documents/*", "s3:PutObject": "/documents/*/embeddings/*"}
+    # AND it answers task tokens of this state machine only
+    (machine_id,) = _of_type(resources, "AWS::StepFunctions::StateMachine")
+    (token,) = [s for s in statements if any(a.startswith("states:") for a in _actions(s))]
+    assert sorted(_actions(token)) == ["states:SendTaskFailure", "states:SendTaskHeartbeat", "states:SendTaskSuccess"]
+    assert token["Resource"] == {"Ref": machine_id}
 
 
 # --- the whole template ----------------------------------------------------------------------
@@ -403,6 +664,14 @@ def test_config_reads_context_with_defaults_and_cli_strings() -> None:
         ({"log_retention_days": 31}, "'log_retention_days' must be one of"),
         ({"database_secret_arn": "pagemill/db"}, "'database_secret_arn' must be the ARN"),
         ({"execution_timeout_minutes": 0}, "'execution_timeout_minutes' must be between"),
+        ({"gpu_instance_type": "g5"}, "'gpu_instance_type' must be an EC2 instance type"),
+        ({"gpu_instance_type": "c5.xlarge"}, "'gpu_instance_type' must be an x86_64 instance type with an NVIDIA GPU"),
+        ({"gpu_instance_type": "g5g.xlarge"}, "'gpu_instance_type' must be an x86_64 instance type with an NVIDIA GPU"),
+        ({"gpu_max_instances": 0}, "'gpu_max_instances' must be between 1 and 100"),
+        ({"gpu_min_images": 0}, "'gpu_min_images' must be at least 1"),
+        ({"gpu_heartbeat_seconds": 30}, "'gpu_heartbeat_seconds' must be between 60 and 3600"),
+        ({"clip_model_s3_uri": "my-models/clip/"}, "'clip_model_s3_uri' must be an S3 prefix ending in '/'"),
+        ({"clip_model_s3_uri": "s3://my-models/clip"}, "'clip_model_s3_uri' must be an S3 prefix ending in '/'"),
     ],
 )
 def test_config_rejects_bad_values_with_a_clear_message(context: dict[str, Any], message: str) -> None:
@@ -410,3 +679,43 @@ def test_config_rejects_bad_values_with_a_clear_message(context: dict[str, Any],
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         PipelineConfig.from_context(_Context(**context))
+
+
+def test_config_accepts_gpu_settings() -> None:
+    from stacks.config import PipelineConfig
+
+    config = PipelineConfig.from_context(
+        _Context(gpu_instance_type="g4dn.2xlarge", gpu_max_instances="4", gpu_min_images="50",
+                 clip_model_s3_uri="s3://my-models/clip-vit-b32/")
+    )
+    assert (config.gpu_instance_type, config.gpu_max_instances, config.gpu_min_images) == ("g4dn.2xlarge", 4, 50)
+    assert config.clip_model_location == ("my-models", "clip-vit-b32/")
+    assert PipelineConfig().clip_model_location is None
+
+
+def test_gpu_settings_reach_the_stack(synthesize: Any, tmp_path: Path) -> None:
+    # GIVEN the GPU service and the CPU model configured otherwise
+    resources = synthesize(
+        tmp_path, gpu_instance_type="g6.2xlarge", gpu_max_instances=5, gpu_min_images=50,
+        gpu_heartbeat_seconds=300, clip_model_s3_uri="s3://my-models/clip/",
+    ).to_json()["Resources"]
+    # THEN the group, the routing threshold and the heartbeat follow
+    assert _the(resources, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]["InstanceType"] == "g6.2xlarge"
+    assert _the(resources, "AWS::AutoScaling::AutoScalingGroup")["MaxSize"] == "5"
+    from tests.infrastructure.conftest import definition_of
+
+    (machine_id, machine), = _of_type(resources, "AWS::StepFunctions::StateMachine").items()
+    assert _embed_on_gpu(definition_of({"Resources": {machine_id: machine}}))["HeartbeatSeconds"] == 300
+    embed = _function(resources, "handler.embed")
+    variables = embed["Properties"]["Environment"]["Variables"]
+    assert variables["PAGEMILL_GPU_MIN_IMAGES"] == "50"
+    assert variables["PAGEMILL_CLIP_S3_URI"] == "s3://my-models/clip/"
+    # AND Embed may list and read the model's prefix, and nothing else of that bucket
+    statements = _role_statements(resources, embed["Properties"]["Role"]["Fn::GetAtt"][0])
+    model = [s for s in statements if "my-models" in json.dumps(s["Resource"])]
+    assert {a: s["Resource"] for s in model for a in _actions(s)} == {
+        "s3:ListBucket": {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::my-models"]]},
+        "s3:GetObject": {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::my-models/clip/*"]]},
+    }
+    (listing,) = [s for s in model if "s3:ListBucket" in _actions(s)]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["clip/*"]}}

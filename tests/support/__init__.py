@@ -1,0 +1,1 @@
+"""Test helpers shared by the test layers (fakes of external services)."""
