@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.support.fake_anthropic"]
+
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("PAGEMILL_CORPUS", ROOT.parent / "shared" / "corpus"))
 

@@ -24,7 +24,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def vectors(db, document_id: str) -> dict[str, np.ndarray]:
     register_vector(db)
     rows = db.execute("select sha256, embedding from images where document_id = %s", (document_id,)).fetchall()
-    return {sha: (None if vec is None else np.asarray(vec)) for sha, vec in rows}
+    return {sha: (None if vec is None else vec.to_numpy()) for sha, vec in rows}
 
 
 def test_cpu_lambda_path_embeds_every_image(engine: LocalEngine, db, catalog: Path) -> None:

@@ -49,4 +49,4 @@ def test_gpu_route_embeds_every_image_like_the_model_does(gpu_engine: LocalEngin
         assert vector is not None, key
         data = gpu_engine.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         expected = model.embed_images(preprocess_bytes(data, max_pixels=Settings().max_image_pixels)[None])[0]
-        np.testing.assert_allclose(np.asarray(vector), expected, atol=1e-5)
+        np.testing.assert_allclose(vector.to_numpy(), expected, atol=1e-5)

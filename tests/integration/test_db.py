@@ -89,7 +89,8 @@ def test_migrations_apply_once_and_are_recorded(empty_database_url: str) -> None
         recorded = conn.execute("select version, name from schema_migrations order by version").fetchall()
         assert recorded == [(m.version, m.name) for m in migrations()]
         assert conn.execute("select extname from pg_extension where extname = 'vector'").fetchone() == ("vector",)
-        assert conn.execute("select count(*) from pg_indexes where indexdef ilike '%hnsw%'").fetchone() == (0,)
+        # one HNSW index, for image search (0002)
+        assert conn.execute("select count(*) from pg_indexes where indexdef ilike '%hnsw%'").fetchone() == (1,)
 
 
 def test_concurrent_migrations_apply_each_version_exactly_once(empty_database_url: str) -> None:
