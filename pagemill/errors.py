@@ -62,6 +62,10 @@ class StorageUnavailable(TransientError):
     pass
 
 
+class StoreUnavailable(TransientError):
+    """The caption circuit breaker's or token budget's table could not be read or written."""
+
+
 class WorkerInterrupted(TransientError):
     """A worker was told to stop (SIGTERM: spot reclaim, scale-in, StopTask) before it finished;
     the same input on a fresh worker can succeed."""

@@ -35,7 +35,13 @@ from stacks.storage import DOCUMENTS_PREFIX
 
 # pagemill's TransientError family (pagemill.errors, pagemill.clip.errors; the infrastructure
 # tests keep the two in step): a dependency was briefly unavailable, or a worker was stopped.
-LIBRARY_TRANSIENT_ERRORS = ("TransientError", "DatabaseUnavailable", "StorageUnavailable", "WorkerInterrupted")
+LIBRARY_TRANSIENT_ERRORS = (
+    "TransientError",
+    "DatabaseUnavailable",
+    "StorageUnavailable",
+    "StoreUnavailable",
+    "WorkerInterrupted",
+)
 # A dependency was briefly unavailable: retry with backoff. Lambda's own errors, then pagemill's.
 TRANSIENT_ERRORS = (
     "Lambda.ServiceException",

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pagemill.errors import TransientError
+from pagemill.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,6 @@ TABLE_KEY = "pk"
 # How many times record_failure re-reads and tries again when a concurrent writer changed the
 # item between its read and its conditional write.
 _MAX_RACES = 8
-
-
-class StoreUnavailable(TransientError):
-    """The breaker's or the budget's table could not be read or written."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pagemill.captions.breaker import CircuitBreaker, StoreUnavailable
+from pagemill.captions.breaker import CircuitBreaker
+from pagemill.errors import StoreUnavailable
 from pagemill.errors import PagemillError
 
 if TYPE_CHECKING:

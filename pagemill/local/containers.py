@@ -16,6 +16,7 @@ import boto3
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_ecs import (
     StateTaskServiceEcs,
 )
+from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
 
 from pagemill.local.template import ACCOUNT, REGION, ContainerSpec
 
@@ -34,11 +35,23 @@ def _normalise_response(self: Any, response: Any, boto_service_name: Any = None,
     self._from_boto_response(response, _ecs_operation(service_action_name or self.resource.api_action).output_shape)
 
 
+def _notify_heartbeat(self: CallbackEndpoint) -> bool:
+    # moto arms a task's heartbeat timer only after RunTask returns, and until then refuses a
+    # heartbeat as InvalidToken; a worker that beats at once (as it should) would take that for
+    # "Step Functions gave up" and stop. On AWS the token is live from the moment the task is
+    # scheduled, so a beat before the timer is armed is accepted; the timer starts full anyway.
+    heartbeat = self._heartbeat_endpoint
+    if heartbeat is not None:
+        heartbeat.notify()
+    return True
+
+
 # moto 5.2.5's ECS integration passes the state's PascalCase parameters to boto3 unconverted (its
 # base class normalisation is a no-op for ECS); these are the conversions its other services do.
 INTERPRETER_FIXES = (
     (StateTaskServiceEcs, "_normalise_parameters", _normalise_parameters),
     (StateTaskServiceEcs, "_normalise_response", _normalise_response),
+    (CallbackEndpoint, "notify_heartbeat", _notify_heartbeat),
 )
 
 
