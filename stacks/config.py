@@ -48,9 +48,8 @@ _NVIDIA_FAMILY = re.compile(r"^[gp]r?[0-9](?![a-z]*g)[a-z0-9-]*\.")
 _NOT_NVIDIA = ("g4ad.",)
 # s3://bucket/prefix/ : a bucket name (3-63 characters) and a prefix that ends in "/".
 _S3_PREFIX_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(?:[^\s]*/)?$")
-# The GPU worker's HEARTBEAT_SECONDS (stacks/gpu.py): a callback task's HeartbeatSeconds must
-# leave room for a few missed beats.
-WORKER_HEARTBEAT_SECONDS = 20
+# A callback task's HeartbeatSeconds must leave room for this many missed worker beats.
+MISSED_BEATS_TOLERATED = 3
 GPU_TASK_TIMEOUT_SECONDS = 3600
 
 
@@ -84,8 +83,9 @@ class PipelineConfig:
     gpu_min_images: int = 200
     # How long EmbedOnGpu waits for a heartbeat. The first one can only come once an instance
     # has started from zero and pulled the image (several minutes when the service is idle);
-    # after that the worker beats every WORKER_HEARTBEAT_SECONDS.
+    # after that the worker beats every gpu_worker_heartbeat_seconds.
     gpu_heartbeat_seconds: int = 600
+    gpu_worker_heartbeat_seconds: int = 20
     # s3://bucket/prefix/ holding the CLIP model (model.json, image_encoder.onnx, text_encoder.onnx,
     # tokenizer.json; image encoder in float32) that the Embed Lambda downloads at a cold start.
     clip_model_s3_uri: str | None = None
@@ -116,8 +116,10 @@ class PipelineConfig:
             )
         _between("gpu_max_instances", self.gpu_max_instances, 1, 100)
         _at_least("gpu_min_images", self.gpu_min_images, 1)
+        _between("gpu_worker_heartbeat_seconds", self.gpu_worker_heartbeat_seconds, 1, 300)
         _between(
-            "gpu_heartbeat_seconds", self.gpu_heartbeat_seconds, 3 * WORKER_HEARTBEAT_SECONDS, GPU_TASK_TIMEOUT_SECONDS
+            "gpu_heartbeat_seconds", self.gpu_heartbeat_seconds,
+            MISSED_BEATS_TOLERATED * self.gpu_worker_heartbeat_seconds, GPU_TASK_TIMEOUT_SECONDS,
         )
         if self.clip_model_s3_uri is not None and not _S3_PREFIX_URI.match(self.clip_model_s3_uri):
             raise ConfigError(

@@ -29,7 +29,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.config import WORKER_HEARTBEAT_SECONDS, PipelineConfig
+from stacks.config import PipelineConfig
 from stacks.functions import REPO_ROOT
 from stacks.storage import DOCUMENTS_PREFIX
 
@@ -157,7 +157,7 @@ class GpuEmbedding(Construct):
             memory_reservation_mib=MEMORY_RESERVATION_MIB,
             stop_timeout=STOP_TIMEOUT,
             logging=ecs.LogDrivers.aws_logs(stream_prefix=CONTAINER_NAME, log_group=self.log_group),
-            environment={"HEARTBEAT_SECONDS": str(WORKER_HEARTBEAT_SECONDS)},
+            environment={"HEARTBEAT_SECONDS": str(config.gpu_worker_heartbeat_seconds)},
         )
         # The local engine runs containers/clip-gpu/worker.py for this task definition.
         self.task_definition.node.default_child.add_metadata("pagemill:source", CONTAINER_SOURCE)

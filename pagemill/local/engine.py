@@ -65,6 +65,8 @@ class EngineOptions:
     workers: int = os.cpu_count() or 2
     # Extra environment for every function (settings overrides, test knobs).
     function_env: dict[str, str] = field(default_factory=dict)
+    # CDK context overrides (``cdk synth -c``), e.g. a short GPU heartbeat timeout.
+    context: dict[str, Any] = field(default_factory=dict)
 
 
 class LocalEngine:
@@ -84,7 +86,7 @@ class LocalEngine:
 
     def __enter__(self) -> LocalEngine:
         home = self.options.home
-        template, stack_name = synthesize(home / "synth")
+        template, stack_name = synthesize(home / "synth", context=self.options.context)
         self.deployment = load_deployment(template, stack_name, PROJECT_ROOT)
         self._mock = mock_aws(
             config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}

@@ -12,20 +12,24 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _INPUTS = ("app.py", "cdk.json", "stacks", "lambdas")
+# Syntheses kept in the cache (different context overrides, e.g. tests', are different entries).
+_KEEP_SYNTHESES = 6
 
 
 class SynthError(Exception):
     """The CDK app failed to synthesize."""
 
 
-def _fingerprint(root: Path) -> str:
-    digest = hashlib.sha256()
+def _fingerprint(root: Path, overrides: Mapping[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(dict(overrides), sort_keys=True).encode())
     for name in _INPUTS:
         path = root / name
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
@@ -37,17 +41,33 @@ def _fingerprint(root: Path) -> str:
     return digest.hexdigest()[:20]
 
 
-def synthesize(cache_dir: Path, root: Path = PROJECT_ROOT) -> tuple[Path, str]:
-    """Return (template path, stack name) of the synthesized pipeline stack."""
-    out = cache_dir / _fingerprint(root)
+def synthesize(
+    cache_dir: Path, root: Path = PROJECT_ROOT, *, context: Mapping[str, Any] | None = None
+) -> tuple[Path, str]:
+    """Return (template path, stack name) of the synthesized pipeline stack. ``context``
+    overrides cdk.json's context like ``cdk synth -c key=value`` does."""
+    overrides = dict(context or {})
+    out = cache_dir / _fingerprint(root, overrides)
     if not (out / "manifest.json").is_file():
-        _run_app(root, out)
+        _run_app(root, out, overrides)
+        _prune(cache_dir, keep=out)
     return _stack_template(out)
 
 
-def _run_app(root: Path, out: Path) -> None:
+def _prune(cache_dir: Path, *, keep: Path) -> None:
+    """Older syntheses (each holds a copy of the sources) beyond the newest few are removed."""
+    entries = sorted(
+        (p for p in cache_dir.iterdir() if p.is_dir() and (p / "manifest.json").is_file() and p != keep),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for old in entries[_KEEP_SYNTHESES - 1 :]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _run_app(root: Path, out: Path, overrides: Mapping[str, Any]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    context = json.loads((root / "cdk.json").read_text()).get("context", {})
+    context = {**json.loads((root / "cdk.json").read_text()).get("context", {}), **overrides}
     # Local runs never deploy, so skip asset bundling (pip for Lambda's platform); asset
     # metadata tells the local engine where each function's handler code was staged.
     context.update({"aws:cdk:bundling-stacks": [], "aws:cdk:enable-asset-metadata": True})

@@ -670,6 +670,10 @@ def test_config_reads_context_with_defaults_and_cli_strings() -> None:
         ({"gpu_max_instances": 0}, "'gpu_max_instances' must be between 1 and 100"),
         ({"gpu_min_images": 0}, "'gpu_min_images' must be at least 1"),
         ({"gpu_heartbeat_seconds": 30}, "'gpu_heartbeat_seconds' must be between 60 and 3600"),
+        ({"gpu_worker_heartbeat_seconds": 0}, "'gpu_worker_heartbeat_seconds' must be between 1 and 300"),
+        # three missed beats of a worker that beats every minute
+        ({"gpu_worker_heartbeat_seconds": 60, "gpu_heartbeat_seconds": 120},
+         "'gpu_heartbeat_seconds' must be between 180 and 3600"),
         ({"clip_model_s3_uri": "my-models/clip/"}, "'clip_model_s3_uri' must be an S3 prefix ending in '/'"),
         ({"clip_model_s3_uri": "s3://my-models/clip"}, "'clip_model_s3_uri' must be an S3 prefix ending in '/'"),
     ],
