@@ -36,8 +36,9 @@ class HandlerEnv:
         )
 
 
-@lru_cache(maxsize=1)
 def handler_env() -> HandlerEnv:
+    # Read at each invocation (it is cheap), never cached: locally one worker process serves
+    # several functions, each with its own environment.
     return HandlerEnv.from_environ()
 
 
@@ -65,20 +66,24 @@ def stage_context() -> StageContext:
     return StageContext(s3=client("s3"), settings=env.settings, work_bucket=env.work_bucket)
 
 
-@lru_cache(maxsize=1)
 def clip_model() -> Any:
     """The CLIP model, loaded once per execution environment; on Lambda the folder is filled
     from PAGEMILL_CLIP_S3_URI at the first cold start (the model is too large for the bundle)."""
+    settings = handler_env().settings
+    return _clip_model(settings.clip_dir, settings.clip_s3_uri)
+
+
+@lru_cache(maxsize=2)
+def _clip_model(clip_dir: str, clip_s3_uri: str) -> Any:
     from pagemill.clip.model import ClipModel
 
-    settings = handler_env().settings
-    if not settings.clip_dir:
+    if not clip_dir:
         raise RuntimeError("PAGEMILL_CLIP_DIR is not set: the function has no CLIP model")
-    directory = Path(settings.clip_dir)
+    directory = Path(clip_dir)
     if not (directory / "model.json").is_file():
-        if not settings.clip_s3_uri:
+        if not clip_s3_uri:
             raise RuntimeError(f"no CLIP model in {directory} and PAGEMILL_CLIP_S3_URI is not set")
-        _download_prefix(settings.clip_s3_uri, directory)
+        _download_prefix(clip_s3_uri, directory)
     return ClipModel.load(directory)
 
 

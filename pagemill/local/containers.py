@@ -16,7 +16,7 @@ import boto3
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_ecs import (
     StateTaskServiceEcs,
 )
-from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint, HeartbeatEndpoint
 
 from pagemill.local.template import ACCOUNT, REGION, ContainerSpec
 
@@ -35,15 +35,26 @@ def _normalise_response(self: Any, response: Any, boto_service_name: Any = None,
     self._from_boto_response(response, _ecs_operation(service_action_name or self.resource.api_action).output_shape)
 
 
+# moto arms a task's heartbeat timer only after RunTask returns. A worker that is quicker than that
+# (locally it is a process on the same machine) would meet two races that AWS does not have:
 def _notify_heartbeat(self: CallbackEndpoint) -> bool:
-    # moto arms a task's heartbeat timer only after RunTask returns, and until then refuses a
-    # heartbeat as InvalidToken; a worker that beats at once (as it should) would take that for
-    # "Step Functions gave up" and stop. On AWS the token is live from the moment the task is
-    # scheduled, so a beat before the timer is armed is accepted; the timer starts full anyway.
+    # a beat before the timer is armed was refused as InvalidToken, which the worker takes for
+    # "Step Functions gave up" and stops; on AWS the token is live from the moment the task is
+    # scheduled, so it is accepted (the timer starts full anyway);
     heartbeat = self._heartbeat_endpoint
     if heartbeat is not None:
         heartbeat.notify()
     return True
+
+
+def _setup_heartbeat_endpoint(self: CallbackEndpoint, heartbeat_seconds: int) -> HeartbeatEndpoint:
+    # and a result sent before the timer is armed never woke the heartbeat wait, which then
+    # reported a heartbeat timeout for a task that had already succeeded.
+    endpoint = HeartbeatEndpoint(heartbeat_seconds=heartbeat_seconds)
+    self._heartbeat_endpoint = endpoint
+    if self.get_outcome() is not None:
+        endpoint.notify()
+    return endpoint
 
 
 # moto 5.2.5's ECS integration passes the state's PascalCase parameters to boto3 unconverted (its
@@ -52,6 +63,7 @@ INTERPRETER_FIXES = (
     (StateTaskServiceEcs, "_normalise_parameters", _normalise_parameters),
     (StateTaskServiceEcs, "_normalise_response", _normalise_response),
     (CallbackEndpoint, "notify_heartbeat", _notify_heartbeat),
+    (CallbackEndpoint, "setup_heartbeat_endpoint", _setup_heartbeat_endpoint),
 )
 
 

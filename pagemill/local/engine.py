@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ class EngineOptions:
     home: Path
     database_url: str
     workers: int = os.cpu_count() or 2
-    # Extra environment for every function (settings overrides, test knobs).
+    # Environment set on every function over its own (settings overrides such as captions off).
     function_env: dict[str, str] = field(default_factory=dict)
     # CDK context overrides (``cdk synth -c``), e.g. a short GPU heartbeat timeout.
     context: dict[str, Any] = field(default_factory=dict)
@@ -130,15 +130,21 @@ class LocalEngine:
             "DATABASE_URL": self.options.database_url,
             # No X-Ray daemon locally; logs and metrics still go to the function log.
             "POWERTOOLS_TRACE_DISABLED": "true",
-            # No CLIP weights are installable here: the generated CLIP-shaped model stands in,
-            # loaded by the production code path. PAGEMILL_CLIP_DIR points at a real export.
+        }
+        overrides = {
+            # The deployed Embed function downloads the model into /tmp/clip; locally no CLIP
+            # weights are installable, so the generated CLIP-shaped model stands in, loaded by the
+            # production code path. PAGEMILL_CLIP_DIR points at a real export.
             "PAGEMILL_CLIP_DIR": os.environ.get("PAGEMILL_CLIP_DIR")
             or str(ensure_test_model(self.options.home / "clip-test-model")),
             **self.options.function_env,
         }
-        self.runtime = LambdaRuntime(
-            self.deployment.functions, workers=self.options.workers, base_env=base_env, log_path=self.log_path
-        )
+        base_env.update(overrides)  # the GPU container reads them too
+        functions = {
+            name: replace(spec, environment={**spec.environment, **overrides})
+            for name, spec in self.deployment.functions.items()
+        }
+        self.runtime = LambdaRuntime(functions, workers=self.options.workers, base_env=base_env, log_path=self.log_path)
         runtime = self.runtime
 
         def invoke(backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any) -> bytes:

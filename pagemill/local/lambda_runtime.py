@@ -250,8 +250,12 @@ def _worker_main(conn: Connection, base_env: dict[str, str], log_path: str | Non
             spec, payload, request_id = conn.recv()
         except (EOFError, OSError):
             return
+        # The previous function's variables go; the shared ones it had shadowed come back.
         for key in function_env_keys:
-            os.environ.pop(key, None)
+            if key in base_env:
+                os.environ[key] = base_env[key]
+            else:
+                os.environ.pop(key, None)
         os.environ.update(spec.environment)
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = spec.name
         os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(spec.memory_mb)

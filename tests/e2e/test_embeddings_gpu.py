@@ -30,8 +30,7 @@ def gpu_engine(engine_home: Path, module_database_url: str) -> Iterator[LocalEng
     # second and EmbedOnGpu gives up on a silent one after 3 (600/20 when deployed).
     options = EngineOptions(
         home=engine_home, database_url=module_database_url, workers=2,
-        function_env={"PAGEMILL_GPU_MIN_IMAGES": "1"},
-        context={"gpu_heartbeat_seconds": 3, "gpu_worker_heartbeat_seconds": 1},
+        context={"gpu_min_images": 1, "gpu_heartbeat_seconds": 3, "gpu_worker_heartbeat_seconds": 1},
     )
     with LocalEngine(options) as running:
         yield running

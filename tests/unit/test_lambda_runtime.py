@@ -103,3 +103,14 @@ def test_function_environment_does_not_leak_into_other_functions(runtime: Lambda
                          timeout_s=5, memory_mb=512)
     runtime.functions["Echo2"] = other
     assert json.loads(runtime.invoke("Echo2", b"{}").payload)["setting"] is None
+
+
+def test_a_shared_variable_a_function_overrides_comes_back_for_the_next(runtime: LambdaRuntime) -> None:
+    # GIVEN a function whose own environment shadows the shared BASE
+    shadowing = FunctionSpec(name="Shadow", source_dir=runtime.functions["Echo"].source_dir, handler="handler.echo",
+                             timeout_s=5, memory_mb=512, environment={"BASE": "mine"})
+    runtime.functions["Shadow"] = shadowing
+    # WHEN it runs on the (single) worker, then another function does
+    assert json.loads(runtime.invoke("Shadow", b"{}").payload)["base"] == "mine"
+    # THEN the other function sees the shared value again
+    assert json.loads(runtime.invoke("Echo", b"{}").payload)["base"] == "yes"
