@@ -44,9 +44,12 @@ def run(
     out_dir: Annotated[Path, typer.Option("--out", help="Where to export results.")] = Path("pagemill-out"),
     database_url: DatabaseUrlOption = None,
     workers: Annotated[int, typer.Option(help="Lambda worker processes.")] = os.cpu_count() or 2,
+    no_captions: Annotated[
+        bool, typer.Option("--no-captions", help="Do not caption images or read documents with the model.")
+    ] = False,
 ) -> None:
     """Run each PDF through the full state machine, locally."""
-    from pagemill.local.engine import EngineOptions
+    from pagemill.local.engine import EngineOptions, caption_environment
     from pagemill.local.run import expand_inputs, run_documents
 
     try:
@@ -58,7 +61,8 @@ def run(
         err.print("[yellow]no PDF files found in the given paths[/yellow]")
         raise typer.Exit(2)
     url = _database_url(database_url)
-    options = EngineOptions(home=_home(), database_url=url, workers=workers)
+    options = EngineOptions(home=_home(), database_url=url, workers=workers, no_captions=no_captions)
+    _, caption_note = caption_environment(os.environ, no_captions=no_captions)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
         TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=err, transient=as_json,
@@ -78,14 +82,14 @@ def run(
     if as_json:
         out.print_json(json.dumps([r.public() for r in results]))
     else:
-        _summary(results, url, out_dir)
+        _summary(results, url, out_dir, caption_note)
     raise typer.Exit(0 if all(r.status == "succeeded" for r in results) else 1)
 
 
-_STATES = ("Plan", "ExtractPages", "Write", "RecordFailure")
+_STATES = ("Plan", "ExtractPages", "Enrich", "Write", "RecordFailure")
 
 
-def _summary(results: list, url: str, out_dir: Path) -> None:
+def _summary(results: list, url: str, out_dir: Path, caption_note: str | None) -> None:
     states = [s for s in _STATES if any(s in r.state_seconds for r in results)]
     table = Table(title="pagemill run")
     table.add_column("document", no_wrap=True)
@@ -106,6 +110,8 @@ def _summary(results: list, url: str, out_dir: Path) -> None:
             out.print(f"[red]{Path(r.source).name}[/red]: {r.error}")
         elif r.out:
             out.print(f"{Path(r.source).name}: {r.out}/", highlight=False)
+    if caption_note:
+        out.print(caption_note, highlight=False)
     out.print(f'database: psql "{url}"', highlight=False, soft_wrap=True)
 
 
@@ -181,6 +187,7 @@ def asl() -> None:
 def demo(
     out_dir: Annotated[Path, typer.Option("--out")] = Path("pagemill-out"),
     database_url: DatabaseUrlOption = None,
+    no_captions: Annotated[bool, typer.Option("--no-captions")] = False,
 ) -> None:
     """Generate the sample catalog PDF and run it through the pipeline."""
     from pagemill.sample import make_catalog
@@ -189,4 +196,4 @@ def demo(
     sample.parent.mkdir(parents=True, exist_ok=True)
     truth = make_catalog(sample)
     err.print(f"sample catalog: {sample} ({truth.page_count} pages, {truth.distinct_images} distinct images)")
-    run([sample], as_json=False, out_dir=out_dir, database_url=database_url)
+    run([sample], as_json=False, out_dir=out_dir, database_url=database_url, no_captions=no_captions)

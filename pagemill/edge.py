@@ -23,6 +23,8 @@ class HandlerEnv:
     work_bucket: str
     settings: Settings
     database_secret_arn: str | None
+    # The Secrets Manager secret holding the Anthropic API key (AWS); ANTHROPIC_API_KEY wins.
+    anthropic_secret_arn: str | None = None
 
     @classmethod
     def from_environ(cls) -> HandlerEnv:
@@ -33,6 +35,7 @@ class HandlerEnv:
             work_bucket=bucket,
             settings=Settings.from_env(),
             database_secret_arn=os.environ.get("DATABASE_SECRET_ARN") or None,
+            anthropic_secret_arn=os.environ.get("ANTHROPIC_SECRET_ARN") or None,
         )
 
 
@@ -110,3 +113,57 @@ def db_connection() -> Any:
     if _connection is None or _connection.closed or _connection.broken:
         _connection = connect(database_url(handler_env()))
     return _connection
+
+
+# --- the model API: client, shared breaker, per-document budget -----------------------------
+
+
+def caption_client() -> Any:
+    """The anthropic SDK client for the configured provider; raises CaptionsUnavailable when
+    the direct API has no key. The SDK itself honours ANTHROPIC_BASE_URL."""
+    env = handler_env()
+    api_key = None
+    if env.settings.caption_provider == "anthropic":
+        api_key = os.environ.get("ANTHROPIC_API_KEY") or _anthropic_key(env.anthropic_secret_arn)
+    return _caption_client(env.settings, api_key)
+
+
+@lru_cache(maxsize=2)
+def _caption_client(settings: Settings, api_key: str | None) -> Any:
+    from pagemill.captions.client import build_client
+
+    return build_client(settings, api_key=api_key)
+
+
+@lru_cache(maxsize=2)
+def _anthropic_key(secret_arn: str | None) -> str | None:
+    if not secret_arn:
+        return None
+    value = client("secretsmanager").get_secret_value(SecretId=secret_arn).get("SecretString", "").strip()
+    return value or None
+
+
+def caption_breaker() -> Any:
+    """The circuit breaker every caption call of every document shares (one item per provider
+    and model in the captions table)."""
+    from pagemill.captions.breaker import CircuitBreaker, DynamoDbBreakerStore
+
+    s = handler_env().settings
+    store = DynamoDbBreakerStore(_captions_table(s), f"{s.caption_provider}:{s.caption_model}", client("dynamodb"))
+    return CircuitBreaker(
+        store, failure_threshold=s.breaker_failure_threshold, window_seconds=s.breaker_window_seconds,
+        cooldown_seconds=s.breaker_cooldown_seconds,
+    )
+
+
+def token_budget(document_id: str) -> Any:
+    from pagemill.captions.budget import DynamoDbTokenBudget
+
+    s = handler_env().settings
+    return DynamoDbTokenBudget(_captions_table(s), document_id, s.caption_token_budget, client("dynamodb"))
+
+
+def _captions_table(settings: Settings) -> str:
+    if not settings.captions_table:
+        raise RuntimeError("PAGEMILL_CAPTIONS_TABLE is not set: the function was deployed without its table")
+    return settings.captions_table

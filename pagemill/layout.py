@@ -41,3 +41,20 @@ def image_list_key(document_id: str) -> str:
 
 def embeddings_prefix(document_id: str) -> str:
     return f"{document_prefix(document_id)}embeddings/"
+
+
+def caption_batches_key(document_id: str) -> str:
+    """The CaptionImages map's items: the document's images in small batches."""
+    return f"{document_prefix(document_id)}caption-batches.json"
+
+
+def captions_prefix(document_id: str) -> str:
+    return f"{document_prefix(document_id)}captions/"
+
+
+def caption_batch_key(document_id: str, batch_no: int) -> str:
+    return f"{captions_prefix(document_id)}b{batch_no:05d}.json"
+
+
+def understanding_key(document_id: str) -> str:
+    return f"{document_prefix(document_id)}understanding.json"

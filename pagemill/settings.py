@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 _PREFIX = "PAGEMILL_"
+CAPTION_PROVIDERS = ("anthropic", "bedrock", "off")
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,10 @@ class Settings:
     clip_s3_uri: str = ""
     # Captions and document understanding (Claude vision via the anthropic SDK).
     # "anthropic": the Messages API with an API key; "bedrock": the same model on Bedrock,
-    # with the function's IAM role (caption_model is then a Bedrock model or inference profile id).
+    # with the function's IAM role (caption_model is then a Bedrock model or inference profile id);
+    # "off": no captions and no document understanding (nothing is sent anywhere).
     caption_provider: str = "anthropic"
-    caption_model: str = "claude-sonnet-5-5"
+    caption_model: str = "claude-sonnet-4-5"
     # Caption Lambdas running at once per document (the Map's MaxConcurrency) and images per Lambda.
     caption_concurrency: int = 4
     caption_batch_size: int = 5
@@ -90,8 +92,8 @@ class Settings:
             raise ValueError("PAGEMILL_MARKDOWN_MODE must be 'legacy' or 'layout'")
         if self.chunk_chars < 200:
             raise ValueError("PAGEMILL_CHUNK_CHARS must be at least 200")
-        if self.caption_provider not in ("anthropic", "bedrock"):
-            raise ValueError("PAGEMILL_CAPTION_PROVIDER must be 'anthropic' or 'bedrock'")
+        if self.caption_provider not in CAPTION_PROVIDERS:
+            raise ValueError(f"PAGEMILL_CAPTION_PROVIDER must be one of {', '.join(CAPTION_PROVIDERS)}")
         if not self.caption_model.strip():
             raise ValueError("PAGEMILL_CAPTION_MODEL must name a model")
         at_least_one = {

@@ -11,6 +11,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Node
 
 MARKDOWN_MODES = ("legacy", "layout")
+CAPTION_PROVIDERS = ("anthropic", "bedrock", "off")
 
 # CloudWatch Logs accepts only these retention periods.
 _RETENTION = {
@@ -89,6 +90,17 @@ class PipelineConfig:
     # s3://bucket/prefix/ holding the CLIP model (model.json, image_encoder.onnx, text_encoder.onnx,
     # tokenizer.json; image encoder in float32) that the Embed Lambda downloads at a cold start.
     clip_model_s3_uri: str | None = None
+    # Captions and document understanding: "anthropic" (the Messages API; its key in the
+    # Secrets Manager secret anthropic_secret_arn, or in one the stack creates for you to fill),
+    # "bedrock" (the same model through Amazon Bedrock, with the functions' IAM roles), or "off".
+    caption_provider: str = "anthropic"
+    caption_model: str = "claude-sonnet-4-5"
+    anthropic_secret_arn: str | None = None
+    # CaptionBatch invocations running at once per document, and images per invocation.
+    caption_concurrency: int = 4
+    caption_batch_size: int = 5
+    # Input plus output tokens one document may spend on captions and understanding together.
+    caption_token_budget: int = 200_000
 
     def __post_init__(self) -> None:
         _at_least("batch_pages", self.batch_pages, 1)
@@ -127,6 +139,20 @@ class PipelineConfig:
                 f"(the folder holding model.json, image_encoder.onnx, text_encoder.onnx, tokenizer.json), "
                 f"got {self.clip_model_s3_uri!r}"
             )
+        if self.caption_provider not in CAPTION_PROVIDERS:
+            raise ConfigError(
+                f"context 'caption_provider' must be one of {CAPTION_PROVIDERS}, got {self.caption_provider!r}"
+            )
+        if not self.caption_model.strip():
+            raise ConfigError("context 'caption_model' must name a model (a Bedrock model id when on Bedrock)")
+        if self.anthropic_secret_arn is not None and not _SECRET_ARN.match(self.anthropic_secret_arn):
+            raise ConfigError(
+                "context 'anthropic_secret_arn' must be the ARN of a Secrets Manager secret holding the API key, "
+                f"got {self.anthropic_secret_arn!r}"
+            )
+        _between("caption_concurrency", self.caption_concurrency, 1, 1000)
+        _between("caption_batch_size", self.caption_batch_size, 1, 50)
+        _at_least("caption_token_budget", self.caption_token_budget, 1000)
         if self.log_retention_days not in _RETENTION:
             raise ConfigError(
                 f"context 'log_retention_days' must be one of {sorted(_RETENTION)} (CloudWatch Logs' periods), "

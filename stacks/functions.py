@@ -23,7 +23,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.captions import CaptionState
 from stacks.config import PipelineConfig
+from stacks.grants import grant_secret_read
 from stacks.storage import DOCUMENTS_PREFIX, UPLOADS_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +68,10 @@ COLLECT_IMAGES = HandlerSpec("lambdas/embed", "handler.collect_images", Duration
 EMBED = HandlerSpec("lambdas/embed", "handler.embed", Duration.seconds(900), 3008, 4096)
 CLIP_DIR = "/tmp/clip"  # noqa: S108 (Lambda's only writable folder)
 TRIGGER = HandlerSpec("lambdas/trigger", "handler.handler", Duration.seconds(30), 256)
+# Model calls are I/O: little memory. A batch of 5 images with retries fits in a few minutes; the
+# handler stops retrying in time to write what it has.
+CAPTION_BATCH = HandlerSpec("lambdas/caption", "handler.caption_batch", Duration.seconds(300), 1024)
+UNDERSTAND = HandlerSpec("lambdas/caption", "handler.understand", Duration.seconds(300), 1024)
 
 
 def _pip_command(requirements: Path, target: str) -> list[str]:
@@ -140,11 +146,14 @@ def _code(source: str) -> lambda_.Code:
 
 
 class PipelineFunctions(Construct):
-    """Plan, ExtractBatch, CollectImages, Embed, Write, RecordFailure and the upload trigger, each
-    with least-privilege access to the bucket. Each function carries ``pagemill:source`` metadata naming its handler
-    folder, for tools that run the template's functions locally."""
+    """Plan, ExtractBatch, CollectImages, Embed, CaptionBatch, Understand, Write, RecordFailure and the
+    upload trigger, each with least-privilege access to the bucket. Each function carries
+    ``pagemill:source`` metadata naming its handler folder, for tools that run the template's
+    functions locally."""
 
-    def __init__(self, scope: Construct, id_: str, *, bucket: s3.IBucket, config: PipelineConfig) -> None:
+    def __init__(
+        self, scope: Construct, id_: str, *, bucket: s3.IBucket, captions: CaptionState, config: PipelineConfig
+    ) -> None:
         super().__init__(scope, id_)
         self._config = config
         # One asset per handler folder: Plan and ExtractBatch share the extract bundle.
@@ -157,7 +166,21 @@ class PipelineFunctions(Construct):
             "PAGEMILL_MARKDOWN_MODE": config.markdown_mode,
         }
         database_env = {"DATABASE_SECRET_ARN": config.database_secret_arn} if config.database_secret_arn else {}
-        images_env = {**pipeline_env, "PAGEMILL_GPU_MIN_IMAGES": str(config.gpu_min_images)}
+        images_env = {
+            **pipeline_env,
+            "PAGEMILL_GPU_MIN_IMAGES": str(config.gpu_min_images),
+            "PAGEMILL_CAPTION_PROVIDER": config.caption_provider,
+            "PAGEMILL_CAPTION_BATCH_SIZE": str(config.caption_batch_size),
+        }
+        caption_env = {
+            **pipeline_env,
+            "PAGEMILL_CAPTION_PROVIDER": config.caption_provider,
+            "PAGEMILL_CAPTION_MODEL": config.caption_model,
+            "PAGEMILL_CAPTION_TOKEN_BUDGET": str(config.caption_token_budget),
+            "PAGEMILL_CAPTIONS_TABLE": captions.table.table_name,
+        }
+        if captions.api_key_arn:
+            caption_env["ANTHROPIC_SECRET_ARN"] = captions.api_key_arn
         clip_env = {"PAGEMILL_CLIP_DIR": CLIP_DIR}
         if config.clip_model_s3_uri:
             clip_env["PAGEMILL_CLIP_S3_URI"] = config.clip_model_s3_uri
@@ -172,6 +195,8 @@ class PipelineFunctions(Construct):
         self.extract_batch = self._function("ExtractBatchFunction", EXTRACT_BATCH, pipeline_env)
         self.collect_images = self._function("CollectImagesFunction", COLLECT_IMAGES, images_env)
         self.embed = self._function("EmbedFunction", EMBED, {**images_env, **clip_env})
+        self.caption_batch = self._function("CaptionBatchFunction", CAPTION_BATCH, caption_env)
+        self.understand = self._function("UnderstandFunction", UNDERSTAND, caption_env)
         self.write = self._function("WriteFunction", WRITE, {**pipeline_env, **database_env})
         self.record_failure = self._function("RecordFailureFunction", RECORD_FAILURE, {**pipeline_env, **database_env})
         self.trigger = self._function("TriggerFunction", TRIGGER, {})
@@ -189,16 +214,31 @@ class PipelineFunctions(Construct):
         bucket.grant_put(self.embed, f"{DOCUMENTS_PREFIX}*/embeddings/*")
         if config.clip_model_location:
             _grant_prefix_download(self.embed, *config.clip_model_location)
+        bucket.grant_put(self.collect_images, f"{DOCUMENTS_PREFIX}*/caption-batches.json")
+        # CaptionBatch reads the images and writes its batch's captions; UnderstandDocument reads
+        # the page batches and writes the answer. Both share the breaker and budget table.
+        bucket.grant_read(self.caption_batch, documents)
+        bucket.grant_put(self.caption_batch, f"{DOCUMENTS_PREFIX}*/captions/*")
+        bucket.grant_read(self.understand, documents)
+        bucket.grant_put(self.understand, f"{DOCUMENTS_PREFIX}*/understanding.json")
+        for function in (self.caption_batch, self.understand):
+            captions.table.grant_read_write_data(function)
+            captions.grant_api_key(function)
+            if config.caption_provider == "bedrock":
+                _grant_bedrock_invoke(function)
         bucket.grant_read(self.write, documents)
         bucket.grant_read(self.record_failure, uploads)
         if config.database_secret_arn:
             for function in (self.plan, self.write, self.record_failure):
-                _grant_secret_read(function, config.database_secret_arn)
+                grant_secret_read(function, config.database_secret_arn)
 
     @property
     def pipeline(self) -> tuple[lambda_.Function, ...]:
         """The functions the state machine invokes."""
-        return (self.plan, self.extract_batch, self.collect_images, self.embed, self.write, self.record_failure)
+        return (
+            self.plan, self.extract_batch, self.collect_images, self.embed, self.caption_batch, self.understand,
+            self.write, self.record_failure,
+        )
 
     def _function(self, id_: str, spec: HandlerSpec, environment: dict[str, str]) -> lambda_.Function:
         if spec.source not in self._codes:
@@ -242,11 +282,15 @@ def _grant_prefix_download(function: lambda_.Function, bucket_name: str, prefix:
     )
 
 
-def _grant_secret_read(function: lambda_.Function, secret_arn: str) -> None:
-    # Both spellings: a complete ARN (with Secrets Manager's 6-character suffix) and a partial one.
+def _grant_bedrock_invoke(function: lambda_.Function) -> None:
+    """Anthropic models on Bedrock, directly or through a cross-region inference profile."""
+    stack = Stack.of(function)
     function.add_to_role_policy(
         iam.PolicyStatement(
-            actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-            resources=[secret_arn, f"{secret_arn}-??????"],
+            actions=["bedrock:InvokeModel"],
+            resources=[
+                f"arn:{stack.partition}:bedrock:*::foundation-model/anthropic.*",
+                f"arn:{stack.partition}:bedrock:{stack.region}:{stack.account}:inference-profile/*anthropic.*",
+            ],
         )
     )

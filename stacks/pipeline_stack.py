@@ -7,6 +7,7 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from stacks.captions import CaptionState
 from stacks.config import PipelineConfig
 from stacks.functions import PipelineFunctions
 from stacks.gpu import GpuEmbedding
@@ -18,7 +19,8 @@ class PipelineStack(Stack):
     def __init__(self, scope: Construct, id_: str, *, config: PipelineConfig, **kwargs: Any) -> None:
         super().__init__(scope, id_, **kwargs)
         storage = Storage(self, "Storage")
-        functions = PipelineFunctions(self, "Functions", bucket=storage.bucket, config=config)
+        captions = CaptionState(self, "Captions", config=config)
+        functions = PipelineFunctions(self, "Functions", bucket=storage.bucket, captions=captions, config=config)
         gpu = GpuEmbedding(self, "Gpu", bucket=storage.bucket, config=config)
         documents = DocumentStateMachine(
             self, "Documents", functions=functions, gpu=gpu, bucket=storage.bucket, config=config
@@ -30,6 +32,7 @@ class PipelineStack(Stack):
         storage.trigger_on_upload(functions.trigger)
 
         self.storage = storage
+        self.captions = captions
         self.functions = functions
         self.gpu = gpu
         self.documents = documents

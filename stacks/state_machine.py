@@ -6,6 +6,11 @@
     Enrich (Parallel):  HowToEmbed? ─ none ───► NoImagesToEmbed
                                     ├ lambda ─► EmbedOnLambda  (CPU ONNX Runtime)
                                     └ gpu ────► EmbedOnGpu     (ECS task on the GPU service, task token)
+                        HowToCaption? ─ none ─► NoCaptions
+                                      └ map ──► CaptionImages (Distributed Map of CaptionBatch) → CaptionsDone
+                                                 └ failed ─► CaptionsFailed (images recorded as skipped)
+                        HowToUnderstand? ─ none ─► NoUnderstanding
+                                         └ lambda ─► UnderstandDocument (failed ─► UnderstandingFailed)
     a failed Plan, ExtractPages, CollectImages, Enrich or Write ──► RecordFailure → DocumentFailed
 
 State names are what the Step Functions console shows. Every task has a timeout and retries
@@ -241,6 +246,10 @@ class DocumentStateMachine(Construct):
                 "image_count": sfn.JsonPath.number_at("$.Payload.image_count"),
                 "images_key": sfn.JsonPath.string_at("$.Payload.images_key"),
                 "embed_on": sfn.JsonPath.string_at("$.Payload.embed_on"),  # "none" | "lambda" | "gpu"
+                "caption_on": sfn.JsonPath.string_at("$.Payload.caption_on"),  # "none" | "map"
+                "caption_batches_key": sfn.JsonPath.string_at("$.Payload.caption_batches_key"),
+                "captions_prefix": sfn.JsonPath.string_at("$.Payload.captions_prefix"),
+                "understand_on": sfn.JsonPath.string_at("$.Payload.understand_on"),  # "none" | "lambda"
             },
             result_path="$.images",
         )
@@ -258,11 +267,109 @@ class DocumentStateMachine(Construct):
         enrich = sfn.Parallel(
             self,
             "Enrich",
-            result_selector={"embeddings": sfn.JsonPath.object_at("$[0]")},
+            result_selector={
+                "embeddings": sfn.JsonPath.object_at("$[0]"),
+                "captions": sfn.JsonPath.object_at("$[1]"),
+                "understanding": sfn.JsonPath.object_at("$[2]"),
+            },
             result_path="$.enrich",
         )
         enrich.branch(how_to_embed)
+        enrich.branch(self._captions())
+        enrich.branch(self._understanding())
         return enrich
+
+    def _captions(self) -> sfn.IChainable:
+        """{"prefix": str | null, "error": str | null}: where the caption batches' results are
+        (null: captions off). Model API trouble is handled inside CaptionBatch (per image, with
+        the shared breaker); a batch that still fails is tolerated, and a failing map is caught:
+        its images are recorded as skipped by Write, and the document goes on."""
+        caption_images = sfn.DistributedMap(
+            self,
+            "CaptionImages",
+            item_reader=sfn.S3JsonItemReader(
+                bucket_name_path=self._bucket.bucket_name, key=sfn.JsonPath.string_at("$.images.caption_batches_key")
+            ),
+            max_concurrency=self._config.caption_concurrency,
+            map_execution_type=sfn.StateMachineType.STANDARD,
+            tolerated_failure_percentage=100,
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        caption_images.item_processor(
+            _invoke(
+                self,
+                "CaptionBatch",
+                self._functions.caption_batch,
+                payload=sfn.TaskInput.from_json_path_at("$"),
+                result_selector={
+                    "captioned": sfn.JsonPath.number_at("$.Payload.captioned"),
+                    "skipped": sfn.JsonPath.number_at("$.Payload.skipped"),
+                },
+            )
+        )
+        prefix = sfn.JsonPath.string_at("$.images.captions_prefix")
+        failed = sfn.Pass(
+            self,
+            "CaptionsFailed",
+            parameters={"prefix": prefix, "error": sfn.JsonPath.string_at("$.captions_failed.Error")},
+        )
+        caption_images.add_catch(failed, errors=[sfn.Errors.ALL], result_path="$.captions_failed")
+        caption_images.next(
+            sfn.Pass(self, "CaptionsDone", parameters={"prefix": prefix, "error": sfn.JsonPath.string_at(JSON_NULL)})
+        )
+        return (
+            sfn.Choice(self, "HowToCaption?")
+            .when(
+                sfn.Condition.string_equals("$.images.caption_on", "none"),
+                sfn.Pass(
+                    self,
+                    "NoCaptions",
+                    parameters={"prefix": sfn.JsonPath.string_at(JSON_NULL), "error": sfn.JsonPath.string_at(JSON_NULL)},
+                ),
+            )
+            .when(sfn.Condition.string_equals("$.images.caption_on", "map"), caption_images)
+        )
+
+    def _understanding(self) -> sfn.IChainable:
+        """{"key": str | null, "error": str | null}: the model's reading of the document (type,
+        summary, products), or why there is none. Never fails the document."""
+        understand = _invoke(
+            self,
+            "UnderstandDocument",
+            self._functions.understand,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "document_id": sfn.JsonPath.string_at("$.plan.document_id"),
+                    "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key"),
+                }
+            ),
+            result_selector={
+                "key": sfn.JsonPath.string_at("$.Payload.understanding_key"),
+                "error": sfn.JsonPath.string_at(JSON_NULL),
+            },
+        )
+        understand.add_catch(
+            sfn.Pass(
+                self,
+                "UnderstandingFailed",
+                parameters={
+                    "key": sfn.JsonPath.string_at(JSON_NULL),
+                    "error": sfn.JsonPath.string_at("$.understanding_failed.Error"),
+                },
+            ),
+            errors=[sfn.Errors.ALL],
+            result_path="$.understanding_failed",
+        )
+        no_understanding = sfn.Pass(
+            self,
+            "NoUnderstanding",
+            parameters={"key": sfn.JsonPath.string_at(JSON_NULL), "error": sfn.JsonPath.string_at(JSON_NULL)},
+        )
+        return (
+            sfn.Choice(self, "HowToUnderstand?")
+            .when(sfn.Condition.string_equals("$.images.understand_on", "none"), no_understanding)
+            .when(sfn.Condition.string_equals("$.images.understand_on", "lambda"), understand)
+        )
 
     def _no_images_to_embed(self) -> sfn.Pass:
         # {"index_key": null, "count": 0}. A literal null cannot be written from Python (jsii drops
@@ -362,6 +469,8 @@ class DocumentStateMachine(Construct):
                     "document_id": sfn.JsonPath.string_at("$.plan.document_id"),
                     "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key"),
                     "embeddings_index_key": sfn.JsonPath.string_at("$.enrich.embeddings.index_key"),
+                    "captions": sfn.JsonPath.object_at("$.enrich.captions"),
+                    "understanding": sfn.JsonPath.object_at("$.enrich.understanding"),
                     "execution_arn": sfn.JsonPath.execution_id,
                     "started_at": sfn.JsonPath.execution_start_time,
                 }

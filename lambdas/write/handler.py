@@ -26,7 +26,8 @@ def write(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     counts = writing.write(
         stage_context(), db_connection(), document_id=event["document_id"], manifest_key=event["manifest_key"],
         execution_arn=event.get("execution_arn"), started_at=event.get("started_at"),
-        embeddings_index_key=event.get("embeddings_index_key"),
+        embeddings_index_key=event.get("embeddings_index_key"), captions=event.get("captions"),
+        understanding=event.get("understanding"),
     )
     metrics.add_metric(name="DocumentsSucceeded", unit=MetricUnit.Count, value=1)
     for name, value in counts.items():

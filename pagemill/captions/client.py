@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pagemill.captions.breaker import CircuitBreaker
-from pagemill.errors import StoreUnavailable
-from pagemill.errors import PagemillError
+from pagemill.errors import PagemillError, StoreUnavailable
 
 if TYPE_CHECKING:
     import anthropic

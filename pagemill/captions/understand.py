@@ -122,6 +122,7 @@ def understand_document(
     *,
     markdown_pages: Sequence[tuple[int, str]],
     token_budget: int,
+    page_count: int | None = None,
     breaker: CircuitBreaker,
     budget: TokenBudget | None = None,
     max_attempts: int = 4,
@@ -133,14 +134,15 @@ def understand_document(
     random: Callable[[], float] = _random.random,
 ) -> Understanding:
     """Ask once (with retries) what the document is. ``markdown_pages`` are (page number,
-    markdown); ``token_budget`` bounds the markdown sent; ``budget`` is the document's shared
-    token budget, from which the whole call is reserved."""
+    markdown; they may stop early once past ``token_budget``, with ``page_count`` saying where
+    the document ends); ``token_budget`` bounds the markdown sent; ``budget`` is the document's
+    shared token budget, from which the whole call is reserved."""
     text, pages_read, truncated = bounded_markdown(markdown_pages, token_budget - _OVERHEAD_TOKENS)
     if not text.strip():
         return Understanding(None, None, status=SKIPPED, reason=NO_TEXT)
     prompt = INSTRUCTIONS
     if truncated:
-        last = markdown_pages[-1][0]
+        last = page_count or markdown_pages[-1][0]
         prompt += (
             f"\nOnly part of the document fits: the text below stops early (the document ends at page {last}). "
             "Answer from what is shown."

@@ -27,9 +27,9 @@ _PAGE_TYPES = ["text", "int4", "text", "int4", "float4", "float4", "int4"]
 _CHUNKS = "COPY chunks (document_id, chunk_no, first_page, last_page, text) FROM STDIN (FORMAT BINARY)"
 _CHUNK_TYPES = ["text", "int4", "int4", "int4", "text"]
 _IMAGE_COLUMNS = (
-    "document_id, image_no, page_no, page_nos, bbox, width, height, sha256, ext, s3_key, size_bytes, caption"
+    "document_id, image_no, page_no, page_nos, bbox, width, height, sha256, ext, s3_key, size_bytes"
 )
-_IMAGE_TYPES = ["text", "int4", "int4", "int4[]", "float4[]", "int4", "int4", "text", "text", "text", "int4", "text"]
+_IMAGE_TYPES = ["text", "int4", "int4", "int4[]", "float4[]", "int4", "int4", "text", "text", "text", "int4"]
 
 
 @dataclass(frozen=True)
@@ -55,14 +55,14 @@ def write_document(
     timings: dict[str, Any],
     stats: dict[str, Any],
     embeddings: Mapping[str, Sequence[float]] | None = None,
-    captions: Mapping[str, str] | None = None,
 ) -> WriteCounts:
     """Replace the document's rows with those of ``batches`` and mark it succeeded, atomically.
 
     ``batches`` are written in page order: a sequence is sorted by first page; an iterator (one
-    batch loaded at a time) must already come in that order. ``embeddings`` and ``captions``
-    are keyed by image sha256; images without one get NULL. Running it again with the same
-    input leaves the same rows: it is safe to retry.
+    batch loaded at a time) must already come in that order. ``embeddings`` are keyed by image
+    sha256; images without one get NULL. Running it again with the same
+    input leaves the same rows: it is safe to retry. (Captions are set afterwards, in the same
+    transaction, by pagemill.db.understanding.store_caption_results.)
     """
     with unavailable_on_failure(f"writing document {document_id}"), conn.transaction():
         # The row lock serializes two executions writing the same content at once.
@@ -78,7 +78,7 @@ def write_document(
                 chunks += _copy_chunks(cur, document_id, batch, first_chunk_no=chunks)
                 _merge_images(images, batch)
             if images:
-                _copy_images(cur, document_id, images, embeddings or {}, captions or {})
+                _copy_images(cur, document_id, images, embeddings or {})
         conn.execute(
             """
             update documents set status = 'succeeded', page_count = %s, timings = %s, stats = %s,
@@ -141,7 +141,6 @@ def _copy_images(
     document_id: str,
     images: dict[str, _Image],
     embeddings: Mapping[str, Sequence[float]],
-    captions: Mapping[str, str],
 ) -> None:
     # Without embeddings the column is left out (NULL), so no vector type is needed then.
     columns, types = _IMAGE_COLUMNS, _IMAGE_TYPES
@@ -153,7 +152,7 @@ def _copy_images(
             first = merged.first
             row: tuple[Any, ...] = (
                 document_id, image_no, first.page_no, sorted(merged.page_nos), list(first.bbox), first.width,
-                first.height, sha256, first.ext, first.s3_key, first.size_bytes, captions.get(sha256),
+                first.height, sha256, first.ext, first.s3_key, first.size_bytes,
             )
             if embeddings:
                 row = (*row, embeddings.get(sha256))

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -67,6 +67,26 @@ class EngineOptions:
     function_env: dict[str, str] = field(default_factory=dict)
     # CDK context overrides (``cdk synth -c``), e.g. a short GPU heartbeat timeout.
     context: dict[str, Any] = field(default_factory=dict)
+    # Captions run when an API key is configured (in the environment or function_env) unless this.
+    no_captions: bool = False
+
+
+NO_API_KEY = "captions skipped: no API key (set ANTHROPIC_API_KEY to caption images and read documents)"
+CAPTIONS_OFF = "captions off (--no-captions)"
+
+
+def caption_environment(environ: Mapping[str, str], *, no_captions: bool) -> tuple[dict[str, str], str | None]:
+    """The functions' environment for captions locally, and a note for the summary when they are
+    off: they run when an API key is configured (ANTHROPIC_BASE_URL honoured), unless
+    ``--no-captions``; without a key they are skipped, which is not an error."""
+    if no_captions:
+        return {"PAGEMILL_CAPTION_PROVIDER": "off"}, CAPTIONS_OFF
+    if environ.get("PAGEMILL_CAPTION_PROVIDER") in ("bedrock", "off"):
+        return {"PAGEMILL_CAPTION_PROVIDER": environ["PAGEMILL_CAPTION_PROVIDER"]}, None
+    if not environ.get("ANTHROPIC_API_KEY"):
+        return {"PAGEMILL_CAPTION_PROVIDER": "off"}, NO_API_KEY
+    passed = {k: environ[k] for k in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL") if environ.get(k)}
+    return {"PAGEMILL_CAPTION_PROVIDER": "anthropic", **passed}, None
 
 
 class LocalEngine:
@@ -81,6 +101,7 @@ class LocalEngine:
         self._patches: list[Any] = []
         self.containers: LocalContainers | None = None
         self.state_machine_arn = ""
+        self.caption_note: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -113,6 +134,12 @@ class LocalEngine:
         bucket = self.deployment.bucket_name
         self.s3.create_bucket(Bucket=bucket)
         self.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        for table, key in self.deployment.tables.items():
+            dynamodb.create_table(
+                TableName=table, KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+            )
         self.state_machine_arn = self.sfn.create_state_machine(
             name=self.deployment.state_machine_name,
             definition=json.dumps(self.deployment.definition),
@@ -137,8 +164,11 @@ class LocalEngine:
             # production code path. PAGEMILL_CLIP_DIR points at a real export.
             "PAGEMILL_CLIP_DIR": os.environ.get("PAGEMILL_CLIP_DIR")
             or str(ensure_test_model(self.options.home / "clip-test-model")),
-            **self.options.function_env,
         }
+        captions, self.caption_note = caption_environment(
+            {**os.environ, **self.options.function_env}, no_captions=self.options.no_captions
+        )
+        overrides.update({**captions, **self.options.function_env})
         base_env.update(overrides)  # the GPU container reads them too
         functions = {
             name: replace(spec, environment={**spec.environment, **overrides})

@@ -46,6 +46,8 @@ class LocalDeployment:
     bucket_name: str
     functions: dict[str, FunctionSpec]
     containers: dict[str, ContainerSpec]
+    # DynamoDB tables: name → partition key attribute (string keys; the only kind the stack makes).
+    tables: dict[str, str]
 
 
 class _Resolver:
@@ -127,7 +129,7 @@ def load_deployment(template_path: Path, stack_name: str, root: Path) -> LocalDe
         raise TemplateError(f"expected one state machine in {template_path}, found {len(machines)}")
     (machine_id, machine), = machines.items()
     props = machine["Properties"]
-    definition = json.loads(resolver.resolve(props["DefinitionString"]))
+    definition = _with_moto_number_syntax(json.loads(resolver.resolve(props["DefinitionString"])))
     buckets = _of_type(template, "AWS::S3::Bucket")
     if len(buckets) != 1:
         raise TemplateError(f"expected one bucket in {template_path}, found {len(buckets)}")
@@ -148,6 +150,13 @@ def load_deployment(template_path: Path, stack_name: str, root: Path) -> LocalDe
         for logical_id, resource in _of_type(template, "AWS::ECS::TaskDefinition").items()
         if "pagemill:source" in resource.get("Metadata", {})
     }
+    tables = {
+        resolver.physical_name(logical_id): next(
+            k["AttributeName"] for k in resource["Properties"]["KeySchema"] if k["KeyType"] == "HASH"
+        )
+        for kind in ("AWS::DynamoDB::Table", "AWS::DynamoDB::GlobalTable")
+        for logical_id, resource in _of_type(template, kind).items()
+    }
     return LocalDeployment(
         stack_name=stack_name,
         definition=definition,
@@ -156,7 +165,22 @@ def load_deployment(template_path: Path, stack_name: str, root: Path) -> LocalDe
         bucket_name=resolver.physical_name(next(iter(buckets))),
         functions=functions,
         containers=containers,
+        tables=tables,
     )
+
+
+def _with_moto_number_syntax(value: Any) -> Any:
+    """The same definition, with ``ToleratedFailurePercentage`` written as 100.0 where CDK wrote
+    100: the same JSON number, but moto 5.2.5's ASL grammar accepts only the decimal spelling
+    there (AWS takes both)."""
+    if isinstance(value, list):
+        return [_with_moto_number_syntax(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    return {
+        k: float(v) if k == "ToleratedFailurePercentage" and type(v) is int else _with_moto_number_syntax(v)
+        for k, v in value.items()
+    }
 
 
 def _of_type(template: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """CollectImages and Embed: the inputs and the CPU path of the Enrich stage. (The GPU path runs
-the same ``embed_images`` in containers/clip-gpu.)"""
+the same ``embed_images`` in containers/clip-gpu; captions are pagemill.stages.captioning.)"""
 
 from __future__ import annotations
 
@@ -34,8 +34,37 @@ def collect_images(ctx: StageContext, *, document_id: str, manifest_key: str) ->
         embed_on = "gpu"
     else:
         embed_on = "lambda"
-    log.info("images collected", extra={"document_id": document_id, "images": len(seen), "embed_on": embed_on})
-    return {"image_count": len(seen), "images_key": images_key, "embed_on": embed_on}
+    captions_on = ctx.settings.caption_provider != "off"
+    caption_batches = _plan_caption_batches(ctx, document_id, seen) if captions_on else 0
+    log.info("images collected", extra={
+        "document_id": document_id, "images": len(seen), "embed_on": embed_on, "caption_batches": caption_batches,
+    })
+    return {
+        "image_count": len(seen),
+        "images_key": images_key,
+        "embed_on": embed_on,
+        # CaptionImages runs when there is something to caption; UnderstandDocument whenever
+        # the model is in use (the text alone is worth reading).
+        "caption_on": "map" if caption_batches else "none",
+        "caption_batches_key": layout.caption_batches_key(document_id),
+        "captions_prefix": layout.captions_prefix(document_id),
+        "understand_on": "lambda" if captions_on else "none",
+    }
+
+
+def _plan_caption_batches(ctx: StageContext, document_id: str, images: dict[str, str]) -> int:
+    """The CaptionImages map's items: caption_batch_size images each, with where each batch's
+    results go. Returns the number of batches."""
+    listed = [{"sha256": k, "s3_key": v} for k, v in images.items()]
+    size = ctx.settings.caption_batch_size
+    batches = [
+        {"document_id": document_id, "batch_no": n, "images": listed[start : start + size],
+         "out_key": layout.caption_batch_key(document_id, n)}
+        for n, start in enumerate(range(0, len(listed), size))
+    ]
+    if batches:
+        storage.put_json(ctx.s3, ctx.work_bucket, layout.caption_batches_key(document_id), batches)
+    return len(batches)
 
 
 def embed(ctx: StageContext, model: ClipModel, *, document_id: str, images_key: str) -> dict[str, Any]:

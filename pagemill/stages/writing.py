@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from pagemill import layout, storage
+from pagemill.captions.caption import load_results, skipped, summarize
+from pagemill.captions.understand import SKIPPED, Understanding
 from pagemill.clip.embed import load_embeddings
 from pagemill.db import documents
+from pagemill.db.connect import unavailable_on_failure
+from pagemill.db.understanding import store_caption_results, store_token_usage, store_understanding
 from pagemill.db.write import write_document
 from pagemill.errors import InternalError, PagemillError, input_error_names
 from pagemill.models import BatchResult, BatchSpec, SourceObject
@@ -19,11 +23,17 @@ from pagemill.stages import StageContext, document_id_for
 
 log = logging.getLogger(__name__)
 
+CAPTION_BATCH_FAILED = "caption batch failed"
+
 
 def write(
     ctx: StageContext, conn: Any, *, document_id: str, manifest_key: str, execution_arn: str | None,
-    started_at: str | None, embeddings_index_key: str | None = None,
+    started_at: str | None, embeddings_index_key: str | None = None, captions: Mapping[str, Any] | None = None,
+    understanding: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
+    """The document's rows, its embeddings, and what the model said about it (``captions``:
+    {"prefix", "error"} of the caption branch; ``understanding``: {"key", "error"}), in one
+    transaction."""
     began = time.monotonic()
     manifest = [BatchSpec.from_dict(d) for d in storage.get_json(ctx.s3, ctx.work_bucket, manifest_key)]
     stats: dict[str, Any] = {"batches": len(manifest), "skipped_images": {}}
@@ -47,9 +57,11 @@ def write(
 
     timings: dict[str, float] = {}
     embeddings = load_embeddings(ctx.s3, ctx.work_bucket, embeddings_index_key) if embeddings_index_key else None
-    counts = write_document(
-        conn, document_id=document_id, batches=batches(), timings=timings, stats=stats, embeddings=embeddings
-    )
+    with unavailable_on_failure(f"writing document {document_id}"), conn.transaction():
+        counts = write_document(
+            conn, document_id=document_id, batches=batches(), timings=timings, stats=stats, embeddings=embeddings
+        )
+        _write_model_output(ctx, conn, document_id, captions or {}, understanding or {})
     timings.update({"extract_seconds_sum": round(extract_seconds, 3), "write_seconds": round(time.monotonic() - began, 3)})
     if started_at:
         timings["pipeline_seconds"] = round(
@@ -57,6 +69,37 @@ def write(
         )
     documents.set_timings(conn, document_id, timings)
     return {"pages": counts.pages, "chunks": counts.chunks, "images": counts.images}
+
+
+def _write_model_output(
+    ctx: StageContext, conn: Any, document_id: str, captions: Mapping[str, Any], understanding: Mapping[str, Any]
+) -> None:
+    input_tokens = output_tokens = 0
+    caption_summary = None
+    if captions.get("prefix"):
+        results = load_results(ctx.s3, ctx.work_bucket, captions["prefix"])
+        # An image without a result: its batch failed after its retries, or the map did.
+        reason = f"caption step failed ({captions['error']})" if captions.get("error") else CAPTION_BATCH_FAILED
+        for image in storage.get_json(ctx.s3, ctx.work_bucket, layout.image_list_key(document_id)):
+            results.setdefault(image["sha256"], skipped(image["sha256"], reason))
+        store_caption_results(conn, document_id, results.values())
+        caption_summary = summarize(results.values())
+        input_tokens += caption_summary["input_tokens"]
+        output_tokens += caption_summary["output_tokens"]
+    if understanding.get("key"):
+        answer = Understanding.from_dict(storage.get_json(ctx.s3, ctx.work_bucket, understanding["key"]))
+    elif understanding.get("error"):
+        answer = Understanding(None, None, status=SKIPPED, reason=f"understanding step failed ({understanding['error']})")
+    else:
+        answer = None
+    if answer is not None:
+        store_understanding(conn, document_id, answer)
+        input_tokens += answer.input_tokens
+        output_tokens += answer.output_tokens
+    if caption_summary is not None or answer is not None:
+        store_token_usage(
+            conn, document_id, input_tokens=input_tokens, output_tokens=output_tokens, caption_summary=caption_summary
+        )
 
 
 # --- RecordFailure -------------------------------------------------------------------------

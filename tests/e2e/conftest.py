@@ -44,7 +44,11 @@ def _with_dbname(url: str, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def engine(engine_home: Path, module_database_url: str) -> Iterator[LocalEngine]:
-    with LocalEngine(EngineOptions(home=engine_home, database_url=module_database_url, workers=2)) as running:
+    # No API key, whatever the environment holds: tests never call a real model API.
+    options = EngineOptions(
+        home=engine_home, database_url=module_database_url, workers=2, function_env={"ANTHROPIC_API_KEY": ""}
+    )
+    with LocalEngine(options) as running:
         yield running
 
 

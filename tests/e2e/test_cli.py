@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pymupdf
 
+from pagemill.sample import make_catalog
 from tests.e2e.conftest import ROOT
 
 PAGEMILL = [sys.executable, "-m", "pagemill"]
@@ -18,6 +19,7 @@ PAGEMILL = [sys.executable, "-m", "pagemill"]
 def pagemill(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PAGEMILL_HOME": str(home)}
     env.pop("DATABASE_URL", None)
+    env.pop("ANTHROPIC_API_KEY", None)  # never the real model API from a test
     return subprocess.run([*PAGEMILL, *args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
@@ -44,6 +46,34 @@ def test_run_json_reports_each_input_and_exits_nonzero_on_a_failure(
     assert broken["status"] == "failed" and "empty" in broken["error"]
     exported = tmp_path / "out" / hello["document_id"]
     assert "Hello from the command line" in (exported / "pages" / "0001.md").read_text()
+
+
+def test_run_without_an_api_key_says_captions_were_skipped(
+    tmp_path: Path, module_database_url: str, engine_home: Path
+) -> None:
+    # GIVEN a PDF with an image, and no ANTHROPIC_API_KEY
+    path = tmp_path / "one.pdf"
+    make_catalog(path, pages=2)
+    # WHEN `pagemill run` prints its summary
+    result = pagemill("run", str(path), "--out", str(tmp_path / "out"), "--database-url", module_database_url,
+                      home=engine_home)
+    # THEN the document succeeded and the summary says why there are no captions: not an error
+    assert result.returncode == 0, result.stderr
+    assert "succeeded" in result.stdout
+    assert "captions skipped: no API key" in result.stdout
+
+
+def test_caption_environment_follows_the_key_and_the_flag() -> None:
+    from pagemill.local.engine import CAPTIONS_OFF, NO_API_KEY, caption_environment
+
+    key = {"ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}
+    assert caption_environment(key, no_captions=False) == (
+        {"PAGEMILL_CAPTION_PROVIDER": "anthropic", **key}, None
+    )
+    assert caption_environment(key, no_captions=True) == ({"PAGEMILL_CAPTION_PROVIDER": "off"}, CAPTIONS_OFF)
+    assert caption_environment({}, no_captions=False) == ({"PAGEMILL_CAPTION_PROVIDER": "off"}, NO_API_KEY)
+    bedrock = {"PAGEMILL_CAPTION_PROVIDER": "bedrock"}
+    assert caption_environment(bedrock, no_captions=False) == (bedrock, None)
 
 
 def test_asl_prints_the_synthesized_definition_with_tokens_resolved(engine_home: Path) -> None:

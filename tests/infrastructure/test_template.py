@@ -27,6 +27,8 @@ LAMBDA_TASKS = {
     "ExtractBatch": "handler.extract_batch",
     "CollectImages": "handler.collect_images",
     "EmbedOnLambda": "handler.embed",
+    "CaptionBatch": "handler.caption_batch",
+    "UnderstandDocument": "handler.understand",
     "Write": "handler.write",
     "RecordFailure": "handler.record_failure",
 }
@@ -182,6 +184,8 @@ def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
         "document_id.$": "$.plan.document_id",
         "manifest_key.$": "$.plan.manifest_key",
         "embeddings_index_key.$": "$.enrich.embeddings.index_key",
+        "captions.$": "$.enrich.captions",
+        "understanding.$": "$.enrich.understanding",
         "execution_arn.$": "$$.Execution.Id",
         "started_at.$": "$$.Execution.StartTime",
     }
@@ -193,6 +197,10 @@ def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
         "image_count.$": "$.Payload.image_count",
         "images_key.$": "$.Payload.images_key",
         "embed_on.$": "$.Payload.embed_on",
+        "caption_on.$": "$.Payload.caption_on",
+        "caption_batches_key.$": "$.Payload.caption_batches_key",
+        "captions_prefix.$": "$.Payload.captions_prefix",
+        "understand_on.$": "$.Payload.understand_on",
     }
     assert states["CollectImages"]["ResultPath"] == "$.images"
     assert states["RecordFailure"]["Parameters"]["Payload"] == {"state.$": "$", "execution_arn.$": "$$.Execution.Id"}
@@ -230,8 +238,8 @@ def _actions(statement: dict[str, Any]) -> list[str]:
 def test_enrich_is_a_parallel_that_routes_images_three_ways(definition: dict[str, Any]) -> None:
     enrich = definition["States"]["Enrich"]
     assert enrich["Type"] == "Parallel"
-    # its one branch (captioning will sit beside it) picks where the images are embedded
-    (branch,) = enrich["Branches"]
+    # its first branch picks where the images are embedded (captions and understanding beside it)
+    branch = enrich["Branches"][0]
     assert branch["StartAt"] == "HowToEmbed?"
     states = branch["States"]
     choice = states["HowToEmbed?"]
@@ -251,9 +259,75 @@ def test_enrich_is_a_parallel_that_routes_images_three_ways(definition: dict[str
     assert states["EmbedOnLambda"]["ResultSelector"] == {
         "index_key.$": "$.Payload.index_key", "count.$": "$.Payload.count"
     }
-    # AND the Parallel's result is the embedding route's, under $.enrich.embeddings
-    assert enrich["ResultSelector"] == {"embeddings.$": "$[0]"}
+    # AND the Parallel's result has each branch's under $.enrich
+    assert enrich["ResultSelector"] == {
+        "embeddings.$": "$[0]", "captions.$": "$[1]", "understanding.$": "$[2]"
+    }
     assert enrich["ResultPath"] == "$.enrich"
+
+
+def test_captions_branch_maps_batches_and_never_fails_the_document(definition: dict[str, Any]) -> None:
+    branch = definition["States"]["Enrich"]["Branches"][1]
+    assert branch["StartAt"] == "HowToCaption?"
+    states = branch["States"]
+    choice = states["HowToCaption?"]
+    assert {c["Variable"] for c in choice["Choices"]} == {"$.images.caption_on"}
+    assert {c["StringEquals"]: c["Next"] for c in choice["Choices"]} == {"none": "NoCaptions", "map": "CaptionImages"}
+    # a Distributed Map over the batch list CollectImages wrote, as wide as configured
+    caption_images = states["CaptionImages"]
+    assert caption_images["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert caption_images["ItemReader"]["Parameters"]["Key.$"] == "$.images.caption_batches_key"
+    assert caption_images["MaxConcurrency"] == 4
+    assert caption_images["ItemProcessor"]["States"]["CaptionBatch"]["Parameters"]["Payload.$"] == "$"
+    # a failed batch is tolerated, a failed map is caught: both become skips that Write records
+    assert caption_images["ToleratedFailurePercentage"] == 100
+    assert caption_images["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.captions_failed", "Next": "CaptionsFailed"}
+    ]
+    assert states["CaptionsFailed"]["Parameters"] == {
+        "prefix.$": "$.images.captions_prefix", "error.$": "$.captions_failed.Error"
+    }
+    assert caption_images["Next"] == "CaptionsDone"
+    assert states["NoCaptions"]["Parameters"] == {
+        "prefix.$": "States.StringToJson('null')", "error.$": "States.StringToJson('null')"
+    }
+
+
+def test_understanding_branch_catches_into_a_skip(definition: dict[str, Any]) -> None:
+    branch = definition["States"]["Enrich"]["Branches"][2]
+    states = branch["States"]
+    assert {c["StringEquals"]: c["Next"] for c in states["HowToUnderstand?"]["Choices"]} == {
+        "none": "NoUnderstanding", "lambda": "UnderstandDocument"
+    }
+    understand = states["UnderstandDocument"]
+    assert understand["Parameters"]["Payload"] == {
+        "document_id.$": "$.plan.document_id", "manifest_key.$": "$.plan.manifest_key"
+    }
+    assert understand["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.understanding_failed", "Next": "UnderstandingFailed"}
+    ]
+
+
+def test_caption_functions_share_a_table_and_read_the_key_secret(resources: dict[str, Any]) -> None:
+    (table_id, table), = _of_type(resources, "AWS::DynamoDB::GlobalTable").items()
+    assert table["Properties"]["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    (secret_id, _), = _of_type(resources, "AWS::SecretsManager::Secret").items()
+    for handler in ("handler.caption_batch", "handler.understand"):
+        env = _function(resources, handler)["Properties"]["Environment"]["Variables"]
+        assert env["PAGEMILL_CAPTIONS_TABLE"] == {"Ref": table_id}
+        assert env["ANTHROPIC_SECRET_ARN"] == {"Ref": secret_id}
+        assert env["PAGEMILL_CAPTION_MODEL"] == "claude-sonnet-4-5"
+    collect = _function(resources, "handler.collect_images")["Properties"]["Environment"]["Variables"]
+    assert collect["PAGEMILL_CAPTION_PROVIDER"] == "anthropic"
+    assert collect["PAGEMILL_CAPTION_BATCH_SIZE"] == "5"
+
+
+def test_caption_providers_match_the_library() -> None:
+    from pagemill.settings import CAPTION_PROVIDERS as LIBRARY
+    from stacks.config import CAPTION_PROVIDERS
+
+    assert CAPTION_PROVIDERS == LIBRARY
 
 
 def _embed_on_gpu(definition: dict[str, Any]) -> dict[str, Any]:
@@ -377,11 +451,13 @@ FUNCTIONS = {
     "handler.record_failure": ("lambdas/write", 60, 512),
     "handler.collect_images": ("lambdas/embed", 120, 1024),
     "handler.embed": ("lambdas/embed", 900, 3008),
+    "handler.caption_batch": ("lambdas/caption", 300, 1024),
+    "handler.understand": ("lambdas/caption", 300, 1024),
     "handler.handler": ("lambdas/trigger", 30, 256),
 }
 PIPELINE_HANDLERS = (
-    "handler.plan", "handler.extract_batch", "handler.collect_images", "handler.embed", "handler.write",
-    "handler.record_failure",
+    "handler.plan", "handler.extract_batch", "handler.collect_images", "handler.embed", "handler.caption_batch",
+    "handler.understand", "handler.write", "handler.record_failure",
 )
 
 
@@ -456,13 +532,18 @@ def test_functions_get_least_privilege_bucket_access(resources: dict[str, Any]) 
     record = s3_grants("handler.record_failure")
     assert set(record) == {"/uploads/*"} and "s3:PutObject" not in record["/uploads/*"]
     assert s3_grants("handler.handler") == {}
-    # CollectImages writes only the image list, Embed only embeddings
+    # CollectImages writes only the image and caption batch lists, Embed only embeddings, the
+    # caption functions only their answers
     collect = s3_grants("handler.collect_images")
     assert set(collect) == {"/documents/*"} and "s3:GetObject*" in collect["/documents/*"]
     embed = s3_grants("handler.embed")
     assert set(embed) == {"/documents/*"} and "s3:GetObject*" in embed["/documents/*"]
-    assert _put_targets(resources, "handler.collect_images") == ["/documents/*/images.json"]
+    assert sorted(_put_targets(resources, "handler.collect_images")) == [
+        "/documents/*/caption-batches.json", "/documents/*/images.json"
+    ]
     assert _put_targets(resources, "handler.embed") == ["/documents/*/embeddings/*"]
+    assert _put_targets(resources, "handler.caption_batch") == ["/documents/*/captions/*"]
+    assert _put_targets(resources, "handler.understand") == ["/documents/*/understanding.json"]
 
 
 def _role_statements(resources: dict[str, Any], role_id: str) -> list[dict[str, Any]]:

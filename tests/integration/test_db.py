@@ -251,16 +251,16 @@ def test_write_twice_leaves_exactly_one_copy_of_each_row(conn: psycopg.Connectio
     assert [rows(conn, f"select * from {t} where document_id = %s order by 2") for t in tables] == snapshot
 
 
-def test_write_stores_embeddings_and_captions_by_image_hash(conn: psycopg.Connection[Any]) -> None:
-    # GIVEN an embedding and a caption for the photo only
+def test_write_stores_embeddings_by_image_hash(conn: psycopg.Connection[Any]) -> None:
+    # GIVEN an embedding for the photo only
     register(conn)
     vector = [i / 512 for i in range(512)]
     # WHEN written
     write_document(conn, document_id=DOC, batches=two_batches(), timings={}, stats={},
-                   embeddings={"photo": vector}, captions={"photo": "A red sofa."})
-    # THEN the photo has both (the vector exactly, as float4) and the logo has NULLs
-    got = rows(conn, "select sha256, embedding, caption from images where document_id = %s order by image_no")
-    assert [(s, e is None, c) for s, e, c in got] == [("logo", True, None), ("photo", False, "A red sofa.")]
+                   embeddings={"photo": vector})
+    # THEN the photo has it (exactly, as float4) and the logo has NULL
+    got = rows(conn, "select sha256, embedding from images where document_id = %s order by image_no")
+    assert [(s, e is None) for s, e in got] == [("logo", True), ("photo", False)]
     assert got[1][1].to_list() == pytest.approx(vector, abs=1e-6)
 
 
