@@ -26,6 +26,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
+bench: install
+	$(BIN)/python bench/bench_db_write.py
+	$(BIN)/python bench/bench_clip.py
+
 synth: install node_modules/.bin/cdk
 	node_modules/.bin/cdk synth --app "$(BIN)/python app.py" --output cdk.out --quiet
 
