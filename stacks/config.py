@@ -49,6 +49,7 @@ _NVIDIA_FAMILY = re.compile(r"^[gp]r?[0-9](?![a-z]*g)[a-z0-9-]*\.")
 _NOT_NVIDIA = ("g4ad.",)
 # s3://bucket/prefix/ : a bucket name (3-63 characters) and a prefix that ends in "/".
 _S3_PREFIX_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(?:[^\s]*/)?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # A callback task's HeartbeatSeconds must leave room for this many missed worker beats.
 MISSED_BEATS_TOLERATED = 3
 GPU_TASK_TIMEOUT_SECONDS = 3600
@@ -101,6 +102,8 @@ class PipelineConfig:
     caption_batch_size: int = 5
     # Input plus output tokens one document may spend on captions and understanding together.
     caption_token_budget: int = 200_000
+    # Where alarms and failed-document notices are e-mailed (the SNS topic exists either way).
+    alarm_email: str | None = None
 
     def __post_init__(self) -> None:
         _at_least("batch_pages", self.batch_pages, 1)
@@ -153,6 +156,8 @@ class PipelineConfig:
         _between("caption_concurrency", self.caption_concurrency, 1, 1000)
         _between("caption_batch_size", self.caption_batch_size, 1, 50)
         _at_least("caption_token_budget", self.caption_token_budget, 1000)
+        if self.alarm_email is not None and not _EMAIL.match(self.alarm_email):
+            raise ConfigError(f"context 'alarm_email' must be an e-mail address, got {self.alarm_email!r}")
         if self.log_retention_days not in _RETENTION:
             raise ConfigError(
                 f"context 'log_retention_days' must be one of {sorted(_RETENTION)} (CloudWatch Logs' periods), "

@@ -11,6 +11,7 @@ from stacks.captions import CaptionState
 from stacks.config import PipelineConfig
 from stacks.functions import PipelineFunctions
 from stacks.gpu import GpuEmbedding
+from stacks.monitoring import Monitoring
 from stacks.state_machine import DocumentStateMachine
 from stacks.storage import Storage
 
@@ -26,6 +27,17 @@ class PipelineStack(Stack):
             self, "Documents", functions=functions, gpu=gpu, bucket=storage.bucket, config=config
         )
 
+        monitoring = Monitoring(
+            self, "Monitoring", state_machine=documents.state_machine, dead_letter_queue=storage.dead_letter_queue,
+            alarm_email=config.alarm_email,
+            functions={
+                "Plan": functions.plan, "ExtractBatch": functions.extract_batch,
+                "CollectImages": functions.collect_images, "Embed": functions.embed,
+                "CaptionBatch": functions.caption_batch, "Understand": functions.understand,
+                "Write": functions.write, "RecordFailure": functions.record_failure, "Trigger": functions.trigger,
+            },
+        )
+
         # The trigger starts executions; the upload rule invokes the trigger.
         functions.trigger.add_environment("STATE_MACHINE_ARN", documents.state_machine.state_machine_arn)
         documents.state_machine.grant_start_execution(functions.trigger)
@@ -33,8 +45,10 @@ class PipelineStack(Stack):
 
         self.storage = storage
         self.captions = captions
+        self.monitoring = monitoring
         self.functions = functions
         self.gpu = gpu
         self.documents = documents
         CfnOutput(self, "BucketName", value=storage.bucket.bucket_name, description="Upload PDFs under uploads/")
         CfnOutput(self, "StateMachineArn", value=documents.state_machine.state_machine_arn)
+        CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn, description="Alarms and failed documents")

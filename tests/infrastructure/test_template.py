@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -422,7 +422,8 @@ def test_bucket_is_private_encrypted_versioned_and_tls_only(resources: dict[str,
 
 
 def test_uploaded_pdfs_trigger_the_pipeline(resources: dict[str, Any]) -> None:
-    (rule,) = _of_type(resources, "AWS::Events::Rule").values()
+    (rule,) = [r for r in _of_type(resources, "AWS::Events::Rule").values()
+               if r["Properties"]["EventPattern"]["source"] == ["aws.s3"]]
     (bucket_id,) = _of_type(resources, "AWS::S3::Bucket")
     pattern = rule["Properties"]["EventPattern"]
     assert pattern["source"] == ["aws.s3"]
@@ -750,6 +751,9 @@ def test_config_reads_context_with_defaults_and_cli_strings() -> None:
         ({"gpu_instance_type": "g5g.xlarge"}, "'gpu_instance_type' must be an x86_64 instance type with an NVIDIA GPU"),
         ({"gpu_max_instances": 0}, "'gpu_max_instances' must be between 1 and 100"),
         ({"gpu_min_images": 0}, "'gpu_min_images' must be at least 1"),
+        ({"alarm_email": "oncall"}, "'alarm_email' must be an e-mail address"),
+        ({"caption_provider": "openai"}, "'caption_provider' must be one of"),
+        ({"caption_batch_size": 0}, "'caption_batch_size' must be between 1 and 50"),
         ({"gpu_heartbeat_seconds": 30}, "'gpu_heartbeat_seconds' must be between 60 and 3600"),
         ({"gpu_worker_heartbeat_seconds": 0}, "'gpu_worker_heartbeat_seconds' must be between 1 and 300"),
         # three missed beats of a worker that beats every minute
@@ -804,3 +808,61 @@ def test_gpu_settings_reach_the_stack(synthesize: Any, tmp_path: Path) -> None:
     }
     (listing,) = [s for s in model if "s3:ListBucket" in _actions(s)]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["clip/*"]}}
+
+
+# --- monitoring ----------------------------------------------------------------------------
+
+
+def _alarms_on(resources: dict[str, Any], namespace: str, metric: str) -> list[dict[str, Any]]:
+    return [
+        a["Properties"] for a in _of_type(resources, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Namespace") == namespace and a["Properties"].get("MetricName") == metric
+    ]
+
+
+def test_alarms_page_one_topic(resources: dict[str, Any]) -> None:
+    (topic_id,) = _of_type(resources, "AWS::SNS::Topic")
+    alarms = _of_type(resources, "AWS::CloudWatch::Alarm").values()
+    assert alarms
+    for alarm in alarms:
+        props = alarm["Properties"]
+        assert props["AlarmActions"] == [{"Ref": topic_id}], props
+        assert props["TreatMissingData"] == "notBreaching"
+        assert props["AlarmDescription"].startswith("pagemill: ")
+    # the state machine's bad outcomes, and the GPU task's failures and missed heartbeats
+    for metric in ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionThrottled", "ExecutionsAborted"):
+        assert len(_alarms_on(resources, "AWS/States", metric)) == 1, metric
+    for metric in ("ServiceIntegrationsFailed", "ServiceIntegrationsTimedOut"):
+        (gpu,) = _alarms_on(resources, "AWS/States", metric)
+        assert gpu["Dimensions"] == [
+            {"Name": "ServiceIntegrationResourceArn", "Value": "arn:aws:states:::ecs:runTask.waitForTaskToken"}
+        ]
+    # every function's errors, throttles and duration near its timeout
+    functions = _of_type(resources, "AWS::Lambda::Function")
+    for metric in ("Errors", "Throttles", "Duration"):
+        watched = {a["Dimensions"][0]["Value"]["Ref"] for a in _alarms_on(resources, "AWS/Lambda", metric)}
+        assert watched == set(functions), metric
+    for alarm in _alarms_on(resources, "AWS/Lambda", "Duration"):
+        function = functions[alarm["Dimensions"][0]["Value"]["Ref"]]
+        assert alarm["Threshold"] == function["Properties"]["Timeout"] * 1000 * 0.8
+    # the trigger's dead-letter queue, as soon as it holds anything
+    (dlq,) = _alarms_on(resources, "AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert dlq["Threshold"] == 1
+
+
+def test_failed_documents_are_published(resources: dict[str, Any]) -> None:
+    (topic_id,) = _of_type(resources, "AWS::SNS::Topic")
+    (machine_id,) = _of_type(resources, "AWS::StepFunctions::StateMachine")
+    rules = [r["Properties"] for r in _of_type(resources, "AWS::Events::Rule").values()
+             if r["Properties"]["EventPattern"].get("source") == ["aws.states"]]
+    assert len(rules) == 1
+    pattern = rules[0]["EventPattern"]
+    assert pattern["detail"] == {"stateMachineArn": [{"Ref": machine_id}], "status": ["FAILED", "TIMED_OUT", "ABORTED"]}
+    assert rules[0]["Targets"][0]["Arn"] == {"Ref": topic_id}
+
+
+def test_alarm_email_subscribes_to_the_topic(tmp_path: Path, synthesize: Callable[..., Any]) -> None:
+    resources = synthesize(tmp_path, alarm_email="oncall@example.com").to_json()["Resources"]
+    (subscription,) = _of_type(resources, "AWS::SNS::Subscription").values()
+    assert subscription["Properties"]["Protocol"] == "email"
+    assert subscription["Properties"]["Endpoint"] == "oncall@example.com"

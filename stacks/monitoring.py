@@ -1,0 +1,112 @@
+"""What pages the on-call engineer: CloudWatch alarms into one SNS topic (e-mail from the
+configuration), and a rule that publishes every failed document execution to the same topic.
+
+Alarms: the state machine's failed, timed-out, throttled and aborted executions; each function's
+errors, throttles and duration near its timeout; the upload trigger's dead-letter queue holding
+anything at all; GPU embed tasks failing or timing out (missed heartbeats), each try counted, so
+a retried failure still shows.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+# A function whose p99 duration passes this share of its timeout is about to start timing out.
+DURATION_ALARM_SHARE = 0.8
+PERIOD = Duration.minutes(5)
+GPU_TASK_RESOURCE = "arn:aws:states:::ecs:runTask.waitForTaskToken"
+
+
+class Monitoring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        state_machine: sfn.StateMachine,
+        functions: dict[str, lambda_.Function],
+        dead_letter_queue: sqs.IQueue,
+        alarm_email: str | None,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.topic = sns.Topic(self, "Alarms", display_name="pagemill alarms", enforce_ssl=True)
+        if alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        self.alarms: list[cloudwatch.Alarm] = []
+
+        for metric_name, what in (
+            ("ExecutionsFailed", "document executions failed"),
+            ("ExecutionsTimedOut", "document executions timed out"),
+            ("ExecutionThrottled", "state transitions were throttled"),
+            ("ExecutionsAborted", "document executions were stopped"),
+        ):
+            metric = cloudwatch.Metric(
+                namespace="AWS/States", metric_name=metric_name,
+                dimensions_map={"StateMachineArn": state_machine.state_machine_arn}, statistic="Sum", period=PERIOD,
+            )
+            self._alarm(f"StateMachine{metric_name}", metric, 1, f"pagemill: {what}")
+
+        for metric_name, what in (
+            ("ServiceIntegrationsFailed", "GPU embed tasks failed"),
+            ("ServiceIntegrationsTimedOut", "GPU embed tasks went quiet (heartbeat or task timeout)"),
+        ):
+            metric = cloudwatch.Metric(
+                namespace="AWS/States", metric_name=metric_name,
+                dimensions_map={"ServiceIntegrationResourceArn": GPU_TASK_RESOURCE}, statistic="Sum", period=PERIOD,
+            )
+            self._alarm(f"Gpu{metric_name}", metric, 1, f"pagemill: {what}")
+
+        for name, function in functions.items():
+            self._alarm(f"{name}Errors", function.metric_errors(period=PERIOD, statistic="Sum"), 1,
+                        f"pagemill: {name} raised errors")
+            self._alarm(f"{name}Throttles", function.metric_throttles(period=PERIOD, statistic="Sum"), 1,
+                        f"pagemill: {name} was throttled")
+            near_timeout = function.timeout.to_milliseconds() * DURATION_ALARM_SHARE
+            self._alarm(f"{name}DurationNearTimeout", function.metric_duration(period=PERIOD, statistic="p99"),
+                        near_timeout, f"pagemill: {name} p99 duration is past {DURATION_ALARM_SHARE:.0%} of its timeout")
+
+        self._alarm(
+            "TriggerDeadLetters",
+            dead_letter_queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum"),
+            1,
+            "pagemill: upload events the trigger could not handle are waiting in its dead-letter queue",
+        )
+
+        # Every failed document, as it happens: the execution's name is the upload, its Fail
+        # state's error and cause are the class and the reason RecordFailure wrote.
+        events.Rule(
+            self,
+            "DocumentFailed",
+            description="A document execution failed, timed out or was stopped",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={"stateMachineArn": [state_machine.state_machine_arn],
+                        "status": ["FAILED", "TIMED_OUT", "ABORTED"]},
+            ),
+            targets=[targets.SnsTopic(self.topic)],
+        )
+
+    def _alarm(self, id_: str, metric: cloudwatch.IMetric, threshold: float, description: str) -> None:
+        alarm = cloudwatch.Alarm(
+            self,
+            id_,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+        alarm.add_alarm_action(actions.SnsAction(self.topic))
+        self.alarms.append(alarm)
