@@ -3,6 +3,10 @@ worker processes, real PostgreSQL. Assertions are on rows, objects and execution
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import threading
 from pathlib import Path
 
 import pymupdf
@@ -173,3 +177,49 @@ def test_bad_inputs_fail_clearly_and_leave_others_alone(engine: LocalEngine, db,
             error_class, words = BAD_INPUTS[name]
             assert row["error_class"] == error_class
             assert words.lower() in row["error"].lower()
+
+
+def test_a_worker_killed_mid_batch_is_retried_and_nothing_is_duplicated(
+    engine: LocalEngine, db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the first ExtractBatch invocation's worker is killed with SIGKILL while it works
+    runtime = engine.runtime
+    assert runtime is not None
+    invoke = runtime.invoke
+    killed = threading.Event()
+
+    def kill_workers_until(done: threading.Event) -> None:
+        while not done.wait(0.1):
+            for pid in runtime.worker_pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            killed.set()
+
+    def invoke_and_kill_the_first_batch(function: str, payload: bytes):  # noqa: ANN202 - Invocation
+        if "ExtractBatch" not in function or killed.is_set():
+            return invoke(function, payload)
+        done = threading.Event()
+        killer = threading.Thread(target=kill_workers_until, args=(done,), daemon=True)
+        killer.start()
+        try:
+            return invoke(function, payload)
+        finally:
+            done.set()
+            killer.join()
+
+    monkeypatch.setattr(runtime, "invoke", invoke_and_kill_the_first_batch)
+    path = tmp_path / "killed.pdf"
+    truth = make_catalog(path, pages=30, seed=31)
+    (run,) = run_all(engine, [path])
+    # THEN the crash was Runtime.ExitError, the batch was retried and the document succeeded
+    assert killed.is_set()
+    batches = [error for name, _, error in runtime.invocations if "ExtractBatch" in name]
+    assert "Runtime.ExitError" in batches
+    assert run.status == "SUCCEEDED", run
+    # AND each page, chunk and image is there once
+    pages, chunks, images = counts(db, run.document_id)
+    assert (pages, images) == (truth.page_count, truth.distinct_images)
+    assert db.execute(
+        "select count(*) = count(distinct page_no) from pages where document_id = %s", (run.document_id,)
+    ).fetchone() == (True,)
+    assert chunks > 0
