@@ -74,6 +74,9 @@ class PipelineConfig:
     database_secret_arn: str | None = None
     # Whole-execution limit (the state machine's TimeoutSeconds).
     execution_timeout_minutes: int = 120
+    # An execution running longer than this is "stuck" (alarm): well under the execution timeout,
+    # so on-call hears of it before the timeout ends it.
+    stuck_after_minutes: int = 30
     # Retention of every log group of the stack.
     log_retention_days: int = 30
     # The GPU embedding service: an Auto Scaling group of this instance type that scales between
@@ -111,6 +114,7 @@ class PipelineConfig:
         _at_least("max_bytes", self.max_bytes, 1)
         _between("map_concurrency", self.map_concurrency, 1, 10_000)
         _between("execution_timeout_minutes", self.execution_timeout_minutes, 1, _STANDARD_MAX_MINUTES)
+        _between("stuck_after_minutes", self.stuck_after_minutes, 5, self.execution_timeout_minutes)
         if self.markdown_mode not in MARKDOWN_MODES:
             raise ConfigError(f"context 'markdown_mode' must be one of {MARKDOWN_MODES}, got {self.markdown_mode!r}")
         if self.database_secret_arn is not None and not _SECRET_ARN.match(self.database_secret_arn):

@@ -68,6 +68,8 @@ COLLECT_IMAGES = HandlerSpec("lambdas/embed", "handler.collect_images", Duration
 EMBED = HandlerSpec("lambdas/embed", "handler.embed", Duration.seconds(900), 3008, 4096)
 CLIP_DIR = "/tmp/clip"  # noqa: S108 (Lambda's only writable folder)
 TRIGGER = HandlerSpec("lambdas/trigger", "handler.handler", Duration.seconds(30), 256)
+# Lists the running executions every few minutes for the "stuck" alarm.
+WATCH = HandlerSpec("lambdas/trigger", "handler.watch", Duration.seconds(60), 256)
 # Model calls are I/O: little memory. A batch of 5 images with retries fits in a few minutes; the
 # handler stops retrying in time to write what it has.
 CAPTION_BATCH = HandlerSpec("lambdas/caption", "handler.caption_batch", Duration.seconds(300), 1024)
@@ -146,10 +148,10 @@ def _code(source: str) -> lambda_.Code:
 
 
 class PipelineFunctions(Construct):
-    """Plan, ExtractBatch, CollectImages, Embed, CaptionBatch, Understand, Write, RecordFailure and the
-    upload trigger, each with least-privilege access to the bucket. Each function carries
-    ``pagemill:source`` metadata naming its handler folder, for tools that run the template's
-    functions locally."""
+    """Plan, ExtractBatch, CollectImages, Embed, CaptionBatch, Understand, Write, RecordFailure, the
+    upload trigger and the running-executions watch, each with least-privilege access to the
+    bucket. Each function carries ``pagemill:source`` metadata naming its handler folder, for tools
+    that run the template's functions locally."""
 
     def __init__(
         self, scope: Construct, id_: str, *, bucket: s3.IBucket, captions: CaptionState, config: PipelineConfig
@@ -200,6 +202,7 @@ class PipelineFunctions(Construct):
         self.write = self._function("WriteFunction", WRITE, {**pipeline_env, **database_env})
         self.record_failure = self._function("RecordFailureFunction", RECORD_FAILURE, {**pipeline_env, **database_env})
         self.trigger = self._function("TriggerFunction", TRIGGER, {})
+        self.watch = self._function("WatchFunction", WATCH, {})
 
         uploads, documents = f"{UPLOADS_PREFIX}*", f"{DOCUMENTS_PREFIX}*"
         bucket.grant_read(self.plan, uploads)

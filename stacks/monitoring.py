@@ -1,14 +1,21 @@
 """What pages the on-call engineer: CloudWatch alarms into one SNS topic (e-mail from the
-configuration), and a rule that publishes every failed document execution to the same topic.
+configuration), a rule that publishes every failed document execution to the same topic, and the
+dashboard they open next.
 
-Alarms: the state machine's failed, timed-out, throttled and aborted executions; each function's
+Alarms: the state machine's failed, timed-out, throttled and aborted executions; executions
+running longer than expected ("stuck", from the watch function's schedule); each function's
 errors, throttles and duration near its timeout; the upload trigger's dead-letter queue holding
 anything at all; GPU embed tasks failing or timing out (missed heartbeats), each try counted, so
 a retried failure still shows.
+
+The dashboard (cdk-monitoring-constructs): throughput (documents, pages and images per minute),
+failures by error class, running executions against the stuck line, the state machine, and per
+state the duration, errors and throttles of the function behind it and of the GPU task.
 """
 
 from __future__ import annotations
 
+import cdk_monitoring_constructs as monitoring
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
@@ -25,6 +32,10 @@ from constructs import Construct
 DURATION_ALARM_SHARE = 0.8
 PERIOD = Duration.minutes(5)
 GPU_TASK_RESOURCE = "arn:aws:states:::ecs:runTask.waitForTaskToken"
+# What the handlers publish with Powertools (EMF): namespace and the service dimension it adds.
+NAMESPACE = "Pagemill"
+SERVICE = {"service": "pagemill"}
+WATCH_SCHEDULE = Duration.minutes(5)
 
 
 class Monitoring(Construct):
@@ -35,8 +46,10 @@ class Monitoring(Construct):
         *,
         state_machine: sfn.StateMachine,
         functions: dict[str, lambda_.Function],
+        watch: lambda_.Function,
         dead_letter_queue: sqs.IQueue,
         alarm_email: str | None,
+        stuck_after: Duration,
     ) -> None:
         super().__init__(scope, id_)
         self.topic = sns.Topic(self, "Alarms", display_name="pagemill alarms", enforce_ssl=True)
@@ -75,6 +88,17 @@ class Monitoring(Construct):
             self._alarm(f"{name}DurationNearTimeout", function.metric_duration(period=PERIOD, statistic="p99"),
                         near_timeout, f"pagemill: {name} p99 duration is past {DURATION_ALARM_SHARE:.0%} of its timeout")
 
+        # The watch publishes the oldest running execution's age; past stuck_after it is stuck.
+        events.Rule(
+            self, "WatchSchedule", description="Measure the running document executions (stuck alarm)",
+            schedule=events.Schedule.rate(WATCH_SCHEDULE), targets=[targets.LambdaFunction(watch, retry_attempts=0)],
+        )
+        oldest_running = _pagemill_metric("OldestRunningExecutionSeconds", "Maximum", PERIOD)
+        self._alarm(
+            "ExecutionStuck", oldest_running, stuck_after.to_seconds(),
+            f"pagemill: a document execution has been running for more than {stuck_after.to_minutes()} minutes",
+        )
+
         self._alarm(
             "TriggerDeadLetters",
             dead_letter_queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum"),
@@ -97,6 +121,63 @@ class Monitoring(Construct):
             targets=[targets.SnsTopic(self.topic)],
         )
 
+        self._dashboard(state_machine, functions, stuck_after)
+
+    def _dashboard(
+        self, state_machine: sfn.StateMachine, functions: dict[str, lambda_.Function], stuck_after: Duration
+    ) -> None:
+        minute = Duration.minutes(1)
+        facade = monitoring.MonitoringFacade(
+            self, "Dashboard",
+            dashboard_factory=monitoring.DefaultDashboardFactory(
+                self, "Dashboards", dashboard_name_prefix="pagemill", create_dashboard=True,
+                create_summary_dashboard=False, create_alarm_dashboard=False,
+            ),
+        )
+        facade.add_large_header("pagemill documents")
+        facade.monitor_custom(
+            human_readable_name="Throughput",
+            alarm_friendly_name="Throughput",
+            metric_groups=[
+                monitoring.CustomMetricGroup(title="Documents per minute", metrics=[
+                    _pagemill_metric("DocumentsSucceeded", "Sum", minute, "succeeded"),
+                    _pagemill_metric("DocumentsFailed", "Sum", minute, "failed"),
+                ]),
+                monitoring.CustomMetricGroup(title="Pages and images per minute", metrics=[
+                    _pagemill_metric("PagesExtracted", "Sum", minute, "pages extracted"),
+                    _pagemill_metric("ImagesExtracted", "Sum", minute, "images extracted"),
+                    _pagemill_metric("ImagesEmbedded", "Sum", minute, "images embedded"),
+                    _pagemill_metric("ImagesCaptioned", "Sum", minute, "images captioned"),
+                ]),
+                monitoring.CustomMetricGroup(title="Failures by error class", metrics=[
+                    monitoring.CustomMetricSearch(
+                        namespace=NAMESPACE, search_query='MetricName="DocumentsFailedByClass"',
+                        dimensions_map={**SERVICE, "ErrorClass": "*"}, statistic=monitoring.MetricStatistic.SUM,
+                        period=PERIOD, label="${PROP('Dim.ErrorClass')}",
+                    ),
+                ]),
+                monitoring.CustomMetricGroup(
+                    title="Running executions",
+                    metrics=[
+                        _pagemill_metric("RunningExecutions", "Maximum", PERIOD, "running"),
+                        _pagemill_metric("OldestRunningExecutionSeconds", "Maximum", PERIOD, "oldest (s)"),
+                    ],
+                    horizontal_annotations=[cloudwatch.HorizontalAnnotation(
+                        value=stuck_after.to_seconds(), label="stuck",
+                    )],
+                ),
+            ],
+        )
+        facade.monitor_step_function(
+            state_machine=state_machine, human_readable_name="Document executions", alarm_friendly_name="Documents",
+        )
+        facade.monitor_step_function_service_integration(
+            service_integration_resource_arn=GPU_TASK_RESOURCE, human_readable_name="EmbedOnGpu (ECS task)",
+            alarm_friendly_name="EmbedOnGpu",
+        )
+        for name, function in functions.items():
+            facade.monitor_lambda_function(lambda_function=function, human_readable_name=name, alarm_friendly_name=name)
+
     def _alarm(self, id_: str, metric: cloudwatch.IMetric, threshold: float, description: str) -> None:
         alarm = cloudwatch.Alarm(
             self,
@@ -110,3 +191,9 @@ class Monitoring(Construct):
         )
         alarm.add_alarm_action(actions.SnsAction(self.topic))
         self.alarms.append(alarm)
+
+
+def _pagemill_metric(name: str, statistic: str, period: Duration, label: str | None = None) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=NAMESPACE, metric_name=name, dimensions_map=SERVICE, statistic=statistic, period=period, label=label
+    )

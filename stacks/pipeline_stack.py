@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from constructs import Construct
 
 from stacks.captions import CaptionState
@@ -29,18 +29,22 @@ class PipelineStack(Stack):
 
         monitoring = Monitoring(
             self, "Monitoring", state_machine=documents.state_machine, dead_letter_queue=storage.dead_letter_queue,
-            alarm_email=config.alarm_email,
+            alarm_email=config.alarm_email, watch=functions.watch,
+            stuck_after=Duration.minutes(config.stuck_after_minutes),
             functions={
                 "Plan": functions.plan, "ExtractBatch": functions.extract_batch,
                 "CollectImages": functions.collect_images, "Embed": functions.embed,
                 "CaptionBatch": functions.caption_batch, "Understand": functions.understand,
                 "Write": functions.write, "RecordFailure": functions.record_failure, "Trigger": functions.trigger,
+                "Watch": functions.watch,
             },
         )
 
         # The trigger starts executions; the upload rule invokes the trigger.
         functions.trigger.add_environment("STATE_MACHINE_ARN", documents.state_machine.state_machine_arn)
         documents.state_machine.grant_start_execution(functions.trigger)
+        functions.watch.add_environment("STATE_MACHINE_ARN", documents.state_machine.state_machine_arn)
+        documents.state_machine.grant(functions.watch, "states:ListExecutions")
         storage.trigger_on_upload(functions.trigger)
 
         self.storage = storage

@@ -1,21 +1,27 @@
-"""EventBridge "Object Created" → one Step Functions execution per object version."""
+"""The executions' edge: EventBridge "Object Created" → one Step Functions execution per object
+version; and, on a schedule, the running executions' count and oldest age as metrics (the
+"stuck" alarm reads them)."""
 
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent, event_source
 
 from pagemill.edge import client
 from pagemill.models import SourceObject
 from pagemill.trigger import start_for_object
+from pagemill.watch import running_executions
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
+metrics = Metrics()
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -29,3 +35,14 @@ def handler(event: S3EventBridgeNotificationEvent, context: LambdaContext) -> di
         extra={"execution_arn": outcome.execution_arn, "key": source.key},
     )
     return {"execution_arn": outcome.execution_arn, "started": outcome.started}
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def watch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    running = running_executions(client("stepfunctions"), os.environ["STATE_MACHINE_ARN"], datetime.now(timezone.utc))
+    metrics.add_metric(name="RunningExecutions", unit=MetricUnit.Count, value=running.count)
+    metrics.add_metric(name="OldestRunningExecutionSeconds", unit=MetricUnit.Seconds, value=running.oldest_seconds)
+    logger.info("running executions", extra={"count": running.count, "oldest_seconds": running.oldest_seconds,
+                                              "oldest_arn": running.oldest_arn})
+    return {"count": running.count, "oldest_seconds": running.oldest_seconds, "oldest_arn": running.oldest_arn}

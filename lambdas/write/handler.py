@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from pagemill.edge import db_connection, stage_context
 from pagemill.stages import writing
@@ -44,4 +44,7 @@ def record_failure(event: dict[str, Any], context: LambdaContext) -> dict[str, s
     recorded = writing.record_failure(stage_context(), db_connection(), state, event.get("execution_arn"))
     logger.warning("document failed", extra=recorded)
     metrics.add_metric(name="DocumentsFailed", unit=MetricUnit.Count, value=1)
+    # Its own metric: a dimension on the batch above would split every metric of the invocation.
+    with single_metric(name="DocumentsFailedByClass", unit=MetricUnit.Count, value=1) as by_class:
+        by_class.add_dimension(name="ErrorClass", value=recorded["error"])
     return recorded

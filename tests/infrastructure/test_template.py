@@ -423,7 +423,7 @@ def test_bucket_is_private_encrypted_versioned_and_tls_only(resources: dict[str,
 
 def test_uploaded_pdfs_trigger_the_pipeline(resources: dict[str, Any]) -> None:
     (rule,) = [r for r in _of_type(resources, "AWS::Events::Rule").values()
-               if r["Properties"]["EventPattern"]["source"] == ["aws.s3"]]
+               if r["Properties"].get("EventPattern", {}).get("source") == ["aws.s3"]]
     (bucket_id,) = _of_type(resources, "AWS::S3::Bucket")
     pattern = rule["Properties"]["EventPattern"]
     assert pattern["source"] == ["aws.s3"]
@@ -455,6 +455,7 @@ FUNCTIONS = {
     "handler.caption_batch": ("lambdas/caption", 300, 1024),
     "handler.understand": ("lambdas/caption", 300, 1024),
     "handler.handler": ("lambdas/trigger", 30, 256),
+    "handler.watch": ("lambdas/trigger", 60, 256),
 }
 PIPELINE_HANDLERS = (
     "handler.plan", "handler.extract_batch", "handler.collect_images", "handler.embed", "handler.caption_batch",
@@ -854,7 +855,7 @@ def test_failed_documents_are_published(resources: dict[str, Any]) -> None:
     (topic_id,) = _of_type(resources, "AWS::SNS::Topic")
     (machine_id,) = _of_type(resources, "AWS::StepFunctions::StateMachine")
     rules = [r["Properties"] for r in _of_type(resources, "AWS::Events::Rule").values()
-             if r["Properties"]["EventPattern"].get("source") == ["aws.states"]]
+             if r["Properties"].get("EventPattern", {}).get("source") == ["aws.states"]]
     assert len(rules) == 1
     pattern = rules[0]["EventPattern"]
     assert pattern["detail"] == {"stateMachineArn": [{"Ref": machine_id}], "status": ["FAILED", "TIMED_OUT", "ABORTED"]}
@@ -866,3 +867,39 @@ def test_alarm_email_subscribes_to_the_topic(tmp_path: Path, synthesize: Callabl
     (subscription,) = _of_type(resources, "AWS::SNS::Subscription").values()
     assert subscription["Properties"]["Protocol"] == "email"
     assert subscription["Properties"]["Endpoint"] == "oncall@example.com"
+
+
+def test_executions_running_too_long_raise_the_stuck_alarm(resources: dict[str, Any]) -> None:
+    (machine_id,) = _of_type(resources, "AWS::StepFunctions::StateMachine")
+    functions = _of_type(resources, "AWS::Lambda::Function")
+    (watch_id,) = [i for i, f in functions.items() if f["Properties"]["Handler"] == "handler.watch"]
+    assert functions[watch_id]["Properties"]["Environment"]["Variables"]["STATE_MACHINE_ARN"] == {"Ref": machine_id}
+    # it may list the executions of this state machine, and runs every five minutes
+    role_id = functions[watch_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements = [s for p in _of_type(resources, "AWS::IAM::Policy").values()
+                  if {"Ref": role_id} in p["Properties"]["Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    assert {"Action": "states:ListExecutions", "Effect": "Allow", "Resource": {"Ref": machine_id}} in statements
+    (schedule,) = [r["Properties"] for r in _of_type(resources, "AWS::Events::Rule").values()
+                   if "ScheduleExpression" in r["Properties"]]
+    assert schedule["ScheduleExpression"] == "rate(5 minutes)"
+    assert schedule["Targets"][0]["Arn"] == {"Fn::GetAtt": [watch_id, "Arn"]}
+    # the alarm: the oldest running execution past stuck_after_minutes (cdk.json: 30)
+    (stuck,) = _alarms_on(resources, "Pagemill", "OldestRunningExecutionSeconds")
+    assert stuck["Threshold"] == 30 * 60
+    assert stuck["Statistic"] == "Maximum"
+    assert stuck["Dimensions"] == [{"Name": "service", "Value": "pagemill"}]
+
+
+def test_dashboard_shows_throughput_failures_by_class_and_every_state(resources: dict[str, Any]) -> None:
+    (dashboard,) = _of_type(resources, "AWS::CloudWatch::Dashboard").values()
+    body = dashboard["Properties"]["DashboardBody"]
+    parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
+    text = "".join(p if isinstance(p, str) else json.dumps(p) for p in parts)
+    for metric in ("DocumentsSucceeded", "DocumentsFailed", "PagesExtracted", "ImagesExtracted", "ImagesEmbedded",
+                   "RunningExecutions", "OldestRunningExecutionSeconds"):
+        assert f'"{metric}"' in text, metric
+    assert "DocumentsFailedByClass" in text and "ErrorClass" in text and "SEARCH(" in text
+    # every function behind a state has its durations on the dashboard, and so has the GPU task
+    for function_id in _of_type(resources, "AWS::Lambda::Function"):
+        assert json.dumps({"Ref": function_id}) in text, function_id
+    assert "ecs:runTask.waitForTaskToken" in text
