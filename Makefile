@@ -27,7 +27,7 @@ test: install
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: install
-	$(BIN)/python bench/bench_db_write.py
+	$(BIN)/python -m bench.bench_db_write
 	$(BIN)/python bench/bench_clip.py
 
 synth: install node_modules/.bin/cdk
