@@ -8,7 +8,7 @@ import os
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent, event_source
 
@@ -21,10 +21,12 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
+tracer = Tracer()
 metrics = Metrics()
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
 @event_source(data_class=S3EventBridgeNotificationEvent)
 def handler(event: S3EventBridgeNotificationEvent, context: LambdaContext) -> dict[str, Any]:
     detail = event.detail
@@ -38,6 +40,7 @@ def handler(event: S3EventBridgeNotificationEvent, context: LambdaContext) -> di
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
 @metrics.log_metrics
 def watch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     running = running_executions(client("stepfunctions"), os.environ["STATE_MACHINE_ARN"], datetime.now(timezone.utc))
