@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -49,8 +50,7 @@ def run(
     ] = False,
 ) -> None:
     """Run each PDF through the full state machine, locally."""
-    from pagemill.local.engine import EngineOptions, caption_environment
-    from pagemill.local.run import expand_inputs, run_documents
+    from pagemill.local.run import expand_inputs
 
     try:
         files = expand_inputs(paths)
@@ -60,7 +60,16 @@ def run(
     if not files:
         err.print("[yellow]no PDF files found in the given paths[/yellow]")
         raise typer.Exit(2)
-    url = _database_url(database_url)
+    _run_files(files, as_json=as_json, out_dir=out_dir, url=_database_url(database_url), workers=workers,
+               no_captions=no_captions)
+
+
+def _run_files(files: list[Path], *, as_json: bool, out_dir: Path, url: str, workers: int, no_captions: bool) -> None:
+    """Run files through the local engine with progress bars; print the results; exit 0 only if
+    every document succeeded."""
+    from pagemill.local.engine import EngineOptions, caption_environment
+    from pagemill.local.run import run_documents
+
     options = EngineOptions(home=_home(), database_url=url, workers=workers, no_captions=no_captions)
     _, caption_note = caption_environment(os.environ, no_captions=no_captions)
     with Progress(
@@ -97,7 +106,7 @@ def _summary(results: list, url: str, out_dir: Path, caption_note: str | None) -
     for column in ("pages", "chunks", "images", "seconds", *(f"{s} s" for s in states)):
         table.add_column(column, justify="right")
     for r in results:
-        status = {"succeeded": "[green]succeeded[/green]", "failed": "[red]failed[/red]"}.get(r.status, r.status)
+        status = _styled(r.status)
         if r.duplicate:
             status += " (duplicate)"
         table.add_row(
@@ -197,3 +206,250 @@ def demo(
     truth = make_catalog(sample)
     err.print(f"sample catalog: {sample} ({truth.page_count} pages, {truth.distinct_images} distinct images)")
     run([sample], as_json=False, out_dir=out_dir, database_url=database_url, no_captions=no_captions)
+
+
+# --- operate: status, cancel, redrive ------------------------------------------------------
+
+_T = TypeVar("_T")
+_STYLES = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
+
+DocOption = Annotated[
+    str, typer.Argument(help="A document id, a PDF that was run, an execution ARN or name, or (--aws) an upload key.")
+]
+AwsOption = Annotated[bool, typer.Option("--aws", help="The deployed stack (default AWS credentials), not the local engine.")]
+StackOption = Annotated[
+    str | None, typer.Option("--stack-name", help="With --aws: the stack (default: cdk.json's stack_name).")
+]
+RegionOption = Annotated[str | None, typer.Option("--region", help="With --aws: the stack's region.")]
+AwsDatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database-url", envvar="DATABASE_URL",
+                 help="PostgreSQL URL. Locally: default the embedded server. With --aws: optional (document rows)."),
+]
+
+
+def _styled(status: str) -> str:
+    style = _STYLES.get(status)
+    return f"[{style}]{status}[/{style}]" if style else status
+
+
+def _default_stack_name() -> str:
+    from pagemill.local.synth import PROJECT_ROOT
+
+    cdk_json = PROJECT_ROOT / "cdk.json"
+    context = json.loads(cdk_json.read_text()).get("context", {}) if cdk_json.is_file() else {}
+    return context.get("stack_name") or "Pagemill"
+
+
+class _Aws:
+    """The edge for --aws: clients from the default credential chain, the stack's outputs, and
+    the database when one is given."""
+
+    def __init__(self, stack_name: str | None, region: str | None, database_url: str | None) -> None:
+        import boto3
+
+        from pagemill.operations.aws import find_stack
+
+        session = boto3.Session(region_name=region)
+        self.sfn = session.client("stepfunctions")
+        self.s3 = session.client("s3")
+        self.stack = find_stack(session.client("cloudformation"), stack_name or _default_stack_name())
+        self.database_url = database_url
+
+    def connection(self) -> Any:
+        from pagemill.db.connect import connect
+
+        return connect(self.database_url) if self.database_url else None
+
+
+def _operate(action: Callable[[], int]) -> None:
+    """Run an operation; typed failures become a red line and the exit code (1, 2 for a stack
+    that cannot be found)."""
+    from pagemill.errors import DatabaseUnavailable, OperationError, StackNotFound, StorageUnavailable
+
+    try:
+        code = action()
+    except StackNotFound as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from exc
+    except (OperationError, DatabaseUnavailable, StorageUnavailable) as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(1) from exc
+    raise typer.Exit(code)
+
+
+def _with_connection(url: str | None, use: Callable[[Any], _T]) -> _T:
+    from pagemill.db.connect import connect
+
+    if url is None:
+        return use(None)
+    with connect(url, autocommit=True) as conn:
+        return use(conn)
+
+
+@app.command()
+def status(
+    doc: Annotated[str | None, typer.Argument(help="A document (see cancel); none: the most recent.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    limit: Annotated[int, typer.Option(help="How many recent documents/executions without DOC.")] = 20,
+    aws: AwsOption = False,
+    stack_name: StackOption = None,
+    region: RegionOption = None,
+    database_url: AwsDatabaseOption = None,
+) -> None:
+    """A document's state, progress (pages done/total), current state and error; or the most recent ones.
+    Exit code 1 when the document failed, was cancelled or is not found."""
+    from pagemill.operations import aws as on_aws
+    from pagemill.operations import local
+
+    def act() -> int:
+        if aws:
+            edge = _Aws(stack_name, region, database_url)
+            if doc is None:
+                return _show_list(on_aws.recent(edge.sfn, edge.stack, limit), as_json)
+
+            def one(conn: Any) -> int:
+                arn = on_aws.resolve(edge.sfn, edge.s3, edge.stack, doc, conn)
+                return _show_status(on_aws.status(edge.sfn, edge.s3, edge.stack, arn), as_json)
+
+            return _with_connection(edge.database_url, one)
+
+        def local_status(conn: Any) -> int:
+            if doc is None:
+                return _show_list(local.recent(conn, limit), as_json)
+            return _show_status(local.status(conn, doc), as_json)
+
+        return _with_connection(_database_url(database_url), local_status)
+
+    _operate(act)
+
+
+@app.command()
+def cancel(
+    doc: DocOption,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why; recorded with who cancelled it.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    aws: AwsOption = False,
+    stack_name: StackOption = None,
+    region: RegionOption = None,
+    database_url: AwsDatabaseOption = None,
+) -> None:
+    """Stop a running document (StopExecution on AWS) and mark it cancelled, with who and why.
+    Locally this also settles a document left running by a run that died."""
+    import getpass
+    import socket
+
+    from pagemill.operations import aws as on_aws
+    from pagemill.operations import local
+
+    why = f"cancelled by {getpass.getuser()}@{socket.gethostname()} with pagemill cancel" + (
+        f": {reason}" if reason else ""
+    )
+
+    def act() -> int:
+        if aws:
+            edge = _Aws(stack_name, region, database_url)
+
+            def on_stack(conn: Any) -> int:
+                arn = on_aws.resolve(edge.sfn, edge.s3, edge.stack, doc, conn)
+                return _show_outcome(on_aws.cancel(edge.sfn, edge.stack, arn, why, conn), as_json)
+
+            return _with_connection(edge.database_url, on_stack)
+        return _with_connection(_database_url(database_url), lambda conn: _show_outcome(local.cancel(conn, doc, why), as_json))
+
+    _operate(act)
+
+
+@app.command()
+def redrive(
+    doc: DocOption,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    aws: AwsOption = False,
+    stack_name: StackOption = None,
+    region: RegionOption = None,
+    database_url: AwsDatabaseOption = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Locally: where to export results.")] = Path("pagemill-out"),
+    workers: Annotated[int, typer.Option(help="Locally: Lambda worker processes.")] = os.cpu_count() or 2,
+    no_captions: Annotated[bool, typer.Option("--no-captions")] = False,
+) -> None:
+    """Run a failed or cancelled document again. On AWS: RedriveExecution where it resumes the work,
+    else a new execution of the same upload (`<name>-r<N>`). Locally: the file it came from, through the engine."""
+    from pagemill.operations import aws as on_aws
+    from pagemill.operations import local
+
+    def act() -> int:
+        if aws:
+            edge = _Aws(stack_name, region, database_url)
+
+            def on_stack(conn: Any) -> int:
+                arn = on_aws.resolve(edge.sfn, edge.s3, edge.stack, doc, conn)
+                return _show_outcome(on_aws.redrive(edge.sfn, edge.stack, arn), as_json)
+
+            return _with_connection(edge.database_url, on_stack)
+        url = _database_url(database_url)
+        path = _with_connection(url, lambda conn: local.redrive_source(conn, doc))
+        err.print(f"running {path} again", highlight=False)
+        _run_files([path], as_json=as_json, out_dir=out_dir, url=url, workers=workers, no_captions=no_captions)
+        return 0  # _run_files exits with the run's outcome
+
+    _operate(act)
+
+
+def _show_status(s: Any, as_json: bool) -> int:  # DocumentStatus
+    if as_json:
+        out.print_json(json.dumps(s.to_dict()))
+        return 0 if s.healthy else 1
+    table = Table(show_header=False, title=f"document {s.document_id or s.execution_arn}")
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    rows = {
+        "status": _styled(s.status) + (f" (execution {s.execution_status})" if s.execution_status else ""),
+        "progress": _progress(s),
+        "current state": s.current_state,
+        "error": f"{s.error_class}: {s.error}" if s.error_class else s.error,
+        "failed state": s.failed_state,
+        "source": s.source,
+        "execution": s.execution_arn,
+        "started": f"{s.started_at:%Y-%m-%d %H:%M:%S %Z}" if s.started_at else None,
+        "updated": f"{s.updated_at:%Y-%m-%d %H:%M:%S %Z}" if s.updated_at else None,
+    }
+    for name, value in rows.items():
+        if value:
+            table.add_row(name, value)
+    out.print(table)
+    if s.note:
+        out.print(s.note, highlight=False)
+    return 0 if s.healthy else 1
+
+
+def _show_list(listing: Any, as_json: bool) -> int:  # StatusList
+    if as_json:
+        out.print_json(json.dumps(listing.to_dict()))
+        return 0
+    table = Table(title="pagemill status (" + ", ".join(f"{n} {k}" for k, n in sorted(listing.counts.items())) + ")")
+    for column in ("document / execution", "status", "progress", "state", "updated", "error"):
+        table.add_column(column)
+    for s in listing.items:
+        when = s.updated_at or s.started_at
+        table.add_row(
+            s.document_id or s.execution_arn.rsplit(":", 1)[-1], _styled(s.status), _progress(s), s.current_state or "",
+            f"{when:%Y-%m-%d %H:%M:%S}" if when else "", f"{s.error_class}: {s.error}" if s.error_class else "",
+        )
+    out.print(table)
+    return 0
+
+
+def _progress(s: Any) -> str:
+    if s.page_count is None:
+        return f"{s.pages_done} pages" if s.pages_done else ""
+    done = s.pages_done if s.pages_done is not None else 0
+    return f"{done}/{s.page_count} pages ({done / s.page_count:.0%})" if s.page_count else "0 pages"
+
+
+def _show_outcome(outcome: Any, as_json: bool) -> int:  # CancelOutcome | RedriveOutcome
+    if as_json:
+        out.print_json(json.dumps(outcome.to_dict()))
+    else:
+        out.print(outcome.note, highlight=False)
+        out.print(f"execution: {outcome.execution_arn}", highlight=False, soft_wrap=True)
+    return 0

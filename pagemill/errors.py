@@ -75,6 +75,31 @@ class InternalError(PagemillError):
     """A defect or a broken invariant in pagemill itself (e.g. a batch result is missing)."""
 
 
+class ExecutionCancelled(PagemillError):
+    """The execution was cancelled (``pagemill cancel``): work it still had in flight must not
+    change its document. Never retried; the execution is already stopped."""
+
+
+class OperationError(PagemillError):
+    """An operator's request (``pagemill status / cancel / redrive``) that cannot be done as asked."""
+
+
+class UnknownDocument(OperationError):
+    pass
+
+
+class NotRunning(OperationError):
+    pass
+
+
+class NotRedrivable(OperationError):
+    pass
+
+
+class StackNotFound(OperationError):
+    pass
+
+
 def transient_error_names() -> list[str]:
     """Every error name the state machine must retry (the infrastructure test checks this)."""
     return sorted({TransientError.__name__, *(c.__name__ for c in _subclasses(TransientError))})

@@ -88,11 +88,16 @@ def put_bytes(s3: Any, bucket: str, key: str, data: bytes, content_type: str) ->
 
 
 def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
-    keys: list[str] = []
+    return [obj["Key"] for obj in list_objects(s3, bucket, prefix)]
+
+
+def list_objects(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
+    """The listing's entries (Key, LastModified, Size, ...) under ``prefix``."""
+    objects: list[dict[str, Any]] = []
     with _s3_errors(f"s3://{bucket}/{prefix}"):
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            keys.extend(obj["Key"] for obj in page.get("Contents", []))
-    return keys
+            objects.extend(page.get("Contents", []))
+    return objects
 
 
 class SourceCache:

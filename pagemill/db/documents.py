@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pagemill.db.connect import unavailable_on_failure
-from pagemill.errors import InternalError
+from pagemill.errors import ExecutionCancelled, InternalError
 from pagemill.models import SourceObject
 
 
@@ -32,8 +32,14 @@ def register_document(
     source: SourceObject,
     execution_arn: str | None,
 ) -> RegisterOutcome:
-    """Mark the document running for this execution, unless its content already succeeded."""
+    """Mark the document running for this execution, unless its content already succeeded.
+
+    A failed or cancelled document is registered again: that is how a re-run processes it.
+    Raises ExecutionCancelled when this very execution was cancelled before its Plan got here.
+    """
     with unavailable_on_failure(f"registering document {document_id}"), conn.transaction():
+        if execution_arn:
+            ensure_not_cancelled(conn, execution_arn)
         # The WHERE leaves a succeeded row untouched and then returns nothing.
         row = conn.execute(
             """
@@ -111,6 +117,60 @@ def record_failure(
     return True
 
 
+def ensure_not_cancelled(conn: psycopg.Connection[Any], execution_arn: str) -> None:
+    """Inside a caller's transaction: raise ExecutionCancelled if ``execution_arn`` was cancelled.
+
+    Holds the execution's advisory lock to the end of that transaction, so a concurrent
+    ``cancel_execution`` either came first (and this raises) or waits for the caller's commit
+    (and then sees what the caller wrote)."""
+    _lock_execution(conn, execution_arn)
+    row = conn.execute("select reason from cancellations where execution_arn = %s", (execution_arn,)).fetchone()
+    if row is not None:
+        raise ExecutionCancelled(f"execution {execution_arn} was cancelled: {row[0]}")
+
+
+def cancel_execution(conn: psycopg.Connection[Any], execution_arn: str, reason: str) -> str | None:
+    """Record ``execution_arn`` as cancelled and mark its running document cancelled with the
+    reason; return that document's id, or None when no running document belongs to it (it had
+    already succeeded or failed, or Plan had not registered it yet: then Plan refuses it)."""
+    with unavailable_on_failure(f"cancelling execution {execution_arn}"), conn.transaction():
+        _lock_execution(conn, execution_arn)
+        conn.execute(
+            "insert into cancellations (execution_arn, reason) values (%s, %s) on conflict (execution_arn) do nothing",
+            (execution_arn, reason),
+        )
+        row = conn.execute(
+            """
+            update documents set status = 'cancelled', error_class = 'Cancelled', error = %s, cause = null,
+                failed_state = null, updated_at = now()
+            where execution_arn = %s and status = 'running'
+            returning id
+            """,
+            (_first_line(reason), execution_arn),
+        ).fetchone()
+    return row[0] if row else None
+
+
+def recent_documents(conn: psycopg.Connection[Any], limit: int) -> list[dict[str, Any]]:
+    """The documents changed most recently, newest first."""
+    with unavailable_on_failure("listing documents"), conn.transaction():
+        with conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "select * from documents order by updated_at desc limit %s", (limit,)
+            ).fetchall()
+
+
+def count_by_status(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    with unavailable_on_failure("counting documents"), conn.transaction():
+        return dict(conn.execute("select status, count(*) from documents group by status").fetchall())
+
+
+def document_for_execution(conn: psycopg.Connection[Any], execution_arn: str) -> str | None:
+    with unavailable_on_failure(f"looking up execution {execution_arn}"), conn.transaction():
+        row = conn.execute("select id from documents where execution_arn = %s", (execution_arn,)).fetchone()
+    return row[0] if row else None
+
+
 def get_document(conn: psycopg.Connection[Any], document_id: str) -> dict[str, Any] | None:
     with unavailable_on_failure(f"reading document {document_id}"), conn.transaction():
         with conn.cursor(row_factory=dict_row) as cur:
@@ -124,6 +184,10 @@ def document_for_source(conn: psycopg.Connection[Any], source: SourceObject) -> 
             (source.bucket, source.key, source.version_id or ""),
         ).fetchone()
     return row[0] if row else None
+
+
+def _lock_execution(conn: psycopg.Connection[Any], execution_arn: str) -> None:
+    conn.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (execution_arn,))
 
 
 def _upsert_source(conn: psycopg.Connection[Any], source: SourceObject, document_id: str) -> None:

@@ -8,7 +8,6 @@ it through ``AWS_ENDPOINT_URL`` like any boto3 client reaches AWS.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,13 +27,14 @@ from moto.server import ThreadedMotoServer
 
 from pagemill import layout
 from pagemill.local.lambda_runtime import LambdaRuntime
+from pagemill.local.runbook import RunBook
 from pagemill.clip.testmodel import ensure_test_model
 from pagemill.local.containers import INTERPRETER_FIXES, LocalContainers
 from pagemill.local.synth import PROJECT_ROOT, synthesize
 from pagemill.local.template import REGION, LocalDeployment, load_deployment
 from pagemill.models import SourceObject
-from pagemill.stages import document_id_for
-from pagemill.storage import list_keys
+from pagemill.progress import document_progress
+from pagemill.stages import document_id_for, file_sha256
 from pagemill.trigger import start_for_object
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ class LocalEngine:
         self.containers: LocalContainers | None = None
         self.state_machine_arn = ""
         self.caption_note: str | None = None
+        self.runbook: RunBook | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -131,6 +132,7 @@ class LocalEngine:
         host, port = self._server.get_host_and_port()
         self.s3 = boto3.client("s3", region_name=REGION)
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.runbook = RunBook(self.options.database_url, self.sfn)
         bucket = self.deployment.bucket_name
         self.s3.create_bucket(Bucket=bucket)
         self.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -196,6 +198,8 @@ class LocalEngine:
             patch.start()
 
     def __exit__(self, *exc: object) -> None:
+        if self.runbook is not None:
+            self.runbook.close()
         for patch in self._patches:
             patch.stop()
         if self.containers is not None:
@@ -213,18 +217,17 @@ class LocalEngine:
         """Upload like a user would (uploads/<name>) and start the execution as the trigger does."""
         assert self.deployment is not None
         key = key or f"{layout.UPLOADS_PREFIX}{path.name}"
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
         with open(path, "rb") as f:
             version = self.s3.put_object(Bucket=self.deployment.bucket_name, Key=key, Body=f).get("VersionId")
         source = SourceObject(bucket=self.deployment.bucket_name, key=key, version_id=version)
         outcome = start_for_object(self.sfn, self.state_machine_arn, source)
-        return DocumentRun(
-            path=path, source=source, document_id=document_id_for(digest.hexdigest()),
+        run = DocumentRun(
+            path=path, source=source, document_id=document_id_for(file_sha256(path)),
             execution_arn=outcome.execution_arn,
         )
+        assert self.runbook is not None
+        self.runbook.submitted(run)
+        return run
 
     def start_event(self, source: SourceObject) -> str:
         """What the trigger does for an EventBridge event (used to show redelivery is harmless)."""
@@ -234,12 +237,17 @@ class LocalEngine:
         self, runs: Iterable[DocumentRun], *, on_progress: Callable[[DocumentRun], None] | None = None,
         poll_seconds: float = 0.25,
     ) -> None:
+        assert self.runbook is not None
         pending = list(runs)
         while pending:
+            # `pagemill cancel` from another process records a cancellation; stop those here.
+            for arn, reason in self.runbook.cancellations([r.execution_arn for r in pending]).items():
+                self.sfn.stop_execution(executionArn=arn, error="Cancelled", cause=reason)
             for run in list(pending):
                 self._refresh(run)
                 if on_progress:
                     on_progress(run)
+                self.runbook.observed(run, terminal=run.status in _TERMINAL)
                 if run.status in _TERMINAL:
                     pending.remove(run)
             if pending:
@@ -248,16 +256,8 @@ class LocalEngine:
     def _refresh(self, run: DocumentRun) -> None:
         assert self.deployment is not None
         bucket = self.deployment.bucket_name
-        if run.page_count is None:
-            try:
-                manifest = json.loads(
-                    self.s3.get_object(Bucket=bucket, Key=layout.manifest_key(run.document_id))["Body"].read()
-                )
-                run.page_count = sum(item["last_page"] - item["first_page"] + 1 for item in manifest)
-            except self.s3.exceptions.NoSuchKey:
-                pass
-        keys = list_keys(self.s3, bucket, layout.batches_prefix(run.document_id))
-        run.pages_done = sum(layout.pages_in_batch_key(k) for k in keys)
+        progress = document_progress(self.s3, bucket, run.document_id, page_count=run.page_count)
+        run.page_count, run.pages_done = progress.page_count, progress.pages_done
         description = self.sfn.describe_execution(executionArn=run.execution_arn)
         run.status = description["status"]
         if run.status in _TERMINAL:

@@ -5,6 +5,7 @@ benchmarks all call these. Split by bundle: ``extraction`` needs PyMuPDF, ``writ
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,16 @@ from pagemill.settings import Settings
 def document_id_for(sha256: str) -> str:
     """Document identity is the content: the same bytes under any key are one document."""
     return sha256[:32]
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a local file, read in blocks (the local engine and `pagemill status` identify
+    a PDF on disk by it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,10 @@ def write(
     timings: dict[str, float] = {}
     embeddings = load_embeddings(ctx.s3, ctx.work_bucket, embeddings_index_key) if embeddings_index_key else None
     with unavailable_on_failure(f"writing document {document_id}"), conn.transaction():
+        # A cancelled execution's Write still runs if it was in flight when the execution was
+        # stopped; it must not turn the cancelled document into a succeeded one.
+        if execution_arn:
+            documents.ensure_not_cancelled(conn, execution_arn)
         counts = write_document(
             conn, document_id=document_id, batches=batches(), timings=timings, stats=stats, embeddings=embeddings
         )

@@ -1,0 +1,204 @@
+"""`pagemill status / cancel / redrive` against the local engine and its real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pymupdf
+import pytest
+
+from pagemill.db import documents
+from pagemill.errors import ExecutionCancelled, NotRedrivable, NotRunning, UnknownDocument
+from pagemill.local.engine import LocalEngine
+from pagemill.models import SourceObject
+from pagemill.operations import local
+from pagemill.stages import document_id_for, file_sha256
+from tests.e2e.conftest import ROOT
+from tests.e2e.test_cli import PAGEMILL, pagemill
+
+STATUS_KEYS = {
+    "status", "document_id", "execution_arn", "execution_status", "current_state", "pages_done", "page_count",
+    "error_class", "error", "failed_state", "source", "started_at", "updated_at", "note",
+}
+
+
+def text_pdf(path: Path, pages: int, words: str = "operate") -> Path:
+    doc = pymupdf.open()
+    for n in range(pages):
+        page = doc.new_page()
+        for line in range(40):
+            page.insert_text((72, 72 + 16 * line), f"{words} page {n + 1} line {line}: the quick brown fox")
+    doc.save(path)
+    return path
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def doc_status(db: psycopg.Connection, document_id: str) -> str | None:
+    row = db.execute("select status from documents where id = %s", (document_id,)).fetchone()
+    return row[0] if row else None
+
+
+def test_a_failed_document_shows_its_error_class_and_reason(
+    engine: LocalEngine, db: psycopg.Connection, tmp_path: Path, module_database_url: str, engine_home: Path
+) -> None:
+    # GIVEN an empty file run through the pipeline
+    empty = tmp_path / "empty.pdf"
+    empty.write_bytes(b"")
+    run = engine.submit(empty)
+    engine.wait([run])
+    # WHEN on-call asks for its status, by document id and by the file
+    by_id = local.status(db, run.document_id)
+    by_file = local.status(db, str(empty))
+    # THEN it is failed, with the error class, the reason, the state that failed, and what to do
+    assert by_id == by_file
+    assert (by_id.status, by_id.error_class, by_id.failed_state) == ("failed", "EmptyFile", "Plan")
+    assert "empty" in by_id.error.lower()
+    assert by_id.source == str(empty.resolve())
+    assert f"pagemill redrive {run.document_id}" in by_id.note
+    # AND the command prints the same as JSON and exits 1
+    result = pagemill("status", run.document_id, "--json", "--database-url", module_database_url, home=engine_home)
+    assert result.returncode == 1, result.stderr
+    shown = json.loads(result.stdout)
+    assert set(shown) == STATUS_KEYS
+    assert (shown["status"], shown["error_class"], shown["document_id"]) == ("failed", "EmptyFile", run.document_id)
+    # AND without a document it lists the recent ones with counts by status
+    listing = pagemill("status", "--json", "--database-url", module_database_url, home=engine_home)
+    assert listing.returncode == 0, listing.stderr
+    recent = json.loads(listing.stdout)
+    assert recent["counts"]["failed"] >= 1
+    assert run.document_id in {i["document_id"] for i in recent["items"]}
+    # AND an unknown document is a clear error, exit 1
+    unknown = pagemill("status", "0" * 32, "--database-url", module_database_url, home=engine_home)
+    assert unknown.returncode == 1 and "no document" in unknown.stderr
+
+
+def test_a_document_left_running_by_a_killed_run_is_cancelled(
+    db: psycopg.Connection, tmp_path: Path, module_database_url: str, engine_home: Path
+) -> None:
+    # GIVEN `pagemill run` on a long PDF, killed (SIGKILL, with its workers) once the document is running
+    pdf = text_pdf(tmp_path / "long.pdf", pages=400)
+    document_id = document_id_for(file_sha256(pdf))
+    env = {**os.environ, "PAGEMILL_HOME": str(engine_home)}
+    env.pop("ANTHROPIC_API_KEY", None)
+    process = subprocess.Popen(
+        [*PAGEMILL, "run", str(pdf), "--workers", "1", "--out", str(tmp_path / "out"), "--database-url",
+         module_database_url],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        wait_for(lambda: doc_status(db, document_id) == "running", "the document to be registered running")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    # WHEN on-call looks at it: the row still says running, and status says nobody is processing it
+    stuck = local.status(db, document_id)
+    assert stuck.status == "running"
+    assert f"its run (pid {process.pid}) is gone" in stuck.note
+    # AND cancels it with the command
+    result = pagemill("cancel", document_id, "--reason", "run killed", "--json", "--database-url",
+                      module_database_url, home=engine_home)
+    # THEN it is cancelled, with who and why; nothing was left to stop
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert (outcome["status"], outcome["stopped"], outcome["document_id"]) == ("cancelled", False, document_id)
+    after = local.status(db, document_id)
+    assert (after.status, after.error_class) == ("cancelled", "Cancelled")
+    assert "with pagemill cancel: run killed" in after.error
+    # AND cancelling again is refused: it is not running
+    with pytest.raises(NotRunning):
+        local.cancel(db, document_id, "again")
+
+
+def test_cancel_stops_a_live_run(engine: LocalEngine, db: psycopg.Connection, tmp_path: Path) -> None:
+    # GIVEN a long document being processed by the engine
+    run = engine.submit(text_pdf(tmp_path / "live.pdf", pages=400, words="live"))
+    wait_for(lambda: doc_status(db, run.document_id) == "running", "the document to be registered running")
+    # WHEN another process cancels it (the engine's next poll sees it; no wait here, nobody polls yet)
+    outcome = local.cancel(db, run.document_id, "operator: wrong file", stop_wait_s=0)
+    assert (outcome.status, outcome.stopped) == ("cancelled", False)
+    engine.wait([run])
+    # THEN the engine stopped its execution, the document is cancelled with the reason, no rows
+    assert run.status == "ABORTED"
+    history = engine.history(run.execution_arn)
+    assert history[-1]["type"] == "ExecutionAborted"
+    status = local.status(db, run.document_id)
+    assert (status.status, status.error) == ("cancelled", "operator: wrong file")
+    assert db.execute("select count(*) from pages where document_id = %s", (run.document_id,)).fetchone()[0] == 0
+    # AND the run's record says so for other processes
+    assert db.execute("select status from local_runs where execution_arn = %s",
+                      (run.execution_arn,)).fetchone()[0] == "ABORTED"
+
+
+def test_redrive_after_a_transient_failure_ends_succeeded_with_each_row_once(
+    engine: LocalEngine, db: psycopg.Connection, tmp_path: Path, module_database_url: str, engine_home: Path
+) -> None:
+    # GIVEN a database that refuses page rows for a while (a trigger the test controls)
+    db.execute("""
+        create function refuse_pages() returns trigger language plpgsql as
+        $$ begin raise exception 'pages are read-only during maintenance'; end $$;
+        create trigger refuse_pages before insert on pages for each statement execute function refuse_pages();
+    """)
+    try:
+        run = engine.submit(text_pdf(tmp_path / "again.pdf", pages=3, words="again"))
+        engine.wait([run])
+    finally:
+        db.execute("drop trigger refuse_pages on pages; drop function refuse_pages();")
+    failed = local.status(db, run.document_id)
+    assert (failed.status, failed.failed_state, failed.error_class) == ("failed", "Write", "RaiseException")
+    assert "read-only during maintenance" in failed.error
+    # WHEN the cause is gone and on-call redrives it
+    result = pagemill("redrive", run.document_id, "--json", "--workers", "1", "--out", str(tmp_path / "out"),
+                      "--database-url", module_database_url, home=engine_home)
+    # THEN the same file ran again and the document succeeded, with each page once
+    assert result.returncode == 0, result.stderr
+    [report] = json.loads(result.stdout)
+    assert (report["document_id"], report["status"], report["pages"]) == (run.document_id, "succeeded", 3)
+    assert db.execute("select count(*), count(distinct page_no) from pages where document_id = %s",
+                      (run.document_id,)).fetchone() == (3, 3)
+    assert local.status(db, run.document_id).status == "succeeded"
+    # AND a succeeded document is not redriven
+    with pytest.raises(NotRedrivable, match="succeeded"):
+        local.redrive_source(db, run.document_id)
+
+
+def test_a_cancelled_execution_cannot_revive_its_document_but_a_new_one_can(
+    db: psycopg.Connection, tmp_path: Path
+) -> None:
+    # GIVEN a document registered by an execution that is then cancelled
+    source = SourceObject(bucket="b", key="uploads/x.pdf", version_id="v1")
+    args = {"document_id": "d" * 32, "sha256": "d" * 64, "size_bytes": 1, "source": source}
+    documents.register_document(db, **args, execution_arn="arn:cancelled")
+    assert documents.cancel_execution(db, "arn:cancelled", "stop") == "d" * 32
+    # WHEN a Plan of that execution still in flight registers it again
+    # THEN it is refused, and the document stays cancelled
+    with pytest.raises(ExecutionCancelled):
+        documents.register_document(db, **args, execution_arn="arn:cancelled")
+    assert doc_status(db, "d" * 32) == "cancelled"
+    # AND so is a Write of that execution (the check Write makes inside its transaction)
+    with pytest.raises(ExecutionCancelled), db.transaction():
+        documents.ensure_not_cancelled(db, "arn:cancelled")
+    # AND a re-run (a new execution) registers it running again: not a duplicate
+    outcome = documents.register_document(db, **args, execution_arn="arn:rerun")
+    assert (outcome.duplicate, outcome.status) == (False, "running")
+
+
+def test_unknown_references_are_clear_errors(db: psycopg.Connection, tmp_path: Path) -> None:
+    never_run = text_pdf(tmp_path / "never.pdf", pages=1, words="never")
+    with pytest.raises(UnknownDocument, match="has not been run"):
+        local.status(db, str(never_run))
+    with pytest.raises(UnknownDocument, match="no document"):
+        local.cancel(db, "nothing-like-a-document", "x")
