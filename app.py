@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""CDK entry: one stack, configured by the ``context`` block of cdk.json."""
+"""CDK entry: one stack, configured by the ``context`` block of cdk.json, checked by cdk-nag's
+AWS Solutions rules (the findings the stack accepts, with reasons, are in stacks/nag.py)."""
 
-from aws_cdk import App
+from aws_cdk import App, Aspects
+from cdk_nag import AwsSolutionsChecks
 
 from stacks.config import PipelineConfig
 from stacks.pipeline_stack import PipelineStack
@@ -13,4 +15,5 @@ PipelineStack(
     config=PipelineConfig.from_context(app.node),
     description="pagemill: PDFs uploaded to S3 become pages, chunks and images in PostgreSQL",
 )
+Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
 app.synth()

@@ -31,6 +31,7 @@ from stacks.storage import DOCUMENTS_PREFIX, UPLOADS_PREFIX
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LIBRARY_DIR = "pagemill"
 RUNTIME = lambda_.Runtime.PYTHON_3_12
+LAMBDA_PYTHON = RUNTIME.name.removeprefix("python")  # the CPython version the bundles' wheels are for
 # PyMuPDF, onnxruntime and numpy publish x86_64 manylinux wheels that fit Lambda; no arm64 here.
 ARCHITECTURE = lambda_.Architecture.X86_64
 # Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34): any of these wheel tags load there.
@@ -76,31 +77,40 @@ CAPTION_BATCH = HandlerSpec("lambdas/caption", "handler.caption_batch", Duration
 UNDERSTAND = HandlerSpec("lambdas/caption", "handler.understand", Duration.seconds(300), 1024)
 
 
-def _pip_command(requirements: Path, target: str) -> list[str]:
+def _pip_command(requirements: Path, target: str, python_version: str) -> list[str]:
     platforms = [arg for platform in PIP_PLATFORMS for arg in ("--platform", platform)]
     return [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-        "--requirement", str(requirements), *platforms, "--only-binary=:all:", "--python-version", "3.12",
+        "--requirement", str(requirements), *platforms, "--only-binary=:all:", "--python-version", python_version,
         "--implementation", "cp", "--target", target,
     ]
 
 
 @jsii.implements(ILocalBundling)
 class LocalPythonBundler:
-    """Builds a function's deployment folder on this machine: platform wheels + handler + library."""
+    """Builds a function's deployment folder on this machine: platform wheels + handler + library.
 
-    def __init__(self, source: Path) -> None:
+    ``python_version`` is Lambda's CPython; another version builds the same bundle for that
+    interpreter (the bundle tests import it on this machine's Python)."""
+
+    def __init__(self, source: Path, python_version: str = LAMBDA_PYTHON) -> None:
         self.source = source
+        self.python_version = python_version
 
     def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:  # noqa: ARG002 (jsii's signature)
+        self.bundle(Path(output_dir))
+        return True
+
+    def bundle(self, out: Path) -> int:
+        """Build the bundle into ``out``; returns its unzipped size in bytes."""
         requirements = self.source / "requirements.txt"
-        proc = subprocess.run(_pip_command(requirements, output_dir), capture_output=True, text=True, check=False)
+        command = _pip_command(requirements, str(out), self.python_version)
+        proc = subprocess.run(command, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(
                 f"bundling {self.source.relative_to(REPO_ROOT)} failed: pip exited with {proc.returncode}\n"
                 f"{proc.stderr[-3000:]}"
             )
-        out = Path(output_dir)
         _prune(out)
         for module in sorted(self.source.glob("*.py")):
             shutil.copy2(module, out / module.name)
@@ -111,7 +121,21 @@ class LocalPythonBundler:
                 f"the bundle of {self.source.relative_to(REPO_ROOT)} is {size / 2**20:.0f} MiB unzipped, over "
                 f"Lambda's {LAMBDA_UNZIPPED_LIMIT_BYTES / 2**20:.0f} MiB: trim {self.source.name}/requirements.txt"
             )
-        return True
+        return size
+
+    def content_hash(self) -> str:
+        """Everything that goes into the bundle: the handler folder, the library and the pip recipe.
+        CDK re-bundles exactly when this changes (the default would hash the handler folder alone
+        and miss changes to the library)."""
+        recipe = _pip_command(Path("requirements.txt"), "out", self.python_version)[3:]
+        digest = hashlib.sha256(" ".join([*recipe, *PRUNED]).encode())
+        for root in (self.source, REPO_ROOT / LIBRARY_DIR):
+            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                if "__pycache__" in path.parts or path.suffix == ".pyc":
+                    continue
+                digest.update(str(path.relative_to(REPO_ROOT)).encode())
+                digest.update(path.read_bytes())
+        return digest.hexdigest()
 
 
 def _prune(bundle: Path) -> None:
@@ -123,27 +147,13 @@ def _prune(bundle: Path) -> None:
                 path.unlink()
 
 
-def _content_hash(source: Path) -> str:
-    """Everything that goes into a bundle: the handler folder, the library and the pip recipe.
-    CDK re-bundles exactly when this changes (the default would hash the handler folder alone
-    and miss changes to the library)."""
-    digest = hashlib.sha256(" ".join([*_pip_command(Path("requirements.txt"), "out")[3:], *PRUNED]).encode())
-    for root in (source, REPO_ROOT / LIBRARY_DIR):
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            if "__pycache__" in path.parts or path.suffix == ".pyc":
-                continue
-            digest.update(str(path.relative_to(REPO_ROOT)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def _code(source: str) -> lambda_.Code:
-    folder = REPO_ROOT / source
+    bundler = LocalPythonBundler(REPO_ROOT / source)
     return lambda_.Code.from_asset(
-        str(folder),
+        str(bundler.source),
         asset_hash_type=AssetHashType.CUSTOM,
-        asset_hash=_content_hash(folder),
-        bundling=BundlingOptions(image=BUNDLING_IMAGE, local=LocalPythonBundler(folder)),
+        asset_hash=bundler.content_hash(),
+        bundling=BundlingOptions(image=BUNDLING_IMAGE, local=bundler),
     )
 
 

@@ -12,6 +12,7 @@ from stacks.config import PipelineConfig
 from stacks.functions import PipelineFunctions
 from stacks.gpu import GpuEmbedding
 from stacks.monitoring import Monitoring
+from stacks.nag import suppress_findings
 from stacks.state_machine import DocumentStateMachine
 from stacks.storage import Storage
 
@@ -56,3 +57,4 @@ class PipelineStack(Stack):
         CfnOutput(self, "BucketName", value=storage.bucket.bucket_name, description="Upload PDFs under uploads/")
         CfnOutput(self, "StateMachineArn", value=documents.state_machine.state_machine_arn)
         CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn, description="Alarms and failed documents")
+        suppress_findings(self)

@@ -15,6 +15,8 @@ import pytest
 if TYPE_CHECKING:
     from aws_cdk.assertions import Template
 
+    from stacks.pipeline_stack import PipelineStack
+
 # Read when jsii starts node (at the first aws_cdk import, inside the fixtures): node 20 is past
 # jsii's support window, which is fine for synth.
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
@@ -23,10 +25,9 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def synth(tmp_path: Path, **context: Any) -> Template:
-    """The CloudFormation template of PipelineStack, configured by cdk.json's context plus ``context``."""
+def pipeline_stack(tmp_path: Path, **context: Any) -> PipelineStack:
+    """PipelineStack in an app of its own, configured by cdk.json's context plus ``context``."""
     from aws_cdk import App
-    from aws_cdk.assertions import Template
 
     from stacks.config import PipelineConfig
     from stacks.pipeline_stack import PipelineStack
@@ -36,8 +37,14 @@ def synth(tmp_path: Path, **context: Any) -> Template:
         outdir=str(tmp_path),
         context={**settings, **context, "aws:cdk:bundling-stacks": [], "aws:cdk:enable-asset-metadata": True},
     )
-    stack = PipelineStack(app, "Pagemill", config=PipelineConfig.from_context(app.node))
-    return Template.from_stack(stack)
+    return PipelineStack(app, "Pagemill", config=PipelineConfig.from_context(app.node))
+
+
+def synth(tmp_path: Path, **context: Any) -> Template:
+    """The CloudFormation template of PipelineStack, configured by cdk.json's context plus ``context``."""
+    from aws_cdk.assertions import Template
+
+    return Template.from_stack(pipeline_stack(tmp_path, **context))
 
 
 def _placeholder(token: Any) -> str:

@@ -1,0 +1,205 @@
+"""Each Lambda bundle, built by the deployment's own recipe (stacks/functions.py LocalPythonBundler),
+imports its handlers in a clean interpreter that has nothing but the bundle and what Lambda's
+Python runtime provides (boto3), fits Lambda's 250 MB, and holds only what its handler imports.
+
+Lambda runs CPython 3.12; where this machine has no 3.12, the same recipe is built for the running
+interpreter's version (wheels differ only in their ABI tag). Bundles are cached under build/bundles/,
+keyed by the bundler's content hash: only the first run downloads wheels.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+import urllib.request
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from tests.infrastructure.conftest import ROOT
+
+CACHE = ROOT / "build" / "bundles"
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+INDEX_PROBE = "https://pypi.org/simple/boto3/"
+# Packages that must stay out of a bundle whose handler has no use for them (the big ones).
+ABSENT = {
+    "lambdas/trigger": {"pymupdf", "onnxruntime", "numpy", "psycopg", "anthropic", "PIL"},
+    "lambdas/caption": {"pymupdf", "onnxruntime", "numpy", "psycopg"},
+    "lambdas/write": {"pymupdf", "onnxruntime", "anthropic", "PIL"},
+    "lambdas/embed": {"pymupdf", "psycopg", "anthropic"},
+    "lambdas/extract": {"anthropic", "tokenizers"},
+}
+
+
+def _handlers() -> dict[str, list[str]]:
+    """Handler folder -> the handler attributes the stack's functions name (module.function)."""
+    from stacks import functions
+
+    specs = [v for v in vars(functions).values() if isinstance(v, functions.HandlerSpec)]
+    return {source: sorted({s.handler for s in specs if s.source == source}) for source in {s.source for s in specs}}
+
+
+HANDLERS = _handlers()
+SOURCES = sorted(HANDLERS)
+
+
+def _pypi_reachable() -> bool:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(INDEX_PROBE, method="HEAD"), timeout=15):
+            return True
+    except OSError:
+        return False
+
+
+def _cached(name: str, build: Callable[[Path], object]) -> Path:
+    """build/bundles/<name>, built once into a temporary folder and renamed into place (another test
+    run may build the same one meanwhile); older builds of the same kind are removed."""
+    target = CACHE / name
+    if target.is_dir():
+        return target
+    if not _pypi_reachable():
+        pytest.skip(f"PyPI is unreachable ({INDEX_PROBE}): cannot download the wheels to build {name}")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=CACHE))
+    try:
+        build(staging)
+        staging.rename(target)
+    except OSError:
+        if not target.is_dir():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    kind = name.rsplit("-", 1)[0]
+    for old in CACHE.glob(f"{kind}-*"):
+        if old != target and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+@pytest.fixture(scope="session")
+def lambda_runtime() -> Path:
+    """What Lambda's Python runtime adds to a bundle: boto3 (and botocore, s3transfer...), at the
+    version pyproject pins."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (boto3,) = [d for d in pyproject["project"]["dependencies"] if d.startswith("boto3==")]
+
+    def install(out: Path) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(out),
+             "--only-binary=:all:", boto3],
+            check=True, capture_output=True,
+        )
+
+    return _cached(f"lambda-runtime-py{PYTHON}-{boto3.split('==')[1]}", install)
+
+
+@pytest.fixture(scope="session")
+def bundles() -> Callable[[str], Path]:
+    from stacks.functions import LocalPythonBundler
+
+    def bundle(source: str) -> Path:
+        bundler = LocalPythonBundler(ROOT / source, PYTHON)
+        return _cached(f"{Path(source).name}-py{PYTHON}-{bundler.content_hash()[:16]}", bundler.bundle)
+
+    return bundle
+
+
+_IMPORT_HANDLERS = """
+import importlib, json, sys
+bundle, runtime, handlers = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+sys.path[:] = [bundle, runtime, *(p for p in sys.path if p.startswith(sys.base_prefix) and "-packages" not in p)]
+for name in handlers:
+    module, attribute = name.rsplit(".", 1)
+    if not callable(getattr(importlib.import_module(module), attribute)):
+        raise TypeError(f"{name} is not callable")
+"""
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_bundle_imports_its_handlers_with_nothing_but_the_bundle(
+    source: str, bundles: Callable[[str], Path], lambda_runtime: Path
+) -> None:
+    # GIVEN the bundle built by the deployment's recipe, and boto3 as Lambda's runtime provides it
+    bundle = bundles(source)
+    # WHEN a clean interpreter (-I: no user site, no PYTHON* variables; -S: no site-packages)
+    # imports each handler module and resolves each handler the stack names
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _IMPORT_HANDLERS, str(bundle), str(lambda_runtime),
+         json.dumps(HANDLERS[source])],
+        capture_output=True, text=True, check=False, cwd=tempfile.gettempdir(),
+        env={"AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_SERVICE_NAME": "pagemill"},
+    )
+    # THEN every handler resolves
+    assert proc.returncode == 0, f"{source}: {HANDLERS[source]} do not import from the bundle:\n{proc.stderr[-4000:]}"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_bundle_fits_lambda(source: str, bundles: Callable[[str], Path]) -> None:
+    from stacks.functions import LAMBDA_UNZIPPED_LIMIT_BYTES
+
+    bundle = bundles(source)
+    size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file() and not p.is_symlink())
+    print(f"{source}: {size / 1e6:.1f} MB unzipped (Python {PYTHON})")
+    assert size < LAMBDA_UNZIPPED_LIMIT_BYTES, f"{source} is {size / 1e6:.0f} MB unzipped, over Lambda's 250 MB"
+
+
+def _imported_by_our_code(handler_dir: Path) -> set[str]:
+    """Top-level names the handler and the pagemill modules it reaches import, anywhere in them
+    (function-level imports included): the handler's code closure, read from the source."""
+    found: set[str] = set()
+    pending, seen = sorted(handler_dir.glob("*.py")), set()
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            for name in names:
+                found.add(name.split(".")[0])
+                module = ROOT.joinpath(*name.split("."))
+                pending += [p for p in (module.with_suffix(".py"), module / "__init__.py") if p.is_file()]
+    return found
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement_names(text: str) -> list[str]:
+    return [_normalized(re.match(r"[A-Za-z0-9._-]+", line)[0]) for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_bundle_holds_only_what_its_handler_imports(source: str, bundles: Callable[[str], Path]) -> None:
+    bundle = bundles(source)
+    distributions = {_normalized(d.metadata["Name"]): d for d in metadata.distributions(path=[str(bundle)])}
+    imports = _imported_by_our_code(ROOT / source)
+
+    def top_level(dist: metadata.Distribution) -> set[str]:
+        return {Path(f).parts[0].removesuffix(".py") for f in dist.files or () if ".dist-info" not in Path(f).parts[0]}
+
+    imported = {name for name, dist in distributions.items() if top_level(dist) & imports}
+    required_by_imported = {
+        _normalized(re.match(r"[A-Za-z0-9._-]+", r)[0]) for name in imported for r in distributions[name].requires or ()
+    }
+    # Every requirement is imported by the handler's code, or needed by a package that is
+    requirements = _requirement_names((ROOT / source / "requirements.txt").read_text())
+    unused = [r for r in requirements if r not in imported | required_by_imported]
+    assert not unused, f"{source}/requirements.txt lists packages its handler never imports: {unused}"
+    # And the big packages of other stages stay out
+    present = {entry.name for entry in bundle.iterdir()} & ABSENT.get(source, set())
+    assert not present, f"{source}'s bundle holds {sorted(present)}, which its handler never imports"
