@@ -36,6 +36,8 @@ def document_progress(
             page_count = sum(item["last_page"] - item["first_page"] + 1 for item in manifest)
         except SourceMissing:
             pass
+    # S3 listings give LastModified to the second.
+    since = since.replace(microsecond=0) if since else None
     done = sum(
         layout.pages_in_batch_key(obj["Key"])
         for obj in storage.list_objects(s3, bucket, layout.batches_prefix(document_id))
