@@ -4,6 +4,10 @@ that tests and the demo check (``CatalogTruth``). No external files; built-in fo
 Each page has a heading, body paragraphs and the same logo; every page but the table page
 has one product photo of its own (a generated PNG), and one page has a ruled price table.
 
+``make_mixed`` builds documents of any length for benchmarks and extraction-quality checks:
+text-only pages, photo pages and ruled-table pages in a known mix, with the truth of every
+page (``PageTruth``: headings, paragraphs, table cells, footer).
+
     python -m pagemill.sample OUT.pdf
 """
 
@@ -95,6 +99,68 @@ def make_catalog(path: str | os.PathLike[str], *, pages: int = 44, seed: int = 7
         text_per_page=texts,
         table_rows=table_rows,
     )
+
+
+@dataclass
+class PageTruth:
+    headings: list[str]  # the page heading, then the section heading
+    paragraphs: list[str]
+    footer: str
+    table_rows: list[list[str]] = field(default_factory=list)  # header row first; empty: no table
+    image_sha256: str | None = None
+
+    @property
+    def text(self) -> str:
+        """Everything written on the page, for token-level recall and precision."""
+        cells = [cell for row in self.table_rows for cell in row]
+        return " ".join([*self.headings, *self.paragraphs, *cells, self.footer])
+
+
+_SECTION_FONT_SIZE = 15
+_SECTIONS = ["Materials and finish", "Dimensions and delivery", "Care and guarantee", "Design notes"]
+
+
+def make_mixed(
+    path: str | os.PathLike[str], *, pages: int, images: int, table_every: int = 10, seed: int = 11
+) -> list[PageTruth]:
+    """A document of ``pages`` pages: every ``table_every``-th page carries a ruled table,
+    ``images`` of the other pages a distinct photo spread evenly, the rest text only. Each page
+    has a page heading, a smaller section heading and body paragraphs. Same seed, same bytes."""
+    table_pages = {n for n in range(1, pages + 1) if n % table_every == table_every // 2}
+    others = [n for n in range(1, pages + 1) if n not in table_pages]
+    if not 0 <= images <= len(others):
+        raise ValueError(f"{pages} pages hold at most {len(others)} images beside the tables")
+    image_pages = {others[k * len(others) // images] for k in range(images)}
+    rng = random.Random(seed)
+    # Not _product_names: its unique combinations run out before 2,000 pages.
+    products = [f"{rng.choice(_STYLES)} {rng.choice(_MATERIALS).title()} {rng.choice(_PIECES)} No. {n}" for n in range(1, pages + 1)]
+    doc = pymupdf.open()
+    truths: list[PageTruth] = []
+    for page_no in range(1, pages + 1):
+        page = doc.new_page(width=_PAGE.width, height=_PAGE.height)
+        truth = PageTruth(
+            headings=[products[page_no - 1], rng.choice(_SECTIONS)],
+            paragraphs=_paragraphs(rng, products[page_no - 1]),
+            footer=f"Nordwood Home, page {page_no}",
+        )
+        _place_heading(page, truth.headings[0])
+        top = 140.0
+        if page_no in table_pages:
+            truth.table_rows = _price_rows(rng, rng.sample(products, 9))
+            _draw_table(page, truth.table_rows, top=top)
+            top += 24 * len(truth.table_rows) + 30
+        elif page_no in image_pages:
+            photo = _photo_png(page_no, rng)
+            truth.image_sha256 = hashlib.sha256(photo).hexdigest()
+            page.insert_image(_PHOTO_RECT, stream=photo)
+            top = _PHOTO_RECT.y1 + 30
+        page.insert_text((_MARGIN, top), truth.headings[1], fontname=_HEADING_FONT, fontsize=_SECTION_FONT_SIZE)
+        _place_paragraphs(page, truth.paragraphs, pymupdf.Rect(_MARGIN, top + 16, _PAGE.width - _MARGIN, _PAGE.height - 80))
+        page.insert_text((_MARGIN, _PAGE.height - 30), truth.footer, fontname=_BODY_FONT, fontsize=8)
+        truths.append(truth)
+    doc.save(path, garbage=3, deflate=True, no_new_id=True)
+    doc.close()
+    return truths
 
 
 _TABLE_INTRO = "Prices include delivery within the mainland. All pieces ship flat-packed unless noted."
