@@ -124,28 +124,35 @@ def recent(sfn: Any, stack: Stack, limit: int = 20) -> StatusList:
 def cancel(sfn: Any, stack: Stack, arn: str, reason: str, conn: Any = None) -> CancelOutcome:
     """Stop a running execution; with the database, first record the cancellation there, so the
     document row says cancelled and work still in flight (a Plan, a Write) cannot revive or
-    complete it. Without it, the row stays as the pipeline left it (see README "Operate")."""
+    complete it. Without it, the row stays as the pipeline left it: running (see README
+    "Operate"); cancelling the stopped execution again with the database settles it."""
     description = _describe(sfn, arn)
     if description is None:
         raise UnknownDocument(f"no execution {arn}")
-    if description["status"] != "RUNNING":
+    running = description["status"] == "RUNNING"
+    if not running and not (description["status"] == "ABORTED" and conn is not None):
         raise NotRunning(f"execution {arn} is {description['status']}, not running: nothing to cancel")
-    document_id = None
-    document_status = "cancelled"
+    document_id, document_status = None, "cancelled"
     if conn is not None:
         document_id = documents.cancel_execution(conn, arn, reason)
         if document_id is None:
             row_id = documents.document_for_execution(conn, arn)
             row = documents.get_document(conn, row_id) if row_id else None
+            if not running:
+                raise NotRunning(f"execution {arn} is ABORTED and its document is "
+                                 f"{row['status'] if row else 'not registered'}: nothing to cancel")
             document_id, document_status = (row["id"], row["status"]) if row else (None, "cancelled")
-    sfn.stop_execution(executionArn=arn, error="Cancelled", cause=reason)
-    if conn is None:
+    if running:
+        sfn.stop_execution(executionArn=arn, error="Cancelled", cause=reason)
+    if not running:
+        note = "the execution was already stopped; its document row is now cancelled"
+    elif conn is None:
         note = "execution stopped; the document row was not updated (no --database-url)"
     elif document_status == "succeeded":
         note = "execution stopped, but its Write had already committed: the document stays succeeded"
     else:
         note = "execution stopped; the document is cancelled"
-    return CancelOutcome(arn, document_id or planned_document(read_history(sfn, arn)), document_status, True, note)
+    return CancelOutcome(arn, document_id or planned_document(read_history(sfn, arn)), document_status, running, note)
 
 
 @dataclass(frozen=True)

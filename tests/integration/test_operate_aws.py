@@ -145,16 +145,38 @@ def test_cancel_stops_the_execution_and_marks_the_document_cancelled(
         assert settled(sfn, arn)["status"] == "ABORTED"
         row = documents.get_document(conn, DOCUMENT_ID)
         assert (row["status"], row["error"]) == ("cancelled", "cancelled by on-call: wrong file")
+        # AND a second cancel is refused
+        with pytest.raises(NotRunning, match="its document is cancelled"):
+            aws.cancel(sfn, stack, arn, "again", conn)
     assert aws.status(sfn, moto["s3"], stack, arn).status == "cancelled"
-    # AND a second cancel is refused
-    with pytest.raises(NotRunning):
-        aws.cancel(sfn, stack, arn, "again")
     # AND redrive starts a new execution of the same object version, which the key now resolves to
     redriven = aws.redrive(sfn, stack, arn)
     assert (redriven.how, redriven.previous_execution_arn) == ("restart", arn)
     assert redriven.execution_arn.endswith("-r1")
     assert json.loads(sfn.describe_execution(executionArn=redriven.execution_arn)["input"]) == {"source": source.to_dict()}
     assert aws.resolve(sfn, moto["s3"], stack, source.key) == redriven.execution_arn
+
+
+def test_cancel_with_the_database_settles_an_execution_stopped_in_the_console(
+    deploy, moto: dict, database_url: str
+) -> None:
+    # GIVEN an execution stopped without pagemill (the console): its document row stays running
+    stack = deploy(RUNNING)
+    sfn = moto["stepfunctions"]
+    source = upload(moto, stack)
+    arn = start_for_object(sfn, stack.state_machine_arn, source).execution_arn
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        documents.register_document(conn, document_id=DOCUMENT_ID, sha256="a" * 64, size_bytes=10, source=source,
+                                    execution_arn=arn)
+        sfn.stop_execution(executionArn=arn)
+        settled(sfn, arn)
+        # WHEN it is cancelled with the database; without it, it is refused (nothing to stop)
+        with pytest.raises(NotRunning, match="ABORTED"):
+            aws.cancel(sfn, stack, arn, "settle")
+        outcome = aws.cancel(sfn, stack, arn, "settle after a console stop", conn)
+        # THEN the row is cancelled, and nothing was stopped
+        assert (outcome.status, outcome.stopped, outcome.document_id) == ("cancelled", False, DOCUMENT_ID)
+        assert documents.get_document(conn, DOCUMENT_ID)["status"] == "cancelled"
 
 
 def test_a_failure_recorded_by_record_failure_is_restarted_not_redriven(deploy, moto: dict) -> None:
