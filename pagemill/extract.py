@@ -12,23 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pymupdf
-import pymupdf4llm
-from pymupdf4llm.helpers import pymupdf_rag
 
 from pagemill.chunking import chunk_pages
-from pagemill.pdf import MUPDF_ERRORS
+from pagemill.markdown import page_markdown
 from pagemill.models import BatchResult, ImageOccurrence, PageRecord, SkippedImage
+from pagemill.pdf import MUPDF_ERRORS
 from pagemill.settings import Settings
 
 log = logging.getLogger(__name__)
 
 # (sha256 hex, extension, raw bytes) -> the key the image was stored under.
 ImageSink = Callable[[str, str, bytes], str]
-
-# What PyMuPDF raises for content it cannot read: its own RuntimeError subclasses, or the
-# MuPDF binding's FzErrorBase family (FzErrorFormat, FzErrorSyntax, ...).
-MUPDF_ERRORS = (RuntimeError, pymupdf.mupdf.FzErrorBase)
-
 
 @dataclass
 class _Image:
@@ -75,7 +69,7 @@ def extract_pages(
         )
     result.images, result.skipped_images = images.occurrences, images.skipped
 
-    markdown = _markdown(doc, list(range(first_page - 1, last_page)), text_only, settings.markdown_mode)
+    markdown = page_markdown(doc, list(range(first_page - 1, last_page)), text_only, settings.markdown_mode)
     for record in result.pages:
         record.markdown = markdown[record.page_no - 1]
     result.chunks = chunk_pages(result.pages, settings.chunk_chars)
@@ -187,57 +181,3 @@ def _locate(page: pymupdf.Page, item: tuple, risky: bool) -> tuple[float, float,
     if rect is None or rect.is_empty or rect.is_infinite:
         return None
     return (round(rect.x0, 2), round(rect.y0, 2), round(rect.x1, 2), round(rect.y1, 2))
-
-
-def _markdown(doc: pymupdf.Document, page_indexes: list[int], text_only: set[int], mode: str) -> dict[int, str]:
-    """Markdown by 0-based page index. Ordinary pages go through one pymupdf4llm call; a page
-    that makes it fail, and a page in text_only, gets text-only markdown instead."""
-    out: dict[int, str] = {}
-    ordinary = [i for i in page_indexes if i not in text_only]
-    fallback = sorted(text_only)
-    if ordinary:
-        try:
-            out.update(_full_markdown(doc, ordinary, mode))
-        except MUPDF_ERRORS:
-            # One bad page fails the whole call: redo page by page so only that page loses layout.
-            for index in ordinary:
-                try:
-                    out.update(_full_markdown(doc, [index], mode))
-                except MUPDF_ERRORS as exc:
-                    log.warning("markdown falls back to text", extra={"page": index + 1, "error": str(exc)})
-                    fallback.append(index)
-    if fallback:
-        out.update(_text_only_markdown(doc, sorted(fallback)))
-    return out
-
-
-def _full_markdown(doc: pymupdf.Document, pages: list[int], mode: str) -> dict[int, str]:
-    _use_mode(mode)
-    if mode == "layout":
-        # No OCR engine is deployed; asking for one only prints a warning per call.
-        chunks = pymupdf4llm.to_markdown(doc, pages=pages, page_chunks=True, use_ocr=False)
-    else:
-        # Without hdr_info the legacy path scans every page of the document for font sizes,
-        # so each batch would cost as much as the whole document.
-        headers = pymupdf_rag.IdentifyHeaders(doc, pages=pages)
-        chunks = pymupdf4llm.to_markdown(doc, pages=pages, page_chunks=True, hdr_info=headers)
-    return dict(zip(pages, (chunk["text"] for chunk in chunks), strict=True))
-
-
-def _text_only_markdown(doc: pymupdf.Document, pages: list[int]) -> dict[int, str]:
-    """Headings and paragraphs without images or tables: pymupdf4llm decodes images (background
-    colour probe, image rectangles, the layout model's page render), and table detection can
-    start the layout model."""
-    chunks = pymupdf_rag.to_markdown(
-        doc, pages=pages, page_chunks=True, hdr_info=pymupdf_rag.IdentifyHeaders(doc, pages=pages),
-        ignore_images=True, detect_bg_color=False, table_strategy=None,
-    )
-    return dict(zip(pages, (chunk["text"] for chunk in chunks), strict=True))
-
-
-def _use_mode(mode: str) -> None:
-    """pymupdf4llm's layout switch is process-global; flip it only when it differs, because
-    turning the layout model on loads it again."""
-    want_layout = mode == "layout"
-    if pymupdf4llm._use_layout != want_layout:
-        pymupdf4llm.use_layout(want_layout)

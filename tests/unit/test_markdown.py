@@ -1,0 +1,89 @@
+"""Per-page markdown decisions (pagemill.markdown) on generated pages: a page skips table
+detection only when its drawings cannot form a table, and its markdown is what the full
+pymupdf4llm pass (table detection on every page) gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pymupdf
+import pymupdf4llm
+import pytest
+from pymupdf4llm.helpers import pymupdf_rag
+
+from pagemill.markdown import TABLE_STRATEGY, may_hold_table, page_markdown
+from pagemill.sample import PageTruth, make_mixed
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[PageTruth]]:
+    # 10 pages: ruled tables on pages 2 and 7, photos on 4 others, the rest text only
+    path = tmp_path_factory.mktemp("mixed") / "mixed.pdf"
+    return path, make_mixed(path, pages=10, images=4, table_every=5)
+
+
+def full_pass(path: Path, pages: list[int]) -> dict[int, str]:
+    """pymupdf4llm legacy with table detection on every page, as before the per-page decision."""
+    pymupdf4llm.use_layout(False)
+    with pymupdf.open(path) as doc:
+        headers = pymupdf_rag.IdentifyHeaders(doc, pages=pages)
+        chunks = pymupdf4llm.to_markdown(
+            doc, pages=pages, page_chunks=True, hdr_info=headers, table_strategy=TABLE_STRATEGY
+        )
+    return {i: c["text"] for i, c in zip(pages, chunks, strict=True)}
+
+
+def test_only_table_pages_need_table_detection(mixed) -> None:
+    # GIVEN text-only, photo and ruled-table pages
+    path, truth = mixed
+    with pymupdf.open(path) as doc:
+        # WHEN each page is classified
+        needs = [may_hold_table(page) for page in doc]
+    # THEN exactly the table pages need detection
+    assert needs == [bool(page.table_rows) for page in truth]
+    assert sum(needs) == 2
+
+
+def test_per_page_markdown_equals_the_full_pass_and_keeps_the_tables(mixed) -> None:
+    # GIVEN the generated pages, and the markdown of the full pass over them
+    path, truth = mixed
+    pages = list(range(len(truth)))
+    expected = full_pass(path, pages)
+    # WHEN pagemill decides per page
+    with pymupdf.open(path) as doc:
+        got = page_markdown(doc, pages, set(), "legacy")
+    # THEN every page's markdown is the full pass's, character for character
+    assert got == expected
+    # AND each table page still yields its table, every row a markdown row with the right cells
+    for index, page in enumerate(truth):
+        assert all("|" + "|".join(row) + "|" in got[index] for row in page.table_rows)
+        assert ("|---|" in got[index]) == bool(page.table_rows)
+        assert f"# **{page.headings[0]}**" in got[index]
+
+
+def test_a_page_of_lines_that_cannot_form_a_grid_skips_detection(tmp_path: Path) -> None:
+    # GIVEN a text page with a header rule, a footer rule and a box around a note
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((72, 72), "Terms and conditions")
+    page.draw_line((72, 80), (520, 80))
+    page.draw_line((72, 700), (520, 700))
+    page.draw_rect(pymupdf.Rect(72, 300, 520, 400))
+    page.insert_text((80, 350), "Note: prices change without notice.")
+    # AND a page with a 2 x 2 ruled grid
+    grid = doc.new_page()
+    for y in (100, 130, 160):
+        grid.draw_line((72, y), (372, y))
+    for x in (72, 222, 372):
+        grid.draw_line((x, 100), (x, 160))
+    for y, x, text in [(120, 80, "a"), (120, 230, "b"), (150, 80, "c"), (150, 230, "d")]:
+        grid.insert_text((x, y), text)
+    # THEN the first cannot hold a table and the second can
+    assert [may_hold_table(p) for p in doc] == [False, True]
+    path = tmp_path / "rules.pdf"
+    doc.save(path)
+    # AND both come out as the full pass gives them, the grid as a table
+    with pymupdf.open(path) as again:
+        got = page_markdown(again, [0, 1], set(), "legacy")
+    assert got == full_pass(path, [0, 1])
+    assert "|c|d|" in got[1]
