@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import boto3
 
@@ -22,7 +21,6 @@ from pagemill.stages import StageContext
 class HandlerEnv:
     work_bucket: str
     settings: Settings
-    database_secret_arn: str | None
     # The Secrets Manager secret holding the Anthropic API key (AWS); ANTHROPIC_API_KEY wins.
     anthropic_secret_arn: str | None = None
 
@@ -34,7 +32,6 @@ class HandlerEnv:
         return cls(
             work_bucket=bucket,
             settings=Settings.from_env(),
-            database_secret_arn=os.environ.get("DATABASE_SECRET_ARN") or None,
             anthropic_secret_arn=os.environ.get("ANTHROPIC_SECRET_ARN") or None,
         )
 
@@ -50,18 +47,34 @@ def client(service: str) -> Any:
     return boto3.client(service)
 
 
-def database_url(env: HandlerEnv) -> str:
-    """DATABASE_URL when given (local engine, tests); otherwise the RDS secret's JSON."""
-    if env.settings.database_url:
-        return env.settings.database_url
-    if not env.database_secret_arn:
+@dataclass(frozen=True)
+class DatabaseEnv:
+    """How a function reaches PostgreSQL: DATABASE_URL (local engine, tests), or else the RDS
+    secret, read at each new connection (it rotates), with PAGEMILL_DATABASE_HOST (RDS Proxy's
+    endpoint) over the secret's host."""
+
+    url: str | None
+    secret_arn: str | None
+    host: str | None
+
+    @classmethod
+    def from_environ(cls) -> DatabaseEnv:
+        return cls(
+            url=Settings.from_env().database_url,
+            secret_arn=os.environ.get("DATABASE_SECRET_ARN") or None,
+            host=os.environ.get("PAGEMILL_DATABASE_HOST") or None,
+        )
+
+
+def database_url(env: DatabaseEnv) -> str:
+    from pagemill.db.connect import url_from_secret
+
+    if env.url:
+        return env.url
+    if not env.secret_arn:
         raise RuntimeError("neither DATABASE_URL nor DATABASE_SECRET_ARN is set")
-    secret = json.loads(client("secretsmanager").get_secret_value(SecretId=env.database_secret_arn)["SecretString"])
-    user, password = quote(secret["username"], safe=""), quote(secret["password"], safe="")
-    return (
-        f"postgresql://{user}:{password}@{secret['host']}:{secret.get('port', 5432)}/"
-        f"{secret.get('dbname', 'postgres')}?sslmode=require"
-    )
+    secret = json.loads(client("secretsmanager").get_secret_value(SecretId=env.secret_arn)["SecretString"])
+    return url_from_secret(secret, host=env.host)
 
 
 def stage_context() -> StageContext:
@@ -111,7 +124,7 @@ def db_connection() -> Any:
     from pagemill.db.connect import connect
 
     if _connection is None or _connection.closed or _connection.broken:
-        _connection = connect(database_url(handler_env()))
+        _connection = connect(database_url(DatabaseEnv.from_environ()))
     return _connection
 
 

@@ -12,6 +12,8 @@ from constructs import Node
 
 MARKDOWN_MODES = ("legacy", "layout")
 CAPTION_PROVIDERS = ("anthropic", "bedrock", "off")
+# RDS gp3 storage: 20 GiB at least, 64 TiB at most.
+DATABASE_STORAGE_GIB = (20, 65_536)
 
 # CloudWatch Logs accepts only these retention periods.
 _RETENTION = {
@@ -70,8 +72,22 @@ class PipelineConfig:
     map_concurrency: int = 40
     # "legacy": pymupdf4llm without the layout model (faster); "layout": the ONNX layout model.
     markdown_mode: str = "legacy"
-    # Secrets Manager secret with the PostgreSQL connection (username, password, host, port, dbname).
+    # Bring your own database: a Secrets Manager secret with the PostgreSQL connection (username,
+    # password, host, port, dbname). Set, the stack creates no database (and no VPC for it).
     database_secret_arn: str | None = None
+    # The stack's own database (when database_secret_arn is not set): an RDS PostgreSQL instance of
+    # this class (without "db."), gp3 storage that grows from database_storage_gib up to
+    # database_max_storage_gib, and max_connections (RDS Proxy pools a share of it).
+    database_instance_class: str = "t4g.medium"
+    database_storage_gib: int = 20
+    database_max_storage_gib: int = 100
+    database_max_connections: int = 200
+    # A standby in a second AZ (about twice the instance cost) for automatic failover.
+    database_multi_az: bool = False
+    database_backup_days: int = 7
+    # On: the instance cannot be deleted until this is turned off. Either way, deleting the stack
+    # leaves a final snapshot.
+    database_deletion_protection: bool = True
     # Whole-execution limit (the state machine's TimeoutSeconds).
     execution_timeout_minutes: int = 120
     # An execution running longer than this is "stuck" (alarm): well under the execution timeout,
@@ -122,6 +138,16 @@ class PipelineConfig:
                 "context 'database_secret_arn' must be the ARN of a Secrets Manager secret "
                 f"(arn:aws:secretsmanager:<region>:<account>:secret:<name>), got {self.database_secret_arn!r}"
             )
+        if not _INSTANCE_TYPE.match(self.database_instance_class):
+            raise ConfigError(
+                "context 'database_instance_class' must be an RDS instance class without the 'db.' prefix, "
+                f"such as t4g.medium or r7g.large, got {self.database_instance_class!r}"
+            )
+        _between("database_storage_gib", self.database_storage_gib, *DATABASE_STORAGE_GIB)
+        _between("database_max_storage_gib", self.database_max_storage_gib, self.database_storage_gib,
+                 DATABASE_STORAGE_GIB[1])
+        _between("database_max_connections", self.database_max_connections, 20, 5000)
+        _between("database_backup_days", self.database_backup_days, 1, 35)
         if not _INSTANCE_TYPE.match(self.gpu_instance_type):
             raise ConfigError(
                 "context 'gpu_instance_type' must be an EC2 instance type such as g5.xlarge, "
@@ -189,8 +215,19 @@ class PipelineConfig:
             raw = node.try_get_context(f.name)
             if raw is None or raw == "":
                 continue
-            values[f.name] = _int(f.name, raw) if isinstance(f.default, int) else str(raw)
+            if isinstance(f.default, bool):
+                values[f.name] = _bool(f.name, raw)
+            else:
+                values[f.name] = _int(f.name, raw) if isinstance(f.default, int) else str(raw)
         return cls(**values)
+
+
+def _bool(key: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if str(raw).lower() in ("true", "false"):
+        return str(raw).lower() == "true"
+    raise ConfigError(f"context {key!r} must be true or false, got {raw!r}")
 
 
 def _int(key: str, raw: Any) -> int:

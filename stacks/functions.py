@@ -25,6 +25,7 @@ from constructs import Construct
 
 from stacks.captions import CaptionState
 from stacks.config import PipelineConfig
+from stacks.database import DatabaseAccess
 from stacks.grants import grant_secret_read
 from stacks.storage import DOCUMENTS_PREFIX, UPLOADS_PREFIX
 
@@ -75,6 +76,9 @@ WATCH = HandlerSpec("lambdas/trigger", "handler.watch", Duration.seconds(60), 25
 # handler stops retrying in time to write what it has.
 CAPTION_BATCH = HandlerSpec("lambdas/caption", "handler.caption_batch", Duration.seconds(300), 1024)
 UNDERSTAND = HandlerSpec("lambdas/caption", "handler.understand", Duration.seconds(300), 1024)
+# Schema migrations at deploy (a custom resource): building an index over a large table takes
+# minutes, all on the database's side.
+MIGRATE = HandlerSpec("lambdas/migrate", "handler.on_event", Duration.seconds(900), 512)
 
 
 def _pip_command(requirements: Path, target: str, python_version: str) -> list[str]:
@@ -164,7 +168,14 @@ class PipelineFunctions(Construct):
     that run the template's functions locally."""
 
     def __init__(
-        self, scope: Construct, id_: str, *, bucket: s3.IBucket, captions: CaptionState, config: PipelineConfig
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        bucket: s3.IBucket,
+        captions: CaptionState,
+        database: DatabaseAccess,
+        config: PipelineConfig,
     ) -> None:
         super().__init__(scope, id_)
         self._config = config
@@ -177,7 +188,7 @@ class PipelineFunctions(Construct):
             "PAGEMILL_MAX_BYTES": str(config.max_bytes),
             "PAGEMILL_MARKDOWN_MODE": config.markdown_mode,
         }
-        database_env = {"DATABASE_SECRET_ARN": config.database_secret_arn} if config.database_secret_arn else {}
+        database_env = database.environment
         images_env = {
             **pipeline_env,
             "PAGEMILL_GPU_MIN_IMAGES": str(config.gpu_min_images),
@@ -203,14 +214,17 @@ class PipelineFunctions(Construct):
                 "fewer than gpu_min_images images fail in EmbedOnLambda. Upload the model files and set it.",
             )
 
-        self.plan = self._function("PlanFunction", PLAN, {**pipeline_env, **database_env})
+        self.plan = self._function("PlanFunction", PLAN, {**pipeline_env, **database_env}, database)
         self.extract_batch = self._function("ExtractBatchFunction", EXTRACT_BATCH, pipeline_env)
         self.collect_images = self._function("CollectImagesFunction", COLLECT_IMAGES, images_env)
         self.embed = self._function("EmbedFunction", EMBED, {**images_env, **clip_env})
         self.caption_batch = self._function("CaptionBatchFunction", CAPTION_BATCH, caption_env)
         self.understand = self._function("UnderstandFunction", UNDERSTAND, caption_env)
-        self.write = self._function("WriteFunction", WRITE, {**pipeline_env, **database_env})
-        self.record_failure = self._function("RecordFailureFunction", RECORD_FAILURE, {**pipeline_env, **database_env})
+        self.write = self._function("WriteFunction", WRITE, {**pipeline_env, **database_env}, database)
+        self.record_failure = self._function(
+            "RecordFailureFunction", RECORD_FAILURE, {**pipeline_env, **database_env}, database
+        )
+        self.migrate = self._function("MigrateFunction", MIGRATE, database_env, database)
         self.trigger = self._function("TriggerFunction", TRIGGER, {})
         self.watch = self._function("WatchFunction", WATCH, {})
 
@@ -241,9 +255,8 @@ class PipelineFunctions(Construct):
                 _grant_bedrock_invoke(function)
         bucket.grant_read(self.write, documents)
         bucket.grant_read(self.record_failure, uploads)
-        if config.database_secret_arn:
-            for function in (self.plan, self.write, self.record_failure):
-                grant_secret_read(function, config.database_secret_arn)
+        for function in (self.plan, self.write, self.record_failure, self.migrate):
+            grant_secret_read(function, database.secret_arn)
 
     @property
     def pipeline(self) -> tuple[lambda_.Function, ...]:
@@ -253,7 +266,10 @@ class PipelineFunctions(Construct):
             self.write, self.record_failure,
         )
 
-    def _function(self, id_: str, spec: HandlerSpec, environment: dict[str, str]) -> lambda_.Function:
+    def _function(
+        self, id_: str, spec: HandlerSpec, environment: dict[str, str], database: DatabaseAccess | None = None
+    ) -> lambda_.Function:
+        """``database``: the function talks to PostgreSQL, from inside the VPC when the database is there."""
         if spec.source not in self._codes:
             self._codes[spec.source] = _code(spec.source)
         log_group = logs.LogGroup(self, f"{id_}Logs", retention=self._config.log_retention)
@@ -269,6 +285,9 @@ class PipelineFunctions(Construct):
             ephemeral_storage_size=Size.mebibytes(spec.ephemeral_storage_mb),
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
+            vpc=database.vpc if database else None,
+            vpc_subnets=database.subnets if database else None,
+            security_groups=[database.security_group] if database and database.security_group else None,
             environment={
                 "POWERTOOLS_SERVICE_NAME": "pagemill",
                 "POWERTOOLS_METRICS_NAMESPACE": "Pagemill",

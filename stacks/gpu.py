@@ -1,17 +1,17 @@
 """The GPU embedding service: CLIP on ONNX Runtime's CUDA provider, one ECS task per document that
 the state machine starts with ``ecs:runTask.waitForTaskToken`` (containers/clip-gpu/worker.py).
 
-    VPC (2 AZs, public subnets only) ─ ECS cluster ─ capacity provider ─ Auto Scaling group of GPU
-    instances, 0..gpu_max_instances
+    the stack's VPC (its public subnets) ─ ECS cluster ─ capacity provider ─ Auto Scaling group of
+    GPU instances, 0..gpu_max_instances
 
 It costs nothing while idle: the group's minimum is 0 and the capacity provider's managed scaling
 (target 100 %) launches an instance when a task is waiting for one (the task stays PROVISIONING
 meanwhile) and scales back to 0 once no task has run for a while.
 
-Networking, deliberately simple: the instances sit in public subnets with public IPs and a
-security group without a single inbound rule. The worker only calls AWS APIs (S3, Step Functions,
-CloudWatch Logs, ECR), so a NAT gateway (about 32 USD a month each, per AZ, idle or not) would buy
-nothing; an S3 gateway endpoint (free) keeps image and ECR-layer downloads on the AWS network.
+Networking, deliberately simple (stacks/network.py): the instances sit in public subnets with
+public IPs and a security group without a single inbound rule. The worker only calls AWS APIs (S3,
+Step Functions, CloudWatch Logs, ECR), so a NAT gateway would buy nothing; the VPC's S3 gateway
+endpoint keeps image and ECR-layer downloads on the AWS network.
 Tasks use bridge networking, so they share the instance's public address; the instance metadata
 service requires IMDSv2 with a hop limit of 1, so containers cannot reach the instance role's
 credentials and use their own task role.
@@ -31,6 +31,7 @@ from constructs import Construct
 
 from stacks.config import PipelineConfig
 from stacks.functions import REPO_ROOT
+from stacks.network import Network
 from stacks.storage import DOCUMENTS_PREFIX
 
 CONTAINER_SOURCE = "containers/clip-gpu"
@@ -58,20 +59,11 @@ class GpuEmbedding(Construct):
     """The cluster, its GPU capacity and the Embed task definition. The state machine runs the
     task with ``capacity_provider`` and grants ``task_role`` the task-token responses."""
 
-    def __init__(self, scope: Construct, id_: str, *, bucket: s3.IBucket, config: PipelineConfig) -> None:
+    def __init__(
+        self, scope: Construct, id_: str, *, bucket: s3.IBucket, network: Network, config: PipelineConfig
+    ) -> None:
         super().__init__(scope, id_)
-        self.vpc = ec2.Vpc(
-            self,
-            "Vpc",
-            max_azs=2,
-            nat_gateways=0,
-            subnet_configuration=[
-                ec2.SubnetConfiguration(name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24)
-            ],
-            gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
-            # Nothing uses the default security group; restricting it would take a custom-resource Lambda.
-            restrict_default_security_group=False,
-        )
+        self.vpc = network.vpc
         self.security_group = ec2.SecurityGroup(
             self,
             "InstanceSecurityGroup",
@@ -124,7 +116,7 @@ class GpuEmbedding(Construct):
             self,
             "Instances",
             vpc=self.vpc,
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            vpc_subnets=network.public_subnets,
             launch_template=self.launch_template,
             min_capacity=0,
             max_capacity=config.gpu_max_instances,

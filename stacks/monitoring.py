@@ -178,14 +178,24 @@ class Monitoring(Construct):
         for name, function in functions.items():
             facade.monitor_lambda_function(lambda_function=function, human_readable_name=name, alarm_friendly_name=name)
 
-    def _alarm(self, id_: str, metric: cloudwatch.IMetric, threshold: float, description: str) -> None:
+    def add_alarm(
+        self, id_: str, metric: cloudwatch.IMetric, threshold: float, description: str, *, below: bool = False
+    ) -> None:
+        """Page the topic when ``metric`` reaches ``threshold`` (falls to it, with ``below``): the
+        alarms of other constructs (the database's)."""
+        self._alarm(id_, metric, threshold, description, below=below)
+
+    def _alarm(
+        self, id_: str, metric: cloudwatch.IMetric, threshold: float, description: str, *, below: bool = False
+    ) -> None:
         alarm = cloudwatch.Alarm(
             self,
             id_,
             metric=metric,
             threshold=threshold,
             evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD if below
+            else cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=description,
         )

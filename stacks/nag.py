@@ -68,6 +68,7 @@ def suppress_findings(stack: PipelineStack) -> None:
     _functions(stack, bucket_keys)
     _state_machine(stack, bucket_keys)
     _gpu(stack, bucket_keys)
+    _database(stack)
 
 
 def _functions(stack: PipelineStack, bucket_keys: RegexAppliesTo) -> None:
@@ -119,11 +120,6 @@ def _state_machine(stack: PipelineStack, bucket_keys: RegexAppliesTo) -> None:
 def _gpu(stack: PipelineStack, bucket_keys: RegexAppliesTo) -> None:
     gpu = stack.gpu
     _accept(
-        gpu.vpc, "VPC7",
-        "The VPC holds only the GPU instances: public subnets, a security group without a single inbound "
-        "rule, outbound calls to AWS APIs only (recorded by CloudTrail).",
-    )
-    _accept(
         gpu.auto_scaling_group, "AS3",
         "ECS managed scaling drives this group (0..gpu_max_instances); task failures and timeouts alarm "
         "through the Monitoring topic, instance launches and terminations need no separate notice.",
@@ -142,6 +138,41 @@ def _gpu(stack: PipelineStack, bucket_keys: RegexAppliesTo) -> None:
     if gpu.task_definition.execution_role:  # made by CDK for the image pull and the log driver
         _accept_wildcard_resource(gpu.task_definition.execution_role)
     _accept_bucket_keys(gpu.task_role, bucket_keys)
+
+
+def _database(stack: PipelineStack) -> None:
+    """The database (stacks/database.py), the functions in the VPC, and the migrations' provider."""
+    functions = stack.functions
+    for function in (functions.plan, functions.write, functions.record_failure, functions.migrate):
+        _accept(
+            function, "IAM4",
+            "AWSLambdaVPCAccessExecutionRole: the network-interface actions Lambda needs to place the function "
+            "in the VPC's isolated subnets (AWS authorizes ec2:CreateNetworkInterface and friends on '*' only).",
+            "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
+        )
+    if stack.database:
+        _accept(
+            stack.database.instance, "RDS3",
+            "Single-AZ by default for cost; database_multi_az=true adds a standby. Daily backups "
+            "(database_backup_days) and a final snapshot cover data loss; during an outage Write fails with "
+            "DatabaseUnavailable, which the state machine retries with backoff.",
+        )
+        _accept(
+            stack.database.instance, "RDS11",
+            "The default port 5432: only the proxy's and the rotation function's security groups reach the "
+            "instance, in subnets without a route out; another port number hides nothing from either.",
+        )
+    provider = stack.migrations.provider
+    _accept(
+        provider, "IAM4",
+        "CDK's custom-resource Provider framework function: AWSLambdaBasicExecutionRole (its own logs only).",
+        "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    )
+    _accept(
+        provider, "IAM5",
+        "CDK's Provider framework invokes the migration function and its versions (ARN:*), nothing else.",
+        f"Resource::<{_logical_id(functions.migrate)}.Arn>:*",
+    )
 
 
 def _bucket_key_wildcards(stack: PipelineStack) -> RegexAppliesTo:

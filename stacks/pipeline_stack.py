@@ -1,4 +1,5 @@
-"""The pagemill stack: composes storage, functions, the GPU service and the state machine from one config."""
+"""The pagemill stack: composes storage, network, database, functions, the GPU service and the state
+machine from one config."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from constructs import Construct
 
 from stacks.captions import CaptionState
 from stacks.config import PipelineConfig
+from stacks.database import Database, DatabaseAccess
 from stacks.functions import PipelineFunctions
 from stacks.gpu import GpuEmbedding
+from stacks.migrations import SchemaMigrations
 from stacks.monitoring import Monitoring
+from stacks.network import Network
 from stacks.nag import suppress_findings
 from stacks.state_machine import DocumentStateMachine
 from stacks.storage import Storage
@@ -22,8 +26,23 @@ class PipelineStack(Stack):
         super().__init__(scope, id_, **kwargs)
         storage = Storage(self, "Storage")
         captions = CaptionState(self, "Captions", config=config)
-        functions = PipelineFunctions(self, "Functions", bucket=storage.bucket, captions=captions, config=config)
-        gpu = GpuEmbedding(self, "Gpu", bucket=storage.bucket, config=config)
+        # Bring your own database (database_secret_arn), or the stack's own, in the VPC.
+        database: Database | None = None
+        if config.database_secret_arn:
+            network = Network(self, "Network", isolated_subnets=False, log_retention=config.log_retention)
+            access = DatabaseAccess(secret_arn=config.database_secret_arn)
+        else:
+            network = Network(self, "Network", isolated_subnets=True, log_retention=config.log_retention)
+            database = Database(self, "Database", network=network, config=config)
+            access = database.access
+        functions = PipelineFunctions(
+            self, "Functions", bucket=storage.bucket, captions=captions, database=access, config=config
+        )
+        migrations = SchemaMigrations(
+            self, "Migrations", function=functions.migrate, log_retention=config.log_retention,
+            after=[database, network] if database else [],
+        )
+        gpu = GpuEmbedding(self, "Gpu", bucket=storage.bucket, network=network, config=config)
         documents = DocumentStateMachine(
             self, "Documents", functions=functions, gpu=gpu, bucket=storage.bucket, config=config
         )
@@ -37,7 +56,7 @@ class PipelineStack(Stack):
                 "CollectImages": functions.collect_images, "Embed": functions.embed,
                 "CaptionBatch": functions.caption_batch, "Understand": functions.understand,
                 "Write": functions.write, "RecordFailure": functions.record_failure, "Trigger": functions.trigger,
-                "Watch": functions.watch,
+                "Watch": functions.watch, "Migrate": functions.migrate,
             },
         )
 
@@ -47,8 +66,13 @@ class PipelineStack(Stack):
         functions.watch.add_environment("STATE_MACHINE_ARN", documents.state_machine.state_machine_arn)
         documents.state_machine.grant(functions.watch, "states:ListExecutions")
         storage.trigger_on_upload(functions.trigger)
+        if database:
+            database.watch(monitoring)
 
         self.storage = storage
+        self.network = network
+        self.database = database
+        self.migrations = migrations
         self.captions = captions
         self.monitoring = monitoring
         self.functions = functions
@@ -57,4 +81,9 @@ class PipelineStack(Stack):
         CfnOutput(self, "BucketName", value=storage.bucket.bucket_name, description="Upload PDFs under uploads/")
         CfnOutput(self, "StateMachineArn", value=documents.state_machine.state_machine_arn)
         CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn, description="Alarms and failed documents")
+        if database:
+            CfnOutput(self, "DatabaseProxyEndpoint", value=database.proxy.endpoint,
+                      description="PostgreSQL for the functions (TLS; from inside the VPC)")
+            CfnOutput(self, "DatabaseSecretArn", value=database.secret.secret_arn,
+                      description="PostgreSQL username and password (rotated every 30 days)")
         suppress_findings(self)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types import TypeInfo
 
-from pagemill.errors import DatabaseUnavailable
+from pagemill.errors import DatabaseUnavailable, InternalError
 
 # Short, so an unreachable database fails a Lambda attempt quickly and Step Functions' retry
 # with backoff does the waiting, instead of the function's own timeout.
@@ -27,7 +28,9 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     params = conninfo_to_dict(url)
     timeout = {} if "connect_timeout" in params else {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
-        conn = psycopg.connect(url, autocommit=autocommit, **timeout)
+        # No server-side prepared statements (psycopg prepares a query run 5 times): RDS Proxy
+        # pins a session that prepares one to its database connection until it closes.
+        conn = psycopg.connect(url, autocommit=autocommit, prepare_threshold=None, **timeout)
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"could not reach PostgreSQL at {describe(url)}: {one_line(exc)}") from exc
     try:
@@ -36,6 +39,23 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
         conn.close()
         raise DatabaseUnavailable(f"PostgreSQL at {describe(url)} dropped the connection: {one_line(exc)}") from exc
     return conn
+
+
+def url_from_secret(secret: Mapping[str, Any], *, host: str | None = None) -> str:
+    """The connection URL of an RDS secret (username, password, host, port, dbname), TLS required.
+
+    ``host`` replaces the secret's: the secret RDS generates names the instance, while clients
+    go through RDS Proxy (same user, password, port and database)."""
+    missing = [key for key in ("username", "password") if not secret.get(key)]
+    if not host and not secret.get("host"):
+        missing.append("host")
+    if missing:
+        raise InternalError(f"the database secret has no {', '.join(missing)}")
+    user, password = quote(str(secret["username"]), safe=""), quote(str(secret["password"]), safe="")
+    return (
+        f"postgresql://{user}:{password}@{host or secret['host']}:{secret.get('port') or 5432}/"
+        f"{quote(str(secret.get('dbname') or 'postgres'), safe='')}?sslmode=require"
+    )
 
 
 def register_vector_if_present(conn: psycopg.Connection[Any]) -> bool:

@@ -53,6 +53,13 @@ def _of_type(resources: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in resources.items() if v["Type"] == kind}
 
 
+def _pagemill_functions(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """pagemill's own functions (not CDK's custom-resource provider), by their source metadata."""
+    return {
+        k: v for k, v in _of_type(resources, "AWS::Lambda::Function").items() if "pagemill:source" in v["Metadata"]
+    }
+
+
 def _function(resources: dict[str, Any], handler: str) -> dict[str, Any]:
     matches = [
         r for r in _of_type(resources, "AWS::Lambda::Function").values() if r["Properties"]["Handler"] == handler
@@ -312,7 +319,7 @@ def test_caption_functions_share_a_table_and_read_the_key_secret(resources: dict
     (table_id, table), = _of_type(resources, "AWS::DynamoDB::GlobalTable").items()
     assert table["Properties"]["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
-    (secret_id, _), = _of_type(resources, "AWS::SecretsManager::Secret").items()
+    (secret_id,) = [k for k in _of_type(resources, "AWS::SecretsManager::Secret") if k.startswith("Captions")]
     for handler in ("handler.caption_batch", "handler.understand"):
         env = _function(resources, handler)["Properties"]["Environment"]["Variables"]
         assert env["PAGEMILL_CAPTIONS_TABLE"] == {"Ref": table_id}
@@ -456,7 +463,9 @@ FUNCTIONS = {
     "handler.understand": ("lambdas/caption", 300, 1024),
     "handler.handler": ("lambdas/trigger", 30, 256),
     "handler.watch": ("lambdas/trigger", 60, 256),
+    "handler.on_event": ("lambdas/migrate", 900, 512),
 }
+DATABASE_HANDLERS = ("handler.plan", "handler.write", "handler.record_failure", "handler.on_event")
 PIPELINE_HANDLERS = (
     "handler.plan", "handler.extract_batch", "handler.collect_images", "handler.embed", "handler.caption_batch",
     "handler.understand", "handler.write", "handler.record_failure",
@@ -464,7 +473,7 @@ PIPELINE_HANDLERS = (
 
 
 def test_functions_are_python312_x86_with_timeouts_and_tracing(resources: dict[str, Any]) -> None:
-    assert len(_of_type(resources, "AWS::Lambda::Function")) == len(FUNCTIONS)
+    assert len(_pagemill_functions(resources)) == len(FUNCTIONS)
     for handler, (source, timeout, memory) in FUNCTIONS.items():
         props = _function(resources, handler)["Properties"]
         assert props["Runtime"] == "python3.12", handler
@@ -488,7 +497,7 @@ def test_pipeline_functions_get_their_settings(resources: dict[str, Any]) -> Non
         assert variables["PAGEMILL_MAX_PAGES"] == "10000"
         assert variables["PAGEMILL_MAX_BYTES"] == "536870912"
         assert variables["PAGEMILL_MARKDOWN_MODE"] == "legacy"
-        assert "DATABASE_SECRET_ARN" not in variables  # none configured in cdk.json
+        assert ("DATABASE_SECRET_ARN" in variables) == (handler in DATABASE_HANDLERS)  # the stack's database
     # AND the image stages know where documents go to be embedded, and Embed where its model is
     for handler in ("handler.collect_images", "handler.embed"):
         variables = _function(resources, handler)["Properties"]["Environment"]["Variables"]
@@ -583,12 +592,14 @@ def test_skipped_bundling_runs_no_pip(synthesize: Any, tmp_path: Path, monkeypat
     monkeypatch.setattr(functions.LocalPythonBundler, "try_bundle", refuse)
     # WHEN the stack is synthesized with "aws:cdk:bundling-stacks": [] (what synthesize does)
     synthesize(tmp_path)
-    # THEN no Lambda bundle was staged into the assembly: the one staged asset is the GPU image's
-    # build context, copied (not built) at synth, and it holds only what the Dockerfile copies
-    (staged,) = tmp_path.glob("asset.*")
+    # THEN no Lambda bundle was staged into the assembly: the staged assets are the GPU image's
+    # build context, copied (not built) at synth, holding only what the Dockerfile copies, and
+    # CDK's own prebuilt custom-resource provider code
     assets = json.loads((tmp_path / "Pagemill.assets.json").read_text())
     (image,) = assets["dockerImages"].values()
-    assert image["source"]["directory"] == staged.name
+    staged = tmp_path / image["source"]["directory"]
+    for other in set(tmp_path.glob("asset.*")) - {staged}:
+        assert not (other / "pagemill").exists() and not (other / "handler.py").exists(), other
     assert image["source"]["dockerFile"] == "containers/clip-gpu/Dockerfile"
     assert image["source"]["platform"] == "linux/amd64"
     assert sorted(p.name for p in staged.iterdir()) == ["containers", "pagemill"]
@@ -601,7 +612,8 @@ def test_database_secret_reaches_only_the_database_functions(synthesize: Any, tm
     # GIVEN a configured database secret
     arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pagemill/db-AbCdEf"
     resources = synthesize(tmp_path, database_secret_arn=arn).to_json()["Resources"]
-    # THEN Plan, Write and RecordFailure get it and may read it; ExtractBatch and the trigger do not
+    # THEN Plan, Write, RecordFailure and the migration get it and may read it; ExtractBatch and
+    # the trigger do not
     for handler in FUNCTIONS:
         function = _function(resources, handler)
         has_secret = function["Properties"]["Environment"]["Variables"].get("DATABASE_SECRET_ARN") == arn
@@ -612,7 +624,7 @@ def test_database_secret_reaches_only_the_database_functions(synthesize: Any, tm
             if {"Ref": role_id} in policy["Properties"]["Roles"]
             for s in policy["Properties"]["PolicyDocument"]["Statement"]
         )
-        expected = handler in ("handler.plan", "handler.write", "handler.record_failure")
+        expected = handler in DATABASE_HANDLERS
         assert (has_secret, may_read) == (expected, expected), handler
 
 
@@ -656,12 +668,18 @@ def test_gpu_instances_are_gpu_amis_with_imdsv2_and_an_encrypted_root(
 def test_gpu_network_is_public_subnets_without_nat_or_inbound_rules(resources: dict[str, Any]) -> None:
     assert not _of_type(resources, "AWS::EC2::NatGateway")
     assert not _of_type(resources, "AWS::EC2::EIP")
-    subnets = _of_type(resources, "AWS::EC2::Subnet").values()
-    assert len(subnets) == 2
-    assert all(s["Properties"]["MapPublicIpOnLaunch"] is True for s in subnets)
-    group = _the(resources, "AWS::EC2::SecurityGroup")
-    assert "SecurityGroupIngress" not in group
-    assert not _of_type(resources, "AWS::EC2::SecurityGroupIngress")
+    subnets = _of_type(resources, "AWS::EC2::Subnet")
+    zone = _the(resources, "AWS::AutoScaling::AutoScalingGroup")["VPCZoneIdentifier"]
+    assert len(zone) == 2
+    assert all(subnets[s["Ref"]]["Properties"]["MapPublicIpOnLaunch"] is True for s in zone)
+    (group_id,) = (
+        g["Fn::GetAtt"][0] for g in _the(resources, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]["SecurityGroupIds"]
+    )
+    assert "SecurityGroupIngress" not in resources[group_id]["Properties"]
+    assert not [
+        r for r in _of_type(resources, "AWS::EC2::SecurityGroupIngress").values()
+        if r["Properties"]["GroupId"]["Fn::GetAtt"][0] == group_id
+    ]
 
 
 def test_gpu_task_definition_asks_for_one_gpu(resources: dict[str, Any]) -> None:
@@ -839,7 +857,7 @@ def test_alarms_page_one_topic(resources: dict[str, Any]) -> None:
             {"Name": "ServiceIntegrationResourceArn", "Value": "arn:aws:states:::ecs:runTask.waitForTaskToken"}
         ]
     # every function's errors, throttles and duration near its timeout
-    functions = _of_type(resources, "AWS::Lambda::Function")
+    functions = _pagemill_functions(resources)
     for metric in ("Errors", "Throttles", "Duration"):
         watched = {a["Dimensions"][0]["Value"]["Ref"] for a in _alarms_on(resources, "AWS/Lambda", metric)}
         assert watched == set(functions), metric
@@ -900,6 +918,6 @@ def test_dashboard_shows_throughput_failures_by_class_and_every_state(resources:
         assert f'"{metric}"' in text, metric
     assert "DocumentsFailedByClass" in text and "ErrorClass" in text and "SEARCH(" in text
     # every function behind a state has its durations on the dashboard, and so has the GPU task
-    for function_id in _of_type(resources, "AWS::Lambda::Function"):
+    for function_id in _pagemill_functions(resources):
         assert json.dumps({"Ref": function_id}) in text, function_id
     assert "ecs:runTask.waitForTaskToken" in text
