@@ -2,7 +2,7 @@
 isolated subnets, credentials generated into Secrets Manager and rotated.
 
     Plan / Write / RecordFailure / Migrate ──5432, TLS──► RDS Proxy ──5432──► RDS instance
-       (group "Clients")                       (group "Proxy")          (group "Instance")
+       (group "Clients")                    (group "ProxyGroup")    (group "InstanceGroup")
     hosted rotation function ────────────────────────────5432──────────► RDS instance
 
 Why an RDS instance, not Aurora Serverless v2: RDS Proxy in front of Aurora Serverless v2 is

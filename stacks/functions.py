@@ -163,9 +163,10 @@ def _code(source: str) -> lambda_.Code:
 
 class PipelineFunctions(Construct):
     """Plan, ExtractBatch, CollectImages, Embed, CaptionBatch, Understand, Write, RecordFailure, the
-    upload trigger and the running-executions watch, each with least-privilege access to the
-    bucket. Each function carries ``pagemill:source`` metadata naming its handler folder, for tools
-    that run the template's functions locally."""
+    upload trigger, the running-executions watch and the deploy-time schema migration, each with
+    least-privilege access to the bucket; those that talk to PostgreSQL read its secret and, when
+    the database is the stack's own, run in its VPC. Each function carries ``pagemill:source``
+    metadata naming its handler folder, for tools that run the template's functions locally."""
 
     def __init__(
         self,

@@ -36,6 +36,7 @@ ABSENT = {
     "lambdas/write": {"pymupdf", "onnxruntime", "anthropic", "PIL"},
     "lambdas/embed": {"pymupdf", "psycopg", "anthropic"},
     "lambdas/extract": {"anthropic", "tokenizers"},
+    "lambdas/migrate": {"pymupdf", "onnxruntime", "numpy", "anthropic", "PIL"},
 }
 
 

@@ -158,7 +158,9 @@ def test_only_the_proxy_and_the_rotation_reach_the_database_and_only_the_functio
     assert {_group_id(r["DestinationSecurityGroupId"]) for r in proxy_egress} == {instance_group}
 
 
-def test_credentials_are_generated_and_rotated_every_30_days(resources: dict[str, Any], template: dict[str, Any]) -> None:
+def test_credentials_are_generated_and_rotated_every_30_days(
+    resources: dict[str, Any], template: dict[str, Any]
+) -> None:
     secret_id, secret = next(
         (k, v) for k, v in _of_type(resources, "AWS::SecretsManager::Secret").items()
         if "GenerateSecretString" in v["Properties"]
@@ -405,5 +407,6 @@ def test_database_booleans_read_json_and_command_line_spellings() -> None:
 
     assert PipelineConfig.from_context(_Context(database_multi_az=True)).database_multi_az is True
     assert PipelineConfig.from_context(_Context(database_multi_az="True")).database_multi_az is True
-    assert PipelineConfig.from_context(_Context(database_deletion_protection="false")).database_deletion_protection is False
+    config = PipelineConfig.from_context(_Context(database_deletion_protection="false"))
+    assert config.database_deletion_protection is False
     assert PipelineConfig.from_context(_Context()).database_deletion_protection is True

@@ -672,9 +672,8 @@ def test_gpu_network_is_public_subnets_without_nat_or_inbound_rules(resources: d
     zone = _the(resources, "AWS::AutoScaling::AutoScalingGroup")["VPCZoneIdentifier"]
     assert len(zone) == 2
     assert all(subnets[s["Ref"]]["Properties"]["MapPublicIpOnLaunch"] is True for s in zone)
-    (group_id,) = (
-        g["Fn::GetAtt"][0] for g in _the(resources, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]["SecurityGroupIds"]
-    )
+    launch = _the(resources, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
+    (group_id,) = (g["Fn::GetAtt"][0] for g in launch["SecurityGroupIds"])
     assert "SecurityGroupIngress" not in resources[group_id]["Properties"]
     assert not [
         r for r in _of_type(resources, "AWS::EC2::SecurityGroupIngress").values()
