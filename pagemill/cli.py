@@ -7,12 +7,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from pagemill.operations import CancelOutcome, DocumentStatus, RedriveOutcome, StatusList
 
 app = typer.Typer(help="pagemill: PDFs to pages, chunks and images in PostgreSQL.", no_args_is_help=True)
 err = Console(stderr=True)
@@ -60,13 +63,13 @@ def run(
     if not files:
         err.print("[yellow]no PDF files found in the given paths[/yellow]")
         raise typer.Exit(2)
-    _run_files(files, as_json=as_json, out_dir=out_dir, url=_database_url(database_url), workers=workers,
-               no_captions=no_captions)
+    raise typer.Exit(_run_files(files, as_json=as_json, out_dir=out_dir, url=_database_url(database_url),
+                                workers=workers, no_captions=no_captions))
 
 
-def _run_files(files: list[Path], *, as_json: bool, out_dir: Path, url: str, workers: int, no_captions: bool) -> None:
-    """Run files through the local engine with progress bars; print the results; exit 0 only if
-    every document succeeded."""
+def _run_files(files: list[Path], *, as_json: bool, out_dir: Path, url: str, workers: int, no_captions: bool) -> int:
+    """Run files through the local engine with progress bars and print the results; the exit
+    code: 0 only if every document succeeded."""
     from pagemill.local.engine import EngineOptions, caption_environment
     from pagemill.local.run import run_documents
 
@@ -92,7 +95,7 @@ def _run_files(files: list[Path], *, as_json: bool, out_dir: Path, url: str, wor
         out.print_json(json.dumps([r.public() for r in results]))
     else:
         _summary(results, url, out_dir, caption_note)
-    raise typer.Exit(0 if all(r.status == "succeeded" for r in results) else 1)
+    return 0 if all(r.status == "succeeded" for r in results) else 1
 
 
 _STATES = ("Plan", "ExtractPages", "Enrich", "Write", "RecordFailure")
@@ -389,13 +392,12 @@ def redrive(
         url = _database_url(database_url)
         path = _with_connection(url, lambda conn: local.redrive_source(conn, doc))
         err.print(f"running {path} again", highlight=False)
-        _run_files([path], as_json=as_json, out_dir=out_dir, url=url, workers=workers, no_captions=no_captions)
-        return 0  # _run_files exits with the run's outcome
+        return _run_files([path], as_json=as_json, out_dir=out_dir, url=url, workers=workers, no_captions=no_captions)
 
     _operate(act)
 
 
-def _show_status(s: Any, as_json: bool) -> int:  # DocumentStatus
+def _show_status(s: DocumentStatus, as_json: bool) -> int:
     if as_json:
         out.print_json(json.dumps(s.to_dict()))
         return 0 if s.healthy else 1
@@ -422,7 +424,7 @@ def _show_status(s: Any, as_json: bool) -> int:  # DocumentStatus
     return 0 if s.healthy else 1
 
 
-def _show_list(listing: Any, as_json: bool) -> int:  # StatusList
+def _show_list(listing: StatusList, as_json: bool) -> int:
     if as_json:
         out.print_json(json.dumps(listing.to_dict()))
         return 0
@@ -439,14 +441,14 @@ def _show_list(listing: Any, as_json: bool) -> int:  # StatusList
     return 0
 
 
-def _progress(s: Any) -> str:
+def _progress(s: DocumentStatus) -> str:
     if s.page_count is None:
         return f"{s.pages_done} pages" if s.pages_done else ""
     done = s.pages_done if s.pages_done is not None else 0
     return f"{done}/{s.page_count} pages ({done / s.page_count:.0%})" if s.page_count else "0 pages"
 
 
-def _show_outcome(outcome: Any, as_json: bool) -> int:  # CancelOutcome | RedriveOutcome
+def _show_outcome(outcome: CancelOutcome | RedriveOutcome, as_json: bool) -> int:
     if as_json:
         out.print_json(json.dumps(outcome.to_dict()))
     else:

@@ -57,7 +57,7 @@ def cancel(
     if row["status"] != "running":
         raise NotRunning(f"document {document_id} is {row['status']}, not running: nothing to cancel")
     arn = row["execution_arn"]
-    run = local_runs.latest_run(conn, document_id)
+    run = _run_of(conn, document_id, arn)
     marked = documents.cancel_execution(conn, arn, reason)
     after = documents.get_document(conn, document_id)
     assert after is not None
@@ -66,8 +66,8 @@ def cancel(
         return CancelOutcome(arn, document_id, after["status"], False, f"the run finished first: {after['status']}")
     alive = _alive(run)
     if run is None or alive is False:
-        who = f"its run (pid {run['pid']})" if run else "no run of this engine"
-        return CancelOutcome(arn, document_id, "cancelled", False, f"cancelled; {who} is gone, nothing was left to stop")
+        note = f"its run (pid {run['pid']}) is gone" if run else "no local run processes it"
+        return CancelOutcome(arn, document_id, "cancelled", False, f"cancelled; {note}, nothing was left to stop")
     stopped = _wait_stopped(conn, document_id, arn, stop_wait_s)
     note = (
         f"cancelled; the run (pid {run['pid']}) stopped its execution" if stopped
@@ -99,6 +99,7 @@ def redrive_source(conn: psycopg.Connection[Any], ref: str) -> Path:
 def _status(conn: psycopg.Connection[Any], row: dict[str, Any]) -> DocumentStatus:
     run = local_runs.latest_run(conn, row["id"])
     note = None
+    # The run that holds the document running now: its progress is the document's.
     live = row["status"] == "running" and run is not None and run["execution_arn"] == row["execution_arn"]
     if row["status"] == "running":
         if not live:
@@ -124,6 +125,12 @@ def _status(conn: psycopg.Connection[Any], row: dict[str, Any]) -> DocumentStatu
         updated_at=run["updated_at"] if live else row["updated_at"],
         note=note,
     )
+
+
+def _run_of(conn: psycopg.Connection[Any], document_id: str, execution_arn: str) -> dict[str, Any] | None:
+    """The local run of this execution, if the latest run of the document is it."""
+    run = local_runs.latest_run(conn, document_id)
+    return run if run is not None and run["execution_arn"] == execution_arn else None
 
 
 def _alive(run: dict[str, Any] | None) -> bool | None:
