@@ -114,7 +114,7 @@ def _status(conn: psycopg.Connection[Any], row: dict[str, Any]) -> DocumentStatu
         document_id=row["id"],
         execution_arn=row["execution_arn"],
         execution_status=run["status"] if live else None,
-        current_state=run["current_state"] if live else row["failed_state"],
+        current_state=run["current_state"] if live else None,
         pages_done=run["pages_done"] if live else (row["page_count"] if row["status"] == "succeeded" else None),
         page_count=row["page_count"],
         error_class=row["error_class"],

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -126,11 +127,21 @@ def test_a_document_left_running_by_a_killed_run_is_cancelled(
 def test_cancel_stops_a_live_run(engine: LocalEngine, db: psycopg.Connection, tmp_path: Path) -> None:
     # GIVEN a long document being processed by the engine
     run = engine.submit(text_pdf(tmp_path / "live.pdf", pages=400, words="live"))
-    wait_for(lambda: doc_status(db, run.document_id) == "running", "the document to be registered running")
-    # WHEN another process cancels it (the engine's next poll sees it; no wait here, nobody polls yet)
+    progress = threading.Thread(target=engine.wait, args=([run],), kwargs={"poll_seconds": 0.1})
+    progress.start()
+    # AND its progress, as another process reads it from the database: pages done of 400, in ExtractPages
+    def extracting() -> bool:
+        s = local.status(db, run.document_id) if doc_status(db, run.document_id) else None
+        return s is not None and bool(s.pages_done) and s.current_state == "ExtractPages"
+
+    wait_for(extracting, "pages done to be recorded")
+    midway = local.status(db, run.document_id)
+    assert (midway.status, midway.execution_status, midway.page_count) == ("running", "RUNNING", 400)
+    assert 0 < midway.pages_done < 400
+    # WHEN another process cancels it (without waiting for the stop)
     outcome = local.cancel(db, run.document_id, "operator: wrong file", stop_wait_s=0)
     assert (outcome.status, outcome.stopped) == ("cancelled", False)
-    engine.wait([run])
+    progress.join(timeout=60)
     # THEN the engine stopped its execution, the document is cancelled with the reason, no rows
     assert run.status == "ABORTED"
     history = engine.history(run.execution_arn)
