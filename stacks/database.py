@@ -54,6 +54,9 @@ PROXY_MAX_IDLE_CONNECTIONS_PERCENT = 20
 # Step Functions retries with backoff (well under the functions' timeouts).
 PROXY_BORROW_TIMEOUT = Duration.seconds(30)
 ROTATION_PERIOD = Duration.days(30)
+# pagemill.db.connect.SERVER_SETTINGS (infrastructure does not import the library; a test keeps
+# them equal): a backend whose function was killed gives up its locks within seconds.
+SERVER_SETTINGS = {"client_connection_check_interval": "5000"}
 # Alarms: CPU busy for a whole period; connections near the proxy's share; the instance short of
 # memory for its caches (and about to swap).
 CPU_ALARM_PERCENT = 80
@@ -120,7 +123,10 @@ class Database(Construct):
             parameter_group=rds.ParameterGroup(
                 self, "Parameters", engine=ENGINE, description="pagemill PostgreSQL",
                 # rds.force_ssl is already on by default from PostgreSQL 15; stated, so it stays on.
-                parameters={"max_connections": str(config.database_max_connections), "rds.force_ssl": "1"},
+                parameters={
+                    "max_connections": str(config.database_max_connections), "rds.force_ssl": "1",
+                    **SERVER_SETTINGS,
+                },
             ),
             storage_type=rds.StorageType.GP3,
             allocated_storage=config.database_storage_gib,

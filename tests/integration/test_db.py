@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -331,3 +332,40 @@ def test_embedded_server_outlives_the_process_that_started_it(tmp_path: Path) ->
         assert embedded.stop(tmp_path)
     with pytest.raises(DatabaseUnavailable):
         connect(url)
+
+
+def test_a_killed_clients_backend_gives_up_its_locks_while_waiting(empty_database_url: str) -> None:
+    """What a function killed at its timeout leaves behind: a backend waiting on a lock while
+    holding the document's row. It must go by itself, not block the retries until the wait ends."""
+    with connect(empty_database_url, autocommit=True) as admin:
+        if admin.execute("show client_connection_check_interval").fetchone() == ("0",):
+            pytest.skip("this server runs without pagemill's SERVER_SETTINGS (PAGEMILL_TEST_DATABASE_URL?)")
+        admin.execute("create table documents_like (id int primary key); insert into documents_like values (1)")
+        admin.execute("create table pages_like (id int)")
+        with connect(empty_database_url) as blocker:
+            blocker.execute("lock table pages_like in access exclusive mode")
+            client = subprocess.Popen([sys.executable, "-c", (
+                "import sys, psycopg\n"
+                "conn = psycopg.connect(sys.argv[1])\n"
+                "conn.execute('select 1 from documents_like where id = 1 for update')\n"
+                "conn.execute('insert into pages_like values (1)')\n"
+            ), empty_database_url])
+            try:
+                backend = _wait_for(admin, "select pid from pg_stat_activity where wait_event_type = 'Lock' "
+                                    "and query like 'insert into pages_like%'")
+            finally:
+                client.kill()
+                client.wait()
+            # the client is gone while its backend still waits on the table: the backend must end
+            _wait_for(admin, "select 1 where not exists (select 1 from pg_stat_activity where pid = %s)", (backend,))
+            assert admin.execute("select id from documents_like where id = 1 for update nowait").fetchone() == (1,)
+
+
+def _wait_for(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...] = (), deadline_s: float = 60) -> Any:
+    until = time.monotonic() + deadline_s
+    while time.monotonic() < until:
+        row = conn.execute(query, params or None).fetchone()
+        if row is not None:
+            return row[0]
+        time.sleep(0.1)
+    raise AssertionError(f"still not true after {deadline_s} s: {query}")
