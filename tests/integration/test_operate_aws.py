@@ -84,6 +84,15 @@ def upload(moto: dict, stack: aws.Stack, key: str = "uploads/catalog.pdf") -> So
     return SourceObject(bucket=stack.bucket, key=key, version_id=version)
 
 
+def start_registered(moto: dict, stack: aws.Stack, conn: psycopg.Connection) -> tuple[SourceObject, str]:
+    """An upload, its execution started, and its document registered running as Plan does."""
+    source = upload(moto, stack)
+    arn = start_for_object(moto["stepfunctions"], stack.state_machine_arn, source).execution_arn
+    documents.register_document(conn, document_id=DOCUMENT_ID, sha256="a" * 64, size_bytes=10, source=source,
+                                execution_arn=arn)
+    return source, arn
+
+
 def settled(sfn, arn: str, until: Callable[[dict], bool] = lambda d: d["status"] != "RUNNING") -> dict:
     for _ in range(100):
         description = sfn.describe_execution(executionArn=arn)
@@ -133,11 +142,8 @@ def test_cancel_stops_the_execution_and_marks_the_document_cancelled(
     # GIVEN a running execution whose Plan registered the document
     stack = deploy(RUNNING)
     sfn = moto["stepfunctions"]
-    source = upload(moto, stack)
-    arn = start_for_object(sfn, stack.state_machine_arn, source).execution_arn
     with psycopg.connect(database_url, autocommit=True) as conn:
-        documents.register_document(conn, document_id=DOCUMENT_ID, sha256="a" * 64, size_bytes=10, source=source,
-                                    execution_arn=arn)
+        source, arn = start_registered(moto, stack, conn)
         # WHEN it is cancelled with the database at hand
         outcome = aws.cancel(sfn, stack, arn, "cancelled by on-call: wrong file", conn)
         # THEN the execution is aborted and the row says cancelled, with the reason
@@ -163,11 +169,8 @@ def test_cancel_with_the_database_settles_an_execution_stopped_in_the_console(
     # GIVEN an execution stopped without pagemill (the console): its document row stays running
     stack = deploy(RUNNING)
     sfn = moto["stepfunctions"]
-    source = upload(moto, stack)
-    arn = start_for_object(sfn, stack.state_machine_arn, source).execution_arn
     with psycopg.connect(database_url, autocommit=True) as conn:
-        documents.register_document(conn, document_id=DOCUMENT_ID, sha256="a" * 64, size_bytes=10, source=source,
-                                    execution_arn=arn)
+        _, arn = start_registered(moto, stack, conn)
         sfn.stop_execution(executionArn=arn)
         settled(sfn, arn)
         # WHEN it is cancelled with the database; without it, it is refused (nothing to stop)
