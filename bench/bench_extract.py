@@ -22,7 +22,7 @@ convert, as a whole-document pass would (the default scans every page of the doc
 Finally pyinstrument profiles the pagemill mode on the catalog windows and prints where the
 time goes.
 
-    python bench/bench_extract.py [--corpus DIR] [--corpus-pages 10] [--window 50]
+    python bench/bench_extract.py [--corpus DIR] [--corpus-pages 8] [--window 40] [--no-profile]
 """
 
 from __future__ import annotations
@@ -272,8 +272,8 @@ def profile_pagemill(workload: Workload, top: int = 12) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, default=CORPUS)
-    parser.add_argument("--corpus-pages", type=int, default=10)
-    parser.add_argument("--window", type=int, default=50)
+    parser.add_argument("--corpus-pages", type=int, default=8)
+    parser.add_argument("--window", type=int, default=40)
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args()
     print(f"load average at start: {Path('/proc/loadavg').read_text().strip()}")

@@ -1,9 +1,11 @@
 """Page markdown with pymupdf4llm, each page given only the analysis it can use.
 
 Legacy mode: table detection (``find_tables``, ``lines_strict``) builds tables from vector
-lines only, so a page whose drawings cannot form a grid of at least 2 x 2 cells skips it;
-its markdown is the same either way (bench/bench_extract.py checks, tests/unit/test_markdown.py
-pins it). Rendering a detected table is made linear in its cells (see ``_cell_text_once``).
+lines only, so a page whose drawings cannot form a grid of at least 2 x 2 cells skips it; the
+background-colour probe (four corner renders) only serves to ignore background-coloured fill
+paths, so a page without vector paths skips that too. A page's markdown is the same either
+way (tests/unit/test_markdown.py pins it). Rendering a detected table is made linear in its
+cells (see ``_cell_text_once``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ def page_markdown(doc: pymupdf.Document, page_indexes: list[int], text_only: set
     return out
 
 
+def _analysis(page: pymupdf.Page) -> tuple[str | None, bool]:
+    """(table strategy, detect background colour) for one page."""
+    if not any("path" in kind for kind, _ in page.get_bboxlog()):
+        return None, False  # no vector graphics at all: the common text page costs no get_drawings
+    return (TABLE_STRATEGY if may_hold_table(page) else None), True
+
+
 def may_hold_table(page: pymupdf.Page) -> bool:
     """Whether ``lines_strict`` table detection could find a table of 2 x 2 cells or more
     (smaller ones pymupdf4llm drops). Such a table needs 3 horizontal and 3 vertical edges at
@@ -54,8 +63,6 @@ def may_hold_table(page: pymupdf.Page) -> bool:
     borders of joined path rectangles, so every such coordinate counts as a candidate; edges
     closer than the snap tolerance (3 pt) merge there but stay apart here, so the count can
     only err towards running detection."""
-    if not any("path" in kind for kind, _ in page.get_bboxlog()):
-        return False  # no vector graphics at all: the common text page costs no get_drawings
     ys: set[int] = set()
     xs: set[int] = set()
     for path in page.get_drawings():
@@ -90,16 +97,17 @@ def _full_markdown(doc: pymupdf.Document, pages: list[int], mode: str) -> dict[i
     # Without hdr_info the legacy path scans every page of the document for font sizes,
     # so each batch would cost as much as the whole document. One scan serves both calls.
     headers = pymupdf_rag.IdentifyHeaders(doc, pages=pages)
-    with_tables = [i for i in pages if may_hold_table(doc.load_page(i))]
-    without = [i for i in pages if i not in set(with_tables)]
+    groups: dict[tuple[str | None, bool], list[int]] = {}
+    for index in pages:
+        groups.setdefault(_analysis(doc.load_page(index)), []).append(index)
     out: dict[int, str] = {}
     with _cell_text_once():
-        for subset, strategy in ((with_tables, TABLE_STRATEGY), (without, None)):
-            if subset:
-                chunks = pymupdf4llm.to_markdown(
-                    doc, pages=subset, page_chunks=True, hdr_info=headers, table_strategy=strategy
-                )
-                out.update(zip(subset, (chunk["text"] for chunk in chunks), strict=True))
+        for (strategy, detect_bg_color), subset in groups.items():
+            chunks = pymupdf4llm.to_markdown(
+                doc, pages=subset, page_chunks=True, hdr_info=headers, table_strategy=strategy,
+                detect_bg_color=detect_bg_color,
+            )
+            out.update(zip(subset, (chunk["text"] for chunk in chunks), strict=True))
     return out
 
 
