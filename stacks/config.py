@@ -51,6 +51,12 @@ _NVIDIA_FAMILY = re.compile(r"^[gp]r?[0-9](?![a-z]*g)[a-z0-9-]*\.")
 _NOT_NVIDIA = ("g4ad.",)
 # s3://bucket/prefix/ : a bucket name (3-63 characters) and a prefix that ends in "/".
 _S3_PREFIX_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(?:[^\s]*/)?$")
+# <account>.dkr.ecr.<region>.amazonaws.com/<repository>(:<tag>|@sha256:<digest>)
+_ECR_IMAGE_URI = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+    r"(?P<repository>[a-z0-9][a-z0-9._/-]*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@(?P<digest>sha256:[a-f0-9]{64}))$"
+)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # A callback task's HeartbeatSeconds must leave room for this many missed worker beats.
 MISSED_BEATS_TOLERATED = 3
@@ -106,6 +112,9 @@ class PipelineConfig:
     # has started from zero and pulled the image (several minutes when the service is idle);
     # after that the worker beats every gpu_worker_heartbeat_seconds.
     gpu_heartbeat_seconds: int = 600
+    # The GPU worker's image, already built and pushed to ECR (CI, another machine): deploy then
+    # needs no Docker at all. Unset, `cdk deploy` builds containers/clip-gpu/Dockerfile.
+    gpu_image_uri: str | None = None
     gpu_worker_heartbeat_seconds: int = 20
     # s3://bucket/prefix/ holding the CLIP model (model.json, image_encoder.onnx, text_encoder.onnx,
     # tokenizer.json; image encoder in float32) that the Embed Lambda downloads at a cold start.
@@ -166,6 +175,11 @@ class PipelineConfig:
             "gpu_heartbeat_seconds", self.gpu_heartbeat_seconds,
             MISSED_BEATS_TOLERATED * self.gpu_worker_heartbeat_seconds, GPU_TASK_TIMEOUT_SECONDS,
         )
+        if self.gpu_image_uri is not None and not _ECR_IMAGE_URI.match(self.gpu_image_uri):
+            raise ConfigError(
+                "context 'gpu_image_uri' must be an ECR image with a tag or digest, such as "
+                f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/pagemill-clip:v1, got {self.gpu_image_uri!r}"
+            )
         if self.clip_model_s3_uri is not None and not _S3_PREFIX_URI.match(self.clip_model_s3_uri):
             raise ConfigError(
                 "context 'clip_model_s3_uri' must be an S3 prefix ending in '/', such as s3://my-models/clip-vit-b32/ "
@@ -197,6 +211,15 @@ class PipelineConfig:
     @property
     def log_retention(self) -> logs.RetentionDays:
         return _RETENTION[self.log_retention_days]
+
+    @property
+    def gpu_image(self) -> dict[str, str] | None:
+        """account, region, repository and tag (or digest) of gpu_image_uri, or None."""
+        match = _ECR_IMAGE_URI.match(self.gpu_image_uri) if self.gpu_image_uri else None
+        if match is None:
+            return None
+        parts = match.groupdict()
+        return {**{k: parts[k] for k in ("account", "region", "repository")}, "tag": parts["tag"] or parts["digest"]}
 
     @property
     def clip_model_location(self) -> tuple[str, str] | None:

@@ -19,9 +19,10 @@ credentials and use their own task role.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, IgnoreMode, Size
+from aws_cdk import Duration, IgnoreMode, Size, Stack
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
@@ -138,20 +139,14 @@ class GpuEmbedding(Construct):
         self.task_definition = ecs.Ec2TaskDefinition(self, "TaskDefinition", network_mode=ecs.NetworkMode.BRIDGE)
         self.container = self.task_definition.add_container(
             CONTAINER_NAME,
-            image=ecs.ContainerImage.from_asset(
-                str(REPO_ROOT),
-                file=f"{CONTAINER_SOURCE}/Dockerfile",
-                exclude=list(BUILD_CONTEXT_EXCLUDE),
-                ignore_mode=IgnoreMode.DOCKER,
-                platform=ecr_assets.Platform.LINUX_AMD64,
-            ),
+            image=self._image(config),
             gpu_count=1,
             memory_reservation_mib=MEMORY_RESERVATION_MIB,
             stop_timeout=STOP_TIMEOUT,
             logging=ecs.LogDrivers.aws_logs(stream_prefix=CONTAINER_NAME, log_group=self.log_group),
             environment={"HEARTBEAT_SECONDS": str(config.gpu_worker_heartbeat_seconds)},
         )
-        # The local engine runs containers/clip-gpu/worker.py for this task definition.
+        # The local engine runs containers/clip-gpu/worker.py for this task definition, whichever image.
         self.task_definition.node.default_child.add_metadata("pagemill:source", CONTAINER_SOURCE)
 
         # The worker reads the image list and the images, and writes the embeddings; nothing else.
@@ -165,3 +160,22 @@ class GpuEmbedding(Construct):
                 actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{DOCUMENTS_PREFIX}*/embeddings/*")]
             )
         )
+
+    def _image(self, config: PipelineConfig) -> ecs.ContainerImage:
+        """The pushed image named in the configuration (pulled with the execution role), or the
+        Dockerfile built by ``cdk deploy``."""
+        image = config.gpu_image
+        if image is None:
+            return ecs.ContainerImage.from_asset(
+                str(REPO_ROOT),
+                file=f"{CONTAINER_SOURCE}/Dockerfile",
+                exclude=list(BUILD_CONTEXT_EXCLUDE),
+                ignore_mode=IgnoreMode.DOCKER,
+                platform=ecr_assets.Platform.LINUX_AMD64,
+            )
+        partition = Stack.of(self).partition
+        repository = ecr.Repository.from_repository_attributes(
+            self, "Repository", repository_name=image["repository"],
+            repository_arn=f"arn:{partition}:ecr:{image['region']}:{image['account']}:repository/{image['repository']}",
+        )
+        return ecs.ContainerImage.from_ecr_repository(repository, tag=image["tag"])

@@ -779,6 +779,8 @@ def test_config_reads_context_with_defaults_and_cli_strings() -> None:
          "'gpu_heartbeat_seconds' must be between 180 and 3600"),
         ({"clip_model_s3_uri": "my-models/clip/"}, "'clip_model_s3_uri' must be an S3 prefix ending in '/'"),
         ({"clip_model_s3_uri": "s3://my-models/clip"}, "'clip_model_s3_uri' must be an S3 prefix ending in '/'"),
+        ({"gpu_image_uri": "pagemill-clip:v1"}, "'gpu_image_uri' must be an ECR image with a tag or digest"),
+        ({"gpu_image_uri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/pagemill-clip"}, "with a tag or digest"),
     ],
 )
 def test_config_rejects_bad_values_with_a_clear_message(context: dict[str, Any], message: str) -> None:
@@ -826,6 +828,23 @@ def test_gpu_settings_reach_the_stack(synthesize: Any, tmp_path: Path) -> None:
     }
     (listing,) = [s for s in model if "s3:ListBucket" in _actions(s)]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["clip/*"]}}
+
+
+def test_a_pushed_gpu_image_deploys_without_docker(synthesize: Any, tmp_path: Path) -> None:
+    # GIVEN the worker's image was built elsewhere and pushed to ECR
+    uri = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/pagemill-clip@sha256:" + "ab" * 32
+    resources = synthesize(tmp_path, gpu_image_uri=uri).to_json()["Resources"]
+    # THEN the task runs that image, pulled by the execution role from that repository only
+    (container,) = _the(resources, "AWS::ECS::TaskDefinition")["ContainerDefinitions"]
+    assert "pagemill-clip@sha256:" + "ab" * 32 in json.dumps(container["Image"])
+    arn = ":ecr:eu-west-1:123456789012:repository/pagemill-clip"
+    repository = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, arn]]}
+    pulls = [s for p in _of_type(resources, "AWS::IAM::Policy").values()
+             for s in p["Properties"]["PolicyDocument"]["Statement"] if "ecr:BatchGetImage" in _actions(s)]
+    assert [s["Resource"] for s in pulls] == [repository]
+    # AND nothing is left for Docker to build (the default configuration has the worker's image here)
+    (assets,) = tmp_path.rglob("Pagemill.assets.json")
+    assert json.loads(assets.read_text()).get("dockerImages", {}) == {}
 
 
 # --- monitoring ----------------------------------------------------------------------------
