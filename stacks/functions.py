@@ -65,6 +65,8 @@ PLAN = HandlerSpec("lambdas/extract", "handler.plan", Duration.seconds(300), 204
 EXTRACT_BATCH = HandlerSpec("lambdas/extract", "handler.extract_batch", Duration.seconds(300), 3008, 2048)
 WRITE = HandlerSpec("lambdas/write", "handler.write", Duration.seconds(300), 1024)
 RECORD_FAILURE = HandlerSpec("lambdas/write", "handler.record_failure", Duration.seconds(60), 512)
+# Executions stopped or timed out as a whole skip RecordFailure: their documents are settled here.
+SETTLE = HandlerSpec("lambdas/write", "handler.settle", Duration.seconds(60), 512)
 COLLECT_IMAGES = HandlerSpec("lambdas/embed", "handler.collect_images", Duration.seconds(120), 1024)
 # The CPU embedding path: the CLIP model (about 600 MB in float32) is downloaded to /tmp at a cold start.
 EMBED = HandlerSpec("lambdas/embed", "handler.embed", Duration.seconds(900), 3008, 4096)
@@ -225,6 +227,7 @@ class PipelineFunctions(Construct):
         self.record_failure = self._function(
             "RecordFailureFunction", RECORD_FAILURE, {**pipeline_env, **database_env}, database
         )
+        self.settle = self._function("SettleFunction", SETTLE, database_env, database)
         self.migrate = self._function("MigrateFunction", MIGRATE, database_env, database)
         self.trigger = self._function("TriggerFunction", TRIGGER, {})
         self.watch = self._function("WatchFunction", WATCH, {})
@@ -256,7 +259,7 @@ class PipelineFunctions(Construct):
                 _grant_bedrock_invoke(function)
         bucket.grant_read(self.write, documents)
         bucket.grant_read(self.record_failure, uploads)
-        for function in (self.plan, self.write, self.record_failure, self.migrate):
+        for function in (self.plan, self.write, self.record_failure, self.settle, self.migrate):
             grant_secret_read(function, database.secret_arn)
 
     @property

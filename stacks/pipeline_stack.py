@@ -56,7 +56,7 @@ class PipelineStack(Stack):
                 "CollectImages": functions.collect_images, "Embed": functions.embed,
                 "CaptionBatch": functions.caption_batch, "Understand": functions.understand,
                 "Write": functions.write, "RecordFailure": functions.record_failure, "Trigger": functions.trigger,
-                "Watch": functions.watch, "Migrate": functions.migrate,
+                "Watch": functions.watch, "Settle": functions.settle, "Migrate": functions.migrate,
             },
         )
 
@@ -66,6 +66,7 @@ class PipelineStack(Stack):
         functions.watch.add_environment("STATE_MACHINE_ARN", documents.state_machine.state_machine_arn)
         documents.state_machine.grant(functions.watch, "states:ListExecutions")
         storage.trigger_on_upload(functions.trigger)
+        documents.settle_ended_executions(functions.settle, dead_letter_queue=storage.dead_letter_queue)
         if database:
             database.watch(monitoring)
 

@@ -25,10 +25,13 @@ from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -161,6 +164,23 @@ class DocumentStateMachine(Construct):
         # The GPU worker answers EmbedOnGpu's task token (SendTaskSuccess/Failure/Heartbeat on
         # this state machine; CDK runs the task and passes its roles itself).
         self.state_machine.grant_task_response(gpu.task_role)
+
+    def settle_ended_executions(self, function: lambda_.IFunction, *, dead_letter_queue: sqs.IQueue) -> events.Rule:
+        """An execution stopped or timed out as a whole ends without its Catch, so RecordFailure
+        never runs: ``function`` settles its document (cancelled, or failed with the reason)."""
+        return events.Rule(
+            self,
+            "SettleEndedExecutions",
+            description="A document execution was stopped or timed out: settle its document's status",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={"stateMachineArn": [self.state_machine.state_machine_arn], "status": ["ABORTED", "TIMED_OUT"]},
+            ),
+            targets=[targets.LambdaFunction(
+                function, dead_letter_queue=dead_letter_queue, retry_attempts=8, max_event_age=Duration.hours(6),
+            )],
+        )
 
     def _definition(self) -> sfn.IChainable:
         record_failure = self._record_failure()

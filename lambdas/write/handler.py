@@ -1,4 +1,5 @@
-"""Write and RecordFailure: thin handlers over pagemill.stages.writing."""
+"""Write, RecordFailure and Settle (executions stopped or timed out as a whole): thin handlers
+over pagemill.stages.writing."""
 
 from __future__ import annotations
 
@@ -48,3 +49,19 @@ def record_failure(event: dict[str, Any], context: LambdaContext) -> dict[str, s
     with single_metric(name="DocumentsFailedByClass", unit=MetricUnit.Count, value=1) as by_class:
         by_class.add_dimension(name="ErrorClass", value=recorded["error"])
     return recorded
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def settle(event: dict[str, Any], context: LambdaContext) -> dict[str, str | None]:
+    """EventBridge "Step Functions Execution Status Change" for ABORTED and TIMED_OUT executions."""
+    detail = event["detail"]
+    logger.append_keys(execution_arn=detail["executionArn"])
+    settled = writing.settle_ended_execution(db_connection(), execution_arn=detail["executionArn"],
+                                             status=detail["status"])
+    logger.info("execution settled", extra=settled)
+    if settled["document_id"]:
+        metrics.add_metric(name="DocumentsCancelled" if detail["status"] == "ABORTED" else "DocumentsFailed",
+                           unit=MetricUnit.Count, value=1)
+    return settled

@@ -151,6 +151,22 @@ def cancel_execution(conn: psycopg.Connection[Any], execution_arn: str, reason: 
     return row[0] if row else None
 
 
+def fail_execution(conn: psycopg.Connection[Any], execution_arn: str, error_class: str, reason: str) -> str | None:
+    """Mark the running document of ``execution_arn`` failed, for an execution that ended without
+    its Catch (it timed out as a whole); return the document's id, or None when none was running."""
+    with unavailable_on_failure(f"recording the end of execution {execution_arn}"), conn.transaction():
+        row = conn.execute(
+            """
+            update documents set status = 'failed', error_class = %s, error = %s, cause = null,
+                failed_state = null, updated_at = now()
+            where execution_arn = %s and status = 'running'
+            returning id
+            """,
+            (error_class, _first_line(reason), execution_arn),
+        ).fetchone()
+    return row[0] if row else None
+
+
 def recent_documents(conn: psycopg.Connection[Any], limit: int) -> list[dict[str, Any]]:
     """The documents changed most recently, newest first."""
     with unavailable_on_failure("listing documents"), conn.transaction():

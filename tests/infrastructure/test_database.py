@@ -16,7 +16,7 @@ from pagemill.db import connect
 
 pytestmark = pytest.mark.xdist_group("infrastructure")
 
-DATABASE_HANDLERS = {"handler.plan", "handler.write", "handler.record_failure", "handler.on_event"}
+DATABASE_HANDLERS = {"handler.plan", "handler.write", "handler.record_failure", "handler.settle", "handler.on_event"}
 BYO_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pagemill/db-AbCdEf"
 
 

@@ -457,6 +457,7 @@ FUNCTIONS = {
     "handler.extract_batch": ("lambdas/extract", 300, 3008),
     "handler.write": ("lambdas/write", 300, 1024),
     "handler.record_failure": ("lambdas/write", 60, 512),
+    "handler.settle": ("lambdas/write", 60, 512),
     "handler.collect_images": ("lambdas/embed", 120, 1024),
     "handler.embed": ("lambdas/embed", 900, 3008),
     "handler.caption_batch": ("lambdas/caption", 300, 1024),
@@ -465,7 +466,7 @@ FUNCTIONS = {
     "handler.watch": ("lambdas/trigger", 60, 256),
     "handler.on_event": ("lambdas/migrate", 900, 512),
 }
-DATABASE_HANDLERS = ("handler.plan", "handler.write", "handler.record_failure", "handler.on_event")
+DATABASE_HANDLERS = ("handler.plan", "handler.write", "handler.record_failure", "handler.settle", "handler.on_event")
 PIPELINE_HANDLERS = (
     "handler.plan", "handler.extract_batch", "handler.collect_images", "handler.embed", "handler.caption_batch",
     "handler.understand", "handler.write", "handler.record_failure",
@@ -612,7 +613,7 @@ def test_database_secret_reaches_only_the_database_functions(synthesize: Any, tm
     # GIVEN a configured database secret
     arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pagemill/db-AbCdEf"
     resources = synthesize(tmp_path, database_secret_arn=arn).to_json()["Resources"]
-    # THEN Plan, Write, RecordFailure and the migration get it and may read it; ExtractBatch and
+    # THEN Plan, Write, RecordFailure, Settle and the migration get it and may read it; ExtractBatch and
     # the trigger do not
     for handler in FUNCTIONS:
         function = _function(resources, handler)
@@ -626,6 +627,22 @@ def test_database_secret_reaches_only_the_database_functions(synthesize: Any, tm
         )
         expected = handler in DATABASE_HANDLERS
         assert (has_secret, may_read) == (expected, expected), handler
+
+
+def test_stopped_or_timed_out_executions_settle_their_documents(resources: dict[str, Any]) -> None:
+    # They end without their Catch, so RecordFailure never runs: a rule hands them to Settle
+    (machine_id,) = _of_type(resources, "AWS::StepFunctions::StateMachine")
+    (dlq_id,) = _of_type(resources, "AWS::SQS::Queue")
+    settle_id = next(i for i, f in _of_type(resources, "AWS::Lambda::Function").items()
+                     if f["Properties"]["Handler"] == "handler.settle")
+    (rule,) = [r["Properties"] for r in _of_type(resources, "AWS::Events::Rule").values()
+               if r["Properties"].get("Targets", [{}])[0].get("Arn") == {"Fn::GetAtt": [settle_id, "Arn"]}]
+    assert rule["EventPattern"]["detail"] == {
+        "stateMachineArn": [{"Ref": machine_id}], "status": ["ABORTED", "TIMED_OUT"],
+    }
+    target = rule["Targets"][0]
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dlq_id, "Arn"]}}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 8
 
 
 # --- the GPU embedding service ----------------------------------------------------------------
@@ -891,7 +908,8 @@ def test_failed_documents_are_published(resources: dict[str, Any]) -> None:
     (topic_id,) = _of_type(resources, "AWS::SNS::Topic")
     (machine_id,) = _of_type(resources, "AWS::StepFunctions::StateMachine")
     rules = [r["Properties"] for r in _of_type(resources, "AWS::Events::Rule").values()
-             if r["Properties"].get("EventPattern", {}).get("source") == ["aws.states"]]
+             if r["Properties"].get("EventPattern", {}).get("source") == ["aws.states"]
+             and r["Properties"]["Targets"][0]["Arn"] == {"Ref": topic_id}]
     assert len(rules) == 1
     pattern = rules[0]["EventPattern"]
     assert pattern["detail"] == {"stateMachineArn": [{"Ref": machine_id}], "status": ["FAILED", "TIMED_OUT", "ABORTED"]}

@@ -19,6 +19,7 @@ from pagemill.db.connect import connect
 from pagemill.db.documents import document_for_source, get_document, record_failure, register_document
 from pagemill.db.migrate import migrate, migrations
 from pagemill.db.write import write_document
+from pagemill.stages.writing import settle_ended_execution
 from pagemill.errors import DatabaseUnavailable, InternalError
 from pagemill.models import BatchResult, ChunkRecord, ImageOccurrence, PageRecord, SourceObject
 
@@ -162,6 +163,33 @@ def test_register_after_a_failure_runs_again_with_the_error_cleared(conn: psycop
     assert not outcome.duplicate
     assert doc is not None and (doc["status"], doc["error_class"], doc["error"], doc["execution_arn"]) == (
         "running", None, None, "arn:exec:3")
+
+
+@pytest.mark.parametrize(
+    ("status", "settled", "error_class", "words"),
+    [("ABORTED", "cancelled", "Cancelled", "stopped"), ("TIMED_OUT", "failed", "States.Timeout", "time limit")],
+)
+def test_an_execution_that_ended_without_its_catch_settles_its_document(
+    conn: psycopg.Connection[Any], status: str, settled: str, error_class: str, words: str
+) -> None:
+    # GIVEN a document running in one execution
+    register(conn, arn="arn:exec:9")
+    # WHEN that execution is stopped or times out as a whole (EventBridge tells Settle), twice
+    first = settle_ended_execution(conn, execution_arn="arn:exec:9", status=status)
+    again = settle_ended_execution(conn, execution_arn="arn:exec:9", status=status)
+    # THEN the document is no longer running, says why, and the repeat changes nothing
+    doc = get_document(conn, DOC)
+    assert doc is not None and (doc["status"], doc["error_class"]) == (settled, error_class)
+    assert words in doc["error"]
+    assert (first["document_id"], again["document_id"]) == (DOC, None)
+
+
+def test_settling_leaves_a_document_that_already_ended_alone(conn: psycopg.Connection[Any]) -> None:
+    register(conn, arn="arn:exec:9")
+    assert fail(conn, execution_arn="arn:exec:9")
+    assert settle_ended_execution(conn, execution_arn="arn:exec:9", status="TIMED_OUT")["document_id"] is None
+    doc = get_document(conn, DOC)
+    assert doc is not None and (doc["status"], doc["error_class"]) == ("failed", "EncryptedPdf")
 
 
 def test_record_failure_before_registration_creates_the_failed_document(conn: psycopg.Connection[Any]) -> None:
