@@ -29,6 +29,9 @@ test: install
 bench: install
 	$(BIN)/python -m bench.bench_db_write
 	$(BIN)/python bench/bench_clip.py
+	$(BIN)/python -m bench.bench_hnsw
+	$(BIN)/python -m bench.bench_e2e
+	$(BIN)/python -m bench.scale_model
 
 synth: install node_modules/.bin/cdk
 	node_modules/.bin/cdk synth --app "$(BIN)/python app.py" --output cdk.out --quiet

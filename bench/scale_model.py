@@ -113,11 +113,11 @@ class Inputs:
 # Figures of the runs recorded in bench/RESULTS.md (2026-11-23), used for any input
 # build/bench/measured.json lacks.
 DOCUMENTED = Inputs(
-    function_seconds={"Plan": (0.05, 0.0001), "ExtractBatch": (0.4, 0.024), "CollectImages": (0.01, 0.0002),
-                      "Write": (0.08, 0.0006)},
+    function_seconds={"Plan": (0.042, 0.00002), "ExtractBatch": (0.074, 0.0248), "CollectImages": (0.02, 0.00027),
+                      "Write": (0.038, 0.00085)},
     clip_images_per_s_per_vcpu=32.9 / 2,
-    copy_image_rows_per_s=25_391, hnsw_insert_rows_per_s=301, hnsw_build_rows_per_s=50_000 / 34.9,
-    hnsw_rows=50_000, hnsw_build_cores=2, hnsw_mb_per_million=2600, local_500_pages_s=60.0,
+    copy_image_rows_per_s=25_391, hnsw_insert_rows_per_s=526, hnsw_build_rows_per_s=50_000 / 27.5,
+    hnsw_rows=50_000, hnsw_build_cores=2, hnsw_mb_per_million=2600, local_500_pages_s=10.3,
     local_pages=500, local_images=200, transitions_per_document=13,
 )
 
@@ -297,11 +297,11 @@ def duration(seconds: float) -> str:
 
 
 def print_projections(projections: list[Projection]) -> None:
-    print(f"{'documents':>10} {'HNSW':<9}{'wall':>10}  {'bottleneck':<32}{'then':<24}{'USD':>9}{'USD/1k docs':>12}")
+    print(f"{'documents':>10} {'HNSW':<9}{'wall':>10}  {'bottleneck':<32}{'then':<32}{'USD':>9}{'USD/1k docs':>12}")
     for p in projections:
         usd = sum(p.cost.values())
         print(f"{p.workload.documents:>10,} {p.index:<9}{duration(p.wall_s):>10}  {p.bottleneck:<32}"
-              f"{p.runner_up:<24}{usd:>9,.0f}{usd / p.workload.documents * 1000:>12.2f}")
+              f"{p.runner_up:<32}{usd:>9,.0f}{usd / p.workload.documents * 1000:>12.2f}")
 
 
 def print_bounds(projections: list[Projection]) -> None:
