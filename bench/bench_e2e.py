@@ -3,7 +3,8 @@ handlers in worker processes, embedded PostgreSQL), beside plain single-process 
 same file:
 
   pipeline                     Plan → ExtractPages → Enrich (embeddings; captions off) → Write,
-                               workers = cores, after a small warm-up document
+                               workers = cores: a warm-up document, a 10-page one (a small
+                               document's fixed costs, for the scale model), then the large one
   pymupdf4llm.to_markdown      the plain call with its defaults (2.0: the ONNX layout model)
   pymupdf4llm legacy           the same with use_layout(False), the pipeline's markdown mode
   page.get_text()              the floor: text only, no layout, no images
@@ -30,7 +31,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 import psutil
 
