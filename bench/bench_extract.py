@@ -304,7 +304,7 @@ def main() -> None:
                             score.add(truth[i], markdown[(path, i)], i + 1)
 
         print(f"\npages/s (ratio to layout, to get_text); load average: {Path('/proc/loadavg').read_text().strip()}")
-        header = f"{'mode':<14}" + "".join(f"{w.name + f' ({w.pages} p)':>42}" for w in workloads)
+        header = f"{'mode':<14}" + "".join(f"{'   ' + w.name + f' ({w.pages} p)':>42}" for w in workloads)
         print(header)
         for name in MODES:
             cells = ""
