@@ -60,6 +60,9 @@ DB_VCPUS = 2  # db.t4g.medium, the stack's default (burstable: 20 % baseline per
 GPU_IMAGES_PER_S = 500.0
 # Scale-out from zero instances: EC2 launch + ECS agent + image pull, a few minutes.
 GPU_COLD_START_S = 300.0
+# One Embed task per document: on a warm instance with the image cached, container start plus
+# the CUDA session and model load (locally the CPU worker's start is most of EmbedOnGpu's 2.6 s).
+GPU_TASK_START_S = 15.0
 GPU_SCALE_IN_TAIL_S = 900.0  # instances stay up this long after the last task (billed)
 # States entered by a child execution of ExtractPages (its ExtractBatch task): not in the local
 # history, which records the parent's states only.
@@ -230,7 +233,8 @@ def project(w: Workload, m: Inputs, limits: Limits, *, index: str) -> Projection
         "RDS Proxy connections": w.documents * (per_doc["Plan"] + per_doc["Write"]) / limits.proxy_connections,
     }
     if w.images >= limits.gpu_min_images:
-        bounds["GPU embed"] = rows / (limits.gpu_images_per_s * limits.gpu_instances)
+        # One task per document holds one instance's GPU for its start and its images.
+        bounds["GPU embed"] = w.documents * (GPU_TASK_START_S + w.images / limits.gpu_images_per_s) / limits.gpu_instances
     # COPY and the index share the database's cores. One COPY keeps one backend (one core) busy;
     # concurrent inserts into one HNSW index scale with backends, at best one core each.
     copy_s = rows / (m.copy_image_rows_per_s * db_cores)
@@ -259,7 +263,7 @@ def one_document_latency(w: Workload, m: Inputs, limits: Limits) -> float:
     waves = math.ceil(batches(w) / min(limits.map_concurrency, MAP_CHILDREN_MAX))
     extract = per_doc["ExtractBatch"] / batches(w) * waves
     if w.images >= limits.gpu_min_images:
-        embed = GPU_COLD_START_S + w.images / limits.gpu_images_per_s
+        embed = GPU_COLD_START_S + GPU_TASK_START_S + w.images / limits.gpu_images_per_s
     else:
         embed = per_doc["Embed"]
     return per_doc["Plan"] + extract + per_doc["CollectImages"] + embed + per_doc["Write"]
@@ -338,11 +342,13 @@ def main() -> None:
     parser.add_argument("--db-hour", type=float, default=DB_HOUR, help="the instance's USD per hour")
     parser.add_argument("--gpu-instances", type=int, default=GPU_INSTANCES)
     parser.add_argument("--gpu-images-per-s", type=float, default=GPU_IMAGES_PER_S)
+    parser.add_argument("--gpu-min-images", type=int, default=GPU_MIN_IMAGES, help="fewer images embed on Lambda")
     args = parser.parse_args()
     measured = load()
     m = inputs_from(measured)
     limits = Limits(lambda_concurrency=args.lambda_concurrency, db_vcpus=args.db_vcpus, db_hour=args.db_hour,
-                    gpu_instances=args.gpu_instances, gpu_images_per_s=args.gpu_images_per_s)
+                    gpu_instances=args.gpu_instances, gpu_images_per_s=args.gpu_images_per_s,
+                    gpu_min_images=args.gpu_min_images)
     fallback = sorted(n for n, s in m.sources.items() if s != "measured")
     if fallback:
         print(f"not in {MEASURED} (run the benches for this machine's figures), using bench/RESULTS.md's: "
