@@ -224,20 +224,8 @@ class DocumentStateMachine(Construct):
         )
 
     def _extract_pages(self) -> sfn.DistributedMap:
-        extract_pages = sfn.DistributedMap(
-            self,
-            "ExtractPages",
-            # The bucket is given by name so that CDK does not grant s3:GetObject on the whole
-            # bucket; the role gets the manifests' prefix only (below).
-            item_reader=sfn.S3JsonItemReader(
-                bucket_name_path=self._bucket.bucket_name, key=sfn.JsonPath.string_at("$.plan.manifest_key")
-            ),
-            max_concurrency=self._config.map_concurrency,
-            map_execution_type=sfn.StateMachineType.STANDARD,
-            tolerated_failure_count=0,
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        extract_pages.item_processor(
+        return self._map_over_items(
+            "ExtractPages", "$.plan.manifest_key", self._config.map_concurrency,
             _invoke(
                 self,
                 "ExtractBatch",
@@ -247,9 +235,29 @@ class DocumentStateMachine(Construct):
                     "result_key": sfn.JsonPath.string_at("$.Payload.result_key"),
                     "pages": sfn.JsonPath.number_at("$.Payload.pages"),
                 },
-            )
+            ),
+            tolerated_failure_count=0,
         )
-        return extract_pages
+
+    def _map_over_items(
+        self, id_: str, items_key_path: str, max_concurrency: int, item: sfn.IChainable, **tolerance: int
+    ) -> sfn.DistributedMap:
+        """A Distributed Map of ``item`` over the JSON array in the work bucket at ``items_key_path``."""
+        distributed_map = sfn.DistributedMap(
+            self,
+            id_,
+            # The bucket is given by name so that CDK does not grant s3:GetObject on the whole
+            # bucket; the role gets the documents' prefix only (below).
+            item_reader=sfn.S3JsonItemReader(
+                bucket_name_path=self._bucket.bucket_name, key=sfn.JsonPath.string_at(items_key_path)
+            ),
+            max_concurrency=max_concurrency,
+            map_execution_type=sfn.StateMachineType.STANDARD,
+            result_path=sfn.JsonPath.DISCARD,
+            **tolerance,
+        )
+        distributed_map.item_processor(item)
+        return distributed_map
 
     def _collect_images(self) -> tasks.LambdaInvoke:
         return _invoke(
@@ -304,18 +312,8 @@ class DocumentStateMachine(Construct):
         (null: captions off). Model API trouble is handled inside CaptionBatch (per image, with
         the shared breaker); a batch that still fails is tolerated, and a failing map is caught:
         its images are recorded as skipped by Write, and the document goes on."""
-        caption_images = sfn.DistributedMap(
-            self,
-            "CaptionImages",
-            item_reader=sfn.S3JsonItemReader(
-                bucket_name_path=self._bucket.bucket_name, key=sfn.JsonPath.string_at("$.images.caption_batches_key")
-            ),
-            max_concurrency=self._config.caption_concurrency,
-            map_execution_type=sfn.StateMachineType.STANDARD,
-            tolerated_failure_percentage=100,
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        caption_images.item_processor(
+        caption_images = self._map_over_items(
+            "CaptionImages", "$.images.caption_batches_key", self._config.caption_concurrency,
             _invoke(
                 self,
                 "CaptionBatch",
@@ -325,7 +323,8 @@ class DocumentStateMachine(Construct):
                     "captioned": sfn.JsonPath.number_at("$.Payload.captioned"),
                     "skipped": sfn.JsonPath.number_at("$.Payload.skipped"),
                 },
-            )
+            ),
+            tolerated_failure_percentage=100,
         )
         prefix = sfn.JsonPath.string_at("$.images.captions_prefix")
         failed = sfn.Pass(
