@@ -36,7 +36,7 @@ bench: install
 	$(BIN)/python -m bench.scale_model
 
 synth: install node_modules/.bin/cdk
-	node_modules/.bin/cdk synth --app "$(BIN)/python app.py" --output cdk.out --quiet
+	node_modules/.bin/cdk synth --output cdk.out --quiet  # the app: cdk.json, the project's venv
 
 clean:
 	rm -rf cdk.out pagemill-out .pytest_cache

@@ -12,7 +12,8 @@ from constructs import Construct
 from stacks.config import PipelineConfig
 from stacks.grants import grant_secret_read
 
-# pagemill.captions.breaker/budget: the partition key and the TTL attribute of every item.
+# pagemill.captions.breaker/budget: the partition key and the TTL attribute of every item (a test
+# keeps them equal; infrastructure does not import the library).
 TABLE_KEY = "pk"
 TTL_ATTRIBUTE = "expires_at"
 
@@ -50,7 +51,6 @@ class CaptionState(Construct):
             )
 
     def grant_api_key(self, function: lambda_.Function) -> None:
-        if self._created is not None:
-            self._created.grant_read(function)
-        elif self.api_key_arn is not None:
-            grant_secret_read(function, self.api_key_arn)
+        secret = self._created or self.api_key_arn
+        if secret is not None:
+            grant_secret_read(function, secret)

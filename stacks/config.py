@@ -219,7 +219,8 @@ class PipelineConfig:
         if match is None:
             return None
         parts = match.groupdict()
-        return {**{k: parts[k] for k in ("account", "region", "repository")}, "tag": parts["tag"] or parts["digest"]}
+        return {"account": parts["account"], "region": parts["region"], "repository": parts["repository"],
+                "tag": parts["tag"] or parts["digest"]}
 
     @property
     def clip_model_location(self) -> tuple[str, str] | None:

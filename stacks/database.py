@@ -69,7 +69,7 @@ class DatabaseAccess:
     """How a function reaches PostgreSQL: the secret it reads, the host over the secret's (the
     proxy), and, for the stack's own database, where in the VPC it runs."""
 
-    secret_arn: str
+    secret: secretsmanager.ISecret | str  # the stack's own, or a configured ARN
     host: str | None = None
     vpc: ec2.IVpc | None = None
     subnets: ec2.SubnetSelection | None = None
@@ -77,7 +77,8 @@ class DatabaseAccess:
 
     @property
     def environment(self) -> dict[str, str]:
-        environment = {"DATABASE_SECRET_ARN": self.secret_arn}
+        secret_arn = self.secret if isinstance(self.secret, str) else self.secret.secret_arn
+        environment = {"DATABASE_SECRET_ARN": secret_arn}
         if self.host:
             environment["PAGEMILL_DATABASE_HOST"] = self.host
         return environment
@@ -175,7 +176,7 @@ class Database(Construct):
         network.allow_aws_apis_from(self.clients, "pagemill functions to Secrets Manager")
 
         self.access = DatabaseAccess(
-            secret_arn=self.secret.secret_arn, host=self.proxy.endpoint, vpc=vpc, subnets=subnets,
+            secret=self.secret, host=self.proxy.endpoint, vpc=vpc, subnets=subnets,
             security_group=self.clients,
         )
 

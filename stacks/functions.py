@@ -184,6 +184,10 @@ class PipelineFunctions(Construct):
         self._config = config
         # One asset per handler folder: Plan and ExtractBatch share the extract bundle.
         self._codes: dict[str, lambda_.Code] = {}
+        # Every function by its name (its construct id without "Function"), and those that talk to
+        # PostgreSQL: what monitoring watches and what runs in the database's VPC.
+        self.by_name: dict[str, lambda_.Function] = {}
+        self.database_clients: list[lambda_.Function] = []
         pipeline_env = {
             "PAGEMILL_WORK_BUCKET": bucket.bucket_name,
             "PAGEMILL_BATCH_PAGES": str(config.batch_pages),
@@ -191,7 +195,6 @@ class PipelineFunctions(Construct):
             "PAGEMILL_MAX_BYTES": str(config.max_bytes),
             "PAGEMILL_MARKDOWN_MODE": config.markdown_mode,
         }
-        database_env = database.environment
         images_env = {
             **pipeline_env,
             "PAGEMILL_GPU_MIN_IMAGES": str(config.gpu_min_images),
@@ -217,18 +220,16 @@ class PipelineFunctions(Construct):
                 "fewer than gpu_min_images images fail in EmbedOnLambda. Upload the model files and set it.",
             )
 
-        self.plan = self._function("PlanFunction", PLAN, {**pipeline_env, **database_env}, database)
+        self.plan = self._function("PlanFunction", PLAN, pipeline_env, database)
         self.extract_batch = self._function("ExtractBatchFunction", EXTRACT_BATCH, pipeline_env)
         self.collect_images = self._function("CollectImagesFunction", COLLECT_IMAGES, images_env)
         self.embed = self._function("EmbedFunction", EMBED, {**images_env, **clip_env})
         self.caption_batch = self._function("CaptionBatchFunction", CAPTION_BATCH, caption_env)
         self.understand = self._function("UnderstandFunction", UNDERSTAND, caption_env)
-        self.write = self._function("WriteFunction", WRITE, {**pipeline_env, **database_env}, database)
-        self.record_failure = self._function(
-            "RecordFailureFunction", RECORD_FAILURE, {**pipeline_env, **database_env}, database
-        )
-        self.settle = self._function("SettleFunction", SETTLE, database_env, database)
-        self.migrate = self._function("MigrateFunction", MIGRATE, database_env, database)
+        self.write = self._function("WriteFunction", WRITE, pipeline_env, database)
+        self.record_failure = self._function("RecordFailureFunction", RECORD_FAILURE, pipeline_env, database)
+        self.settle = self._function("SettleFunction", SETTLE, {}, database)
+        self.migrate = self._function("MigrateFunction", MIGRATE, {}, database)
         self.trigger = self._function("TriggerFunction", TRIGGER, {})
         self.watch = self._function("WatchFunction", WATCH, {})
 
@@ -259,8 +260,6 @@ class PipelineFunctions(Construct):
                 _grant_bedrock_invoke(function)
         bucket.grant_read(self.write, documents)
         bucket.grant_read(self.record_failure, uploads)
-        for function in (self.plan, self.write, self.record_failure, self.settle, self.migrate):
-            grant_secret_read(function, database.secret_arn)
 
     @property
     def pipeline(self) -> tuple[lambda_.Function, ...]:
@@ -297,9 +296,14 @@ class PipelineFunctions(Construct):
                 "POWERTOOLS_METRICS_NAMESPACE": "Pagemill",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
                 **environment,
+                **(database.environment if database else {}),
             },
         )
         function.node.default_child.add_metadata("pagemill:source", spec.source)
+        self.by_name[id_.removesuffix("Function")] = function
+        if database:
+            grant_secret_read(function, database.secret)
+            self.database_clients.append(function)
         return function
 
 

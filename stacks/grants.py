@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_secretsmanager as secretsmanager
 
 
-def grant_secret_read(function: lambda_.Function, secret_arn: str) -> None:
-    # Both spellings: a complete ARN (with Secrets Manager's 6-character suffix) and a partial one.
+def grant_secret_read(function: lambda_.Function, secret: secretsmanager.ISecret | str) -> None:
+    """Read a secret of this stack (exact ARN) or one named by its ARN in the configuration."""
+    if not isinstance(secret, str):
+        secret.grant_read(function)
+        return
+    # Both spellings of a configured ARN: complete (with Secrets Manager's 6-character suffix) or partial.
     function.add_to_role_policy(
         iam.PolicyStatement(
             actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-            resources=[secret_arn, f"{secret_arn}-??????"],
+            resources=[secret, f"{secret}-??????"],
         )
     )

@@ -28,6 +28,8 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from stacks.state_machine import execution_status_pattern
+
 # A function whose p99 duration passes this share of its timeout is about to start timing out.
 DURATION_ALARM_SHARE = 0.8
 PERIOD = Duration.minutes(5)
@@ -55,7 +57,6 @@ class Monitoring(Construct):
         self.topic = sns.Topic(self, "Alarms", display_name="pagemill alarms", enforce_ssl=True)
         if alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
-        self.alarms: list[cloudwatch.Alarm] = []
 
         for metric_name, what in (
             ("ExecutionsFailed", "document executions failed"),
@@ -67,7 +68,7 @@ class Monitoring(Construct):
                 namespace="AWS/States", metric_name=metric_name,
                 dimensions_map={"StateMachineArn": state_machine.state_machine_arn}, statistic="Sum", period=PERIOD,
             )
-            self._alarm(f"StateMachine{metric_name}", metric, 1, f"pagemill: {what}")
+            self.add_alarm(f"StateMachine{metric_name}", metric, 1, f"pagemill: {what}")
 
         for metric_name, what in (
             ("ServiceIntegrationsFailed", "GPU embed tasks failed"),
@@ -77,15 +78,15 @@ class Monitoring(Construct):
                 namespace="AWS/States", metric_name=metric_name,
                 dimensions_map={"ServiceIntegrationResourceArn": GPU_TASK_RESOURCE}, statistic="Sum", period=PERIOD,
             )
-            self._alarm(f"Gpu{metric_name}", metric, 1, f"pagemill: {what}")
+            self.add_alarm(f"Gpu{metric_name}", metric, 1, f"pagemill: {what}")
 
         for name, function in functions.items():
-            self._alarm(f"{name}Errors", function.metric_errors(period=PERIOD, statistic="Sum"), 1,
+            self.add_alarm(f"{name}Errors", function.metric_errors(period=PERIOD, statistic="Sum"), 1,
                         f"pagemill: {name} raised errors")
-            self._alarm(f"{name}Throttles", function.metric_throttles(period=PERIOD, statistic="Sum"), 1,
+            self.add_alarm(f"{name}Throttles", function.metric_throttles(period=PERIOD, statistic="Sum"), 1,
                         f"pagemill: {name} was throttled")
             near_timeout = function.timeout.to_milliseconds() * DURATION_ALARM_SHARE
-            self._alarm(f"{name}DurationNearTimeout", function.metric_duration(period=PERIOD, statistic="p99"),
+            self.add_alarm(f"{name}DurationNearTimeout", function.metric_duration(period=PERIOD, statistic="p99"),
                         near_timeout, f"pagemill: {name} p99 duration is past {DURATION_ALARM_SHARE:.0%} of its timeout")
 
         # The watch publishes the oldest running execution's age; past stuck_after it is stuck.
@@ -94,12 +95,12 @@ class Monitoring(Construct):
             schedule=events.Schedule.rate(WATCH_SCHEDULE), targets=[targets.LambdaFunction(watch, retry_attempts=0)],
         )
         oldest_running = _pagemill_metric("OldestRunningExecutionSeconds", "Maximum", PERIOD)
-        self._alarm(
+        self.add_alarm(
             "ExecutionStuck", oldest_running, stuck_after.to_seconds(),
             f"pagemill: a document execution has been running for more than {stuck_after.to_minutes()} minutes",
         )
 
-        self._alarm(
+        self.add_alarm(
             "TriggerDeadLetters",
             dead_letter_queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum"),
             1,
@@ -112,12 +113,7 @@ class Monitoring(Construct):
             self,
             "DocumentFailed",
             description="A document execution failed, timed out or was stopped",
-            event_pattern=events.EventPattern(
-                source=["aws.states"],
-                detail_type=["Step Functions Execution Status Change"],
-                detail={"stateMachineArn": [state_machine.state_machine_arn],
-                        "status": ["FAILED", "TIMED_OUT", "ABORTED"]},
-            ),
+            event_pattern=execution_status_pattern(state_machine, "FAILED", "TIMED_OUT", "ABORTED"),
             targets=[targets.SnsTopic(self.topic)],
         )
 
@@ -181,13 +177,8 @@ class Monitoring(Construct):
     def add_alarm(
         self, id_: str, metric: cloudwatch.IMetric, threshold: float, description: str, *, below: bool = False
     ) -> None:
-        """Page the topic when ``metric`` reaches ``threshold`` (falls to it, with ``below``): the
-        alarms of other constructs (the database's)."""
-        self._alarm(id_, metric, threshold, description, below=below)
-
-    def _alarm(
-        self, id_: str, metric: cloudwatch.IMetric, threshold: float, description: str, *, below: bool = False
-    ) -> None:
+        """Page the topic when ``metric`` reaches ``threshold`` (falls to it, with ``below``); other
+        constructs (the database) add theirs here too."""
         alarm = cloudwatch.Alarm(
             self,
             id_,
@@ -200,7 +191,6 @@ class Monitoring(Construct):
             alarm_description=description,
         )
         alarm.add_alarm_action(actions.SnsAction(self.topic))
-        self.alarms.append(alarm)
 
 
 def _pagemill_metric(name: str, statistic: str, period: Duration, label: str | None = None) -> cloudwatch.Metric:

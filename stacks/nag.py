@@ -143,7 +143,7 @@ def _gpu(stack: PipelineStack, bucket_keys: RegexAppliesTo) -> None:
 def _database(stack: PipelineStack) -> None:
     """The database (stacks/database.py), the functions in the VPC, and the migrations' provider."""
     functions = stack.functions
-    for function in (functions.plan, functions.write, functions.record_failure, functions.settle, functions.migrate):
+    for function in functions.database_clients:
         _accept(
             function, "IAM4",
             "AWSLambdaVPCAccessExecutionRole: the network-interface actions Lambda needs to place the function "

@@ -28,11 +28,12 @@ class PipelineStack(Stack):
         captions = CaptionState(self, "Captions", config=config)
         # Bring your own database (database_secret_arn), or the stack's own, in the VPC.
         database: Database | None = None
+        network = Network(
+            self, "Network", isolated_subnets=not config.database_secret_arn, log_retention=config.log_retention
+        )
         if config.database_secret_arn:
-            network = Network(self, "Network", isolated_subnets=False, log_retention=config.log_retention)
-            access = DatabaseAccess(secret_arn=config.database_secret_arn)
+            access = DatabaseAccess(secret=config.database_secret_arn)
         else:
-            network = Network(self, "Network", isolated_subnets=True, log_retention=config.log_retention)
             database = Database(self, "Database", network=network, config=config)
             access = database.access
         functions = PipelineFunctions(
@@ -50,14 +51,7 @@ class PipelineStack(Stack):
         monitoring = Monitoring(
             self, "Monitoring", state_machine=documents.state_machine, dead_letter_queue=storage.dead_letter_queue,
             alarm_email=config.alarm_email, watch=functions.watch,
-            stuck_after=Duration.minutes(config.stuck_after_minutes),
-            functions={
-                "Plan": functions.plan, "ExtractBatch": functions.extract_batch,
-                "CollectImages": functions.collect_images, "Embed": functions.embed,
-                "CaptionBatch": functions.caption_batch, "Understand": functions.understand,
-                "Write": functions.write, "RecordFailure": functions.record_failure, "Trigger": functions.trigger,
-                "Watch": functions.watch, "Settle": functions.settle, "Migrate": functions.migrate,
-            },
+            stuck_after=Duration.minutes(config.stuck_after_minutes), functions=functions.by_name,
         )
 
         # The trigger starts executions; the upload rule invokes the trigger.

@@ -128,6 +128,15 @@ def _invoke(
     return task
 
 
+def execution_status_pattern(state_machine: sfn.IStateMachine, *statuses: str) -> events.EventPattern:
+    """EventBridge's event for executions of ``state_machine`` ending in one of ``statuses``."""
+    return events.EventPattern(
+        source=["aws.states"],
+        detail_type=["Step Functions Execution Status Change"],
+        detail={"stateMachineArn": [state_machine.state_machine_arn], "status": list(statuses)},
+    )
+
+
 class DocumentStateMachine(Construct):
     """The Standard state machine that takes one uploaded PDF from Plan to Write, or to a
     recorded failure."""
@@ -172,11 +181,7 @@ class DocumentStateMachine(Construct):
             self,
             "SettleEndedExecutions",
             description="A document execution was stopped or timed out: settle its document's status",
-            event_pattern=events.EventPattern(
-                source=["aws.states"],
-                detail_type=["Step Functions Execution Status Change"],
-                detail={"stateMachineArn": [self.state_machine.state_machine_arn], "status": ["ABORTED", "TIMED_OUT"]},
-            ),
+            event_pattern=execution_status_pattern(self.state_machine, "ABORTED", "TIMED_OUT"),
             targets=[targets.LambdaFunction(
                 function, dead_letter_queue=dead_letter_queue, retry_attempts=8, max_event_age=Duration.hours(6),
             )],

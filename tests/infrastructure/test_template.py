@@ -319,6 +319,11 @@ def test_caption_functions_share_a_table_and_read_the_key_secret(resources: dict
     (table_id, table), = _of_type(resources, "AWS::DynamoDB::GlobalTable").items()
     assert table["Properties"]["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    # the stack's names are the library's (infrastructure does not import it)
+    from pagemill.captions import breaker, budget
+    from stacks import captions
+
+    assert (captions.TABLE_KEY, captions.TTL_ATTRIBUTE) == (breaker.TABLE_KEY, budget.TTL_ATTRIBUTE)
     (secret_id,) = [k for k in _of_type(resources, "AWS::SecretsManager::Secret") if k.startswith("Captions")]
     for handler in ("handler.caption_batch", "handler.understand"):
         env = _function(resources, handler)["Properties"]["Environment"]["Variables"]
