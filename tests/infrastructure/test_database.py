@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from pagemill.db import connect
+from tests.infrastructure.queries import Context, as_list, of_type, role_statements
 
 pytestmark = pytest.mark.xdist_group("infrastructure")
 
@@ -20,12 +21,8 @@ DATABASE_HANDLERS = {"handler.plan", "handler.write", "handler.record_failure", 
 BYO_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pagemill/db-AbCdEf"
 
 
-def _of_type(resources: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in resources.items() if v["Type"] == kind}
-
-
 def _one(resources: dict[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
-    (item,) = _of_type(resources, kind).items()
+    (item,) = of_type(resources, kind).items()
     return item
 
 
@@ -38,7 +35,7 @@ def _ingress(resources: dict[str, Any], group: str) -> list[tuple[str | None, An
     """(source group, from port, to port) of every inbound rule of ``group``, inline or separate."""
     rules = list(resources[group]["Properties"].get("SecurityGroupIngress", []))
     rules += [
-        r["Properties"] for r in _of_type(resources, "AWS::EC2::SecurityGroupIngress").values()
+        r["Properties"] for r in of_type(resources, "AWS::EC2::SecurityGroupIngress").values()
         if _group_id(r["Properties"]["GroupId"]) == group
     ]
     assert all("CidrIp" not in r and "CidrIpv6" not in r for r in rules), rules
@@ -49,15 +46,15 @@ def _isolated_subnets(resources: dict[str, Any]) -> list[dict[str, str]]:
     """The subnets without a route to the internet gateway (and without public IPs)."""
     routed = {
         assoc["Properties"]["SubnetId"]["Ref"]
-        for assoc in _of_type(resources, "AWS::EC2::SubnetRouteTableAssociation").values()
+        for assoc in of_type(resources, "AWS::EC2::SubnetRouteTableAssociation").values()
         if any(
             route["Properties"]["RouteTableId"] == assoc["Properties"]["RouteTableId"]
             and "GatewayId" in route["Properties"]
-            for route in _of_type(resources, "AWS::EC2::Route").values()
+            for route in of_type(resources, "AWS::EC2::Route").values()
         )
     }
     isolated = [
-        {"Ref": k} for k, v in _of_type(resources, "AWS::EC2::Subnet").items()
+        {"Ref": k} for k, v in of_type(resources, "AWS::EC2::Subnet").items()
         if k not in routed and not v["Properties"]["MapPublicIpOnLaunch"]
     ]
     assert len(isolated) == 2, isolated
@@ -66,22 +63,9 @@ def _isolated_subnets(resources: dict[str, Any]) -> list[dict[str, str]]:
 
 def _functions_by_handler(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {
-        f["Properties"]["Handler"]: f for f in _of_type(resources, "AWS::Lambda::Function").values()
+        f["Properties"]["Handler"]: f for f in of_type(resources, "AWS::Lambda::Function").values()
         if "pagemill:source" in f.get("Metadata", {})
     }
-
-
-def _statements(resources: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
-    return [
-        s
-        for policy in _of_type(resources, "AWS::IAM::Policy").values()
-        if {"Ref": role_id} in policy["Properties"]["Roles"]
-        for s in policy["Properties"]["PolicyDocument"]["Statement"]
-    ]
-
-
-def _listed(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 # --- the instance ------------------------------------------------------------------------------
@@ -112,7 +96,7 @@ def test_postgres_17_in_isolated_subnets_private_encrypted_backed_up(resources: 
         "max_connections": "200", "rds.force_ssl": "1", **connect.SERVER_SETTINGS,
     }
     # AND no NAT gateway anywhere (cost)
-    assert not _of_type(resources, "AWS::EC2::NatGateway")
+    assert not of_type(resources, "AWS::EC2::NatGateway")
 
 
 def test_proxy_requires_tls_authenticates_with_the_secret_and_pools_a_share(resources: dict[str, Any]) -> None:
@@ -157,7 +141,7 @@ def test_only_the_proxy_and_the_rotation_reach_the_database_and_only_the_functio
         for egress in resources[group]["Properties"].get("SecurityGroupEgress", []):
             assert egress["CidrIp"] == "255.255.255.255/32", egress  # CDK's "disallow all" marker
     proxy_egress = [
-        r["Properties"] for r in _of_type(resources, "AWS::EC2::SecurityGroupEgress").values()
+        r["Properties"] for r in of_type(resources, "AWS::EC2::SecurityGroupEgress").values()
         if _group_id(r["Properties"]["GroupId"]) == proxy_group
     ]
     assert {_group_id(r["DestinationSecurityGroupId"]) for r in proxy_egress} == {instance_group}
@@ -167,7 +151,7 @@ def test_credentials_are_generated_and_rotated_every_30_days(
     resources: dict[str, Any], template: dict[str, Any]
 ) -> None:
     secret_id, secret = next(
-        (k, v) for k, v in _of_type(resources, "AWS::SecretsManager::Secret").items()
+        (k, v) for k, v in of_type(resources, "AWS::SecretsManager::Secret").items()
         if "GenerateSecretString" in v["Properties"]
         and '"username":"pagemill"' in v["Properties"]["GenerateSecretString"].get("SecretStringTemplate", "")
     )
@@ -188,7 +172,7 @@ def test_credentials_are_generated_and_rotated_every_30_days(
 def test_endpoints_let_the_isolated_functions_reach_s3_and_secrets_manager(resources: dict[str, Any]) -> None:
     endpoints = {
         e["Properties"]["ServiceName"]["Fn::Join"][1][-1]: e["Properties"]
-        for e in _of_type(resources, "AWS::EC2::VPCEndpoint").values()
+        for e in of_type(resources, "AWS::EC2::VPCEndpoint").values()
     }
     assert set(endpoints) == {".s3", ".secretsmanager"}
     assert endpoints[".s3"]["VpcEndpointType"] == "Gateway"
@@ -196,7 +180,7 @@ def test_endpoints_let_the_isolated_functions_reach_s3_and_secrets_manager(resou
     isolated = {s["Ref"] for s in _isolated_subnets(resources)}
     isolated_tables = {
         json.dumps(a["Properties"]["RouteTableId"])
-        for a in _of_type(resources, "AWS::EC2::SubnetRouteTableAssociation").values()
+        for a in of_type(resources, "AWS::EC2::SubnetRouteTableAssociation").values()
         if a["Properties"]["SubnetId"]["Ref"] in isolated
     }
     assert isolated_tables <= {json.dumps(t) for t in endpoints[".s3"]["RouteTableIds"]}
@@ -212,7 +196,7 @@ def test_endpoints_let_the_isolated_functions_reach_s3_and_secrets_manager(resou
     # AND no function in the VPC calls Step Functions (why there is no endpoint for it)
     for handler in DATABASE_HANDLERS:
         role_id = functions[handler]["Properties"]["Role"]["Fn::GetAtt"][0]
-        actions = [a for s in _statements(resources, role_id) for a in _listed(s["Action"])]
+        actions = [a for s in role_statements(resources, role_id) for a in as_list(s["Action"])]
         assert not [a for a in actions if a.startswith("states:")], handler
 
 
@@ -230,8 +214,8 @@ def test_only_the_database_functions_run_in_the_vpc_and_connect_through_the_prox
         assert variables["PAGEMILL_DATABASE_HOST"] == {"Fn::GetAtt": [proxy_id, "Endpoint"]}, handler
         role_id = props["Role"]["Fn::GetAtt"][0]
         assert any(
-            "secretsmanager:GetSecretValue" in _listed(s["Action"]) and secret_ref in _listed(s["Resource"])
-            for s in _statements(resources, role_id)
+            "secretsmanager:GetSecretValue" in as_list(s["Action"]) and secret_ref in as_list(s["Resource"])
+            for s in role_statements(resources, role_id)
         ), handler
     for handler in set(functions) - DATABASE_HANDLERS:
         variables = functions[handler]["Properties"]["Environment"]["Variables"]
@@ -251,14 +235,14 @@ def test_migrations_run_at_deploy_after_the_database_with_the_migrations_hash(re
     ):
         assert _one(resources, kind)[0] in schema["DependsOn"], kind
     secrets_endpoint = next(
-        k for k, e in _of_type(resources, "AWS::EC2::VPCEndpoint").items()
+        k for k, e in of_type(resources, "AWS::EC2::VPCEndpoint").items()
         if e["Properties"]["VpcEndpointType"] == "Interface"
     )
     assert secrets_endpoint in schema["DependsOn"]
     # AND the provider's function invokes the migration function (handler.on_event of lambdas/migrate)
     provider_id = schema["Properties"]["ServiceToken"]["Fn::GetAtt"][0]
     migrate_id = next(
-        k for k, f in _of_type(resources, "AWS::Lambda::Function").items()
+        k for k, f in of_type(resources, "AWS::Lambda::Function").items()
         if f["Properties"]["Handler"] == "handler.on_event"
     )
     migrate = resources[migrate_id]
@@ -288,11 +272,11 @@ def test_the_migrations_hash_follows_the_files(tmp_path: Path, monkeypatch: pyte
 
 
 def test_database_alarms_page_the_topic(resources: dict[str, Any]) -> None:
-    (topic_id,) = _of_type(resources, "AWS::SNS::Topic")
+    (topic_id,) = of_type(resources, "AWS::SNS::Topic")
     instance_id, _ = _one(resources, "AWS::RDS::DBInstance")
     proxy_id, _ = _one(resources, "AWS::RDS::DBProxy")
     alarms = {
-        a["Properties"]["MetricName"]: a["Properties"] for a in _of_type(resources, "AWS::CloudWatch::Alarm").values()
+        a["Properties"]["MetricName"]: a["Properties"] for a in of_type(resources, "AWS::CloudWatch::Alarm").values()
         if a["Properties"].get("Namespace") == "AWS/RDS"
     }
     assert set(alarms) == {"CPUUtilization", "DatabaseConnections", "FreeableMemory", "ClientConnections"}
@@ -334,11 +318,11 @@ def test_bring_your_own_database_creates_none_and_still_migrates(
         "AWS::RDS::DBInstance", "AWS::RDS::DBProxy", "AWS::SecretsManager::RotationSchedule",
         "AWS::RDS::DBSubnetGroup",
     ):
-        assert not _of_type(resources, kind), kind
-    assert [e["Properties"]["VpcEndpointType"] for e in _of_type(resources, "AWS::EC2::VPCEndpoint").values()] == [
+        assert not of_type(resources, kind), kind
+    assert [e["Properties"]["VpcEndpointType"] for e in of_type(resources, "AWS::EC2::VPCEndpoint").values()] == [
         "Gateway"
     ]
-    assert all(s["Properties"]["MapPublicIpOnLaunch"] for s in _of_type(resources, "AWS::EC2::Subnet").values())
+    assert all(s["Properties"]["MapPublicIpOnLaunch"] for s in of_type(resources, "AWS::EC2::Subnet").values())
     assert "Transform" not in template
     assert not {"DatabaseProxyEndpoint", "DatabaseSecretArn"} & set(template["Outputs"])
     # AND the database functions, outside any VPC, read that secret and no host override
@@ -352,7 +336,7 @@ def test_bring_your_own_database_creates_none_and_still_migrates(
     # AND the schema is still migrated at deploy, with no database resource to wait for
     _, schema = _one(resources, "Custom::PagemillSchema")
     assert "DependsOn" not in schema
-    assert not [a for a in _of_type(resources, "AWS::CloudWatch::Alarm").values()
+    assert not [a for a in of_type(resources, "AWS::CloudWatch::Alarm").values()
                 if a["Properties"].get("Namespace") == "AWS/RDS"]
 
 
@@ -374,18 +358,10 @@ def test_database_settings_reach_the_stack(synthesize: Callable[..., Any], tmp_p
     _, parameters = _one(resources, "AWS::RDS::DBParameterGroup")
     assert parameters["Properties"]["Parameters"]["max_connections"] == "1000"
     connections = next(
-        a["Properties"] for a in _of_type(resources, "AWS::CloudWatch::Alarm").values()
+        a["Properties"] for a in of_type(resources, "AWS::CloudWatch::Alarm").values()
         if a["Properties"].get("MetricName") == "DatabaseConnections"
     )
     assert connections["Threshold"] == 720  # 90 % of 80 % of 1000
-
-
-class _Context:
-    def __init__(self, **values: Any) -> None:
-        self.values = values
-
-    def try_get_context(self, key: str) -> Any:
-        return self.values.get(key)
 
 
 @pytest.mark.parametrize(
@@ -404,14 +380,14 @@ def test_database_settings_are_validated_with_clear_messages(context: dict[str, 
     from stacks.config import ConfigError, PipelineConfig
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        PipelineConfig.from_context(_Context(**context))
+        PipelineConfig.from_context(Context(**context))
 
 
 def test_database_booleans_read_json_and_command_line_spellings() -> None:
     from stacks.config import PipelineConfig
 
-    assert PipelineConfig.from_context(_Context(database_multi_az=True)).database_multi_az is True
-    assert PipelineConfig.from_context(_Context(database_multi_az="True")).database_multi_az is True
-    config = PipelineConfig.from_context(_Context(database_deletion_protection="false"))
+    assert PipelineConfig.from_context(Context(database_multi_az=True)).database_multi_az is True
+    assert PipelineConfig.from_context(Context(database_multi_az="True")).database_multi_az is True
+    config = PipelineConfig.from_context(Context(database_deletion_protection="false"))
     assert config.database_deletion_protection is False
-    assert PipelineConfig.from_context(_Context()).database_deletion_protection is True
+    assert PipelineConfig.from_context(Context()).database_deletion_protection is True

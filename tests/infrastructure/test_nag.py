@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.infrastructure.conftest import pipeline_stack
+from tests.infrastructure.queries import as_list
 
 RULES = "AwsSolutions-.*"
 
@@ -84,10 +85,6 @@ def _statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]
                 yield logical_id, statement
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def test_statements_on_every_resource_grant_only_actions_that_need_it(checked: Checked) -> None:
     """The IAM5 ``Resource::*`` acceptances hold only while each statement on "*" grants actions
     that AWS authorizes on "*" alone (or that stacks/nag.py explains)."""
@@ -96,8 +93,8 @@ def test_statements_on_every_resource_grant_only_actions_that_need_it(checked: C
     unexplained = [
         f"{logical_id}: {action}"
         for logical_id, statement in _statements(checked.template)
-        if statement.get("Effect") == "Allow" and "*" in _as_list(statement.get("Resource"))
-        for action in _as_list(statement["Action"])
+        if statement.get("Effect") == "Allow" and "*" in as_list(statement.get("Resource"))
+        for action in as_list(statement["Action"])
         if action not in WILDCARD_RESOURCE_ACTIONS
     ]
     assert not unexplained, (

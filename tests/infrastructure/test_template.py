@@ -13,6 +13,7 @@ import pytest
 
 import pagemill
 from pagemill.errors import input_error_names, transient_error_names
+from tests.infrastructure.queries import Context, of_type, role_statements
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,20 +50,16 @@ def _tasks(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: s for name, s in _states(definition["States"]) if s["Type"] == "Task"}
 
 
-def _of_type(resources: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in resources.items() if v["Type"] == kind}
-
-
 def _pagemill_functions(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """pagemill's own functions (not CDK's custom-resource provider), by their source metadata."""
     return {
-        k: v for k, v in _of_type(resources, "AWS::Lambda::Function").items() if "pagemill:source" in v["Metadata"]
+        k: v for k, v in of_type(resources, "AWS::Lambda::Function").items() if "pagemill:source" in v["Metadata"]
     }
 
 
 def _function(resources: dict[str, Any], handler: str) -> dict[str, Any]:
     matches = [
-        r for r in _of_type(resources, "AWS::Lambda::Function").values() if r["Properties"]["Handler"] == handler
+        r for r in of_type(resources, "AWS::Lambda::Function").values() if r["Properties"]["Handler"] == handler
     ]
     assert len(matches) == 1, f"expected one function with handler {handler}, found {len(matches)}"
     return matches[0]
@@ -215,7 +212,7 @@ def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
 
 
 def test_state_machine_is_standard_traced_and_logged(resources: dict[str, Any]) -> None:
-    (machine,) = _of_type(resources, "AWS::StepFunctions::StateMachine").values()
+    (machine,) = of_type(resources, "AWS::StepFunctions::StateMachine").values()
     props = machine["Properties"]
     assert props["StateMachineType"] == "STANDARD"
     assert props["TracingConfiguration"] == {"Enabled": True}
@@ -224,11 +221,11 @@ def test_state_machine_is_standard_traced_and_logged(resources: dict[str, Any]) 
 
 
 def test_state_machine_reads_only_manifests_from_the_bucket(resources: dict[str, Any]) -> None:
-    (machine,) = _of_type(resources, "AWS::StepFunctions::StateMachine").values()
+    (machine,) = of_type(resources, "AWS::StepFunctions::StateMachine").values()
     role_id = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
     statements = [
         s
-        for policy in _of_type(resources, "AWS::IAM::Policy").values()
+        for policy in of_type(resources, "AWS::IAM::Policy").values()
         if {"Ref": role_id} in policy["Properties"]["Roles"]
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
@@ -316,7 +313,7 @@ def test_understanding_branch_catches_into_a_skip(definition: dict[str, Any]) ->
 
 
 def test_caption_functions_share_a_table_and_read_the_key_secret(resources: dict[str, Any]) -> None:
-    (table_id, table), = _of_type(resources, "AWS::DynamoDB::GlobalTable").items()
+    (table_id, table), = of_type(resources, "AWS::DynamoDB::GlobalTable").items()
     assert table["Properties"]["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     # the stack's names are the library's (infrastructure does not import it)
@@ -324,7 +321,7 @@ def test_caption_functions_share_a_table_and_read_the_key_secret(resources: dict
     from stacks import captions
 
     assert (captions.TABLE_KEY, captions.TTL_ATTRIBUTE) == (breaker.TABLE_KEY, budget.TTL_ATTRIBUTE)
-    (secret_id,) = [k for k in _of_type(resources, "AWS::SecretsManager::Secret") if k.startswith("Captions")]
+    (secret_id,) = [k for k in of_type(resources, "AWS::SecretsManager::Secret") if k.startswith("Captions")]
     for handler in ("handler.caption_batch", "handler.understand"):
         env = _function(resources, handler)["Properties"]["Environment"]["Variables"]
         assert env["PAGEMILL_CAPTIONS_TABLE"] == {"Ref": table_id}
@@ -399,9 +396,9 @@ def test_enrich_failures_are_recorded(definition: dict[str, Any]) -> None:
 
 
 def test_state_machine_may_run_the_gpu_task_and_pass_only_its_roles(resources: dict[str, Any]) -> None:
-    (machine,) = _of_type(resources, "AWS::StepFunctions::StateMachine").values()
-    statements = _role_statements(resources, machine["Properties"]["RoleArn"]["Fn::GetAtt"][0])
-    (task_definition_id,) = _of_type(resources, "AWS::ECS::TaskDefinition")
+    (machine,) = of_type(resources, "AWS::StepFunctions::StateMachine").values()
+    statements = role_statements(resources, machine["Properties"]["RoleArn"]["Fn::GetAtt"][0])
+    (task_definition_id,) = of_type(resources, "AWS::ECS::TaskDefinition")
     task_definition = resources[task_definition_id]["Properties"]
     run = [s for s in statements if "ecs:RunTask" in _actions(s)]
     assert run and all(json.dumps(s["Resource"]).count(task_definition_id) >= 1 for s in run), run
@@ -415,7 +412,7 @@ def test_state_machine_may_run_the_gpu_task_and_pass_only_its_roles(resources: d
 
 
 def test_bucket_is_private_encrypted_versioned_and_tls_only(resources: dict[str, Any]) -> None:
-    (bucket,) = _of_type(resources, "AWS::S3::Bucket").values()
+    (bucket,) = of_type(resources, "AWS::S3::Bucket").values()
     props = bucket["Properties"]
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"][
@@ -426,7 +423,7 @@ def test_bucket_is_private_encrypted_versioned_and_tls_only(resources: dict[str,
     }
     assert props["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
     assert bucket["DeletionPolicy"] == "Retain"
-    (policy,) = _of_type(resources, "AWS::S3::BucketPolicy").values()
+    (policy,) = of_type(resources, "AWS::S3::BucketPolicy").values()
     assert any(
         s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
@@ -434,9 +431,9 @@ def test_bucket_is_private_encrypted_versioned_and_tls_only(resources: dict[str,
 
 
 def test_uploaded_pdfs_trigger_the_pipeline(resources: dict[str, Any]) -> None:
-    (rule,) = [r for r in _of_type(resources, "AWS::Events::Rule").values()
+    (rule,) = [r for r in of_type(resources, "AWS::Events::Rule").values()
                if r["Properties"].get("EventPattern", {}).get("source") == ["aws.s3"]]
-    (bucket_id,) = _of_type(resources, "AWS::S3::Bucket")
+    (bucket_id,) = of_type(resources, "AWS::S3::Bucket")
     pattern = rule["Properties"]["EventPattern"]
     assert pattern["source"] == ["aws.s3"]
     assert pattern["detail-type"] == ["Object Created"]
@@ -447,10 +444,10 @@ def test_uploaded_pdfs_trigger_the_pipeline(resources: dict[str, Any]) -> None:
     assert resources[trigger_id]["Properties"]["Handler"] == "handler.handler"
     assert "DeadLetterConfig" in target
     assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
-    (queue,) = _of_type(resources, "AWS::SQS::Queue").values()
+    (queue,) = of_type(resources, "AWS::SQS::Queue").values()
     assert queue["Properties"]["SqsManagedSseEnabled"] is True
     # AND the trigger knows which state machine to start
-    (machine_id,) = _of_type(resources, "AWS::StepFunctions::StateMachine")
+    (machine_id,) = of_type(resources, "AWS::StepFunctions::StateMachine")
     assert resources[trigger_id]["Properties"]["Environment"]["Variables"]["STATE_MACHINE_ARN"] == {"Ref": machine_id}
 
 
@@ -490,12 +487,12 @@ def test_functions_are_python312_x86_with_timeouts_and_tracing(resources: dict[s
         assert "LogGroup" in props["LoggingConfig"], handler
     assert _function(resources, "handler.extract_batch")["Properties"]["EphemeralStorage"] == {"Size": 2048}
     assert _function(resources, "handler.embed")["Properties"]["EphemeralStorage"] == {"Size": 4096}
-    for group in _of_type(resources, "AWS::Logs::LogGroup").values():
+    for group in of_type(resources, "AWS::Logs::LogGroup").values():
         assert group["Properties"]["RetentionInDays"] == 30
 
 
 def test_pipeline_functions_get_their_settings(resources: dict[str, Any]) -> None:
-    (bucket_id,) = _of_type(resources, "AWS::S3::Bucket")
+    (bucket_id,) = of_type(resources, "AWS::S3::Bucket")
     for handler in PIPELINE_HANDLERS:
         variables = _function(resources, handler)["Properties"]["Environment"]["Variables"]
         assert variables["PAGEMILL_WORK_BUCKET"] == {"Ref": bucket_id}
@@ -527,7 +524,7 @@ def test_functions_get_least_privilege_bucket_access(resources: dict[str, Any]) 
     def s3_grants(handler: str) -> dict[str, set[str]]:
         role_id = _function(resources, handler)["Properties"]["Role"]["Fn::GetAtt"][0]
         grants: dict[str, set[str]] = {}
-        for policy in _of_type(resources, "AWS::IAM::Policy").values():
+        for policy in of_type(resources, "AWS::IAM::Policy").values():
             if {"Ref": role_id} not in policy["Properties"]["Roles"]:
                 continue
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -563,15 +560,6 @@ def test_functions_get_least_privilege_bucket_access(resources: dict[str, Any]) 
     assert _put_targets(resources, "handler.understand") == ["/documents/*/understanding.json"]
 
 
-def _role_statements(resources: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
-    return [
-        s
-        for policy in _of_type(resources, "AWS::IAM::Policy").values()
-        if {"Ref": role_id} in policy["Properties"]["Roles"]
-        for s in policy["Properties"]["PolicyDocument"]["Statement"]
-    ]
-
-
 def _object_suffixes(statement: dict[str, Any]) -> list[str]:
     """The object part of each bucket-ARN Fn::Join in a statement's Resource."""
     targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
@@ -582,7 +570,7 @@ def _put_targets(resources: dict[str, Any], handler: str) -> list[str]:
     role_id = _function(resources, handler)["Properties"]["Role"]["Fn::GetAtt"][0]
     return sorted(
         suffix
-        for s in _role_statements(resources, role_id)
+        for s in role_statements(resources, role_id)
         if "s3:PutObject" in _actions(s)
         for suffix in _object_suffixes(s)
     )
@@ -626,7 +614,7 @@ def test_database_secret_reaches_only_the_database_functions(synthesize: Any, tm
         role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
         may_read = any(
             "secretsmanager:GetSecretValue" in _actions(s) and arn in s["Resource"]
-            for policy in _of_type(resources, "AWS::IAM::Policy").values()
+            for policy in of_type(resources, "AWS::IAM::Policy").values()
             if {"Ref": role_id} in policy["Properties"]["Roles"]
             for s in policy["Properties"]["PolicyDocument"]["Statement"]
         )
@@ -636,11 +624,11 @@ def test_database_secret_reaches_only_the_database_functions(synthesize: Any, tm
 
 def test_stopped_or_timed_out_executions_settle_their_documents(resources: dict[str, Any]) -> None:
     # They end without their Catch, so RecordFailure never runs: a rule hands them to Settle
-    (machine_id,) = _of_type(resources, "AWS::StepFunctions::StateMachine")
-    (dlq_id,) = _of_type(resources, "AWS::SQS::Queue")
-    settle_id = next(i for i, f in _of_type(resources, "AWS::Lambda::Function").items()
+    (machine_id,) = of_type(resources, "AWS::StepFunctions::StateMachine")
+    (dlq_id,) = of_type(resources, "AWS::SQS::Queue")
+    settle_id = next(i for i, f in of_type(resources, "AWS::Lambda::Function").items()
                      if f["Properties"]["Handler"] == "handler.settle")
-    (rule,) = [r["Properties"] for r in _of_type(resources, "AWS::Events::Rule").values()
+    (rule,) = [r["Properties"] for r in of_type(resources, "AWS::Events::Rule").values()
                if r["Properties"].get("Targets", [{}])[0].get("Arn") == {"Fn::GetAtt": [settle_id, "Arn"]}]
     assert rule["EventPattern"]["detail"] == {
         "stateMachineArn": [{"Ref": machine_id}], "status": ["ABORTED", "TIMED_OUT"],
@@ -654,7 +642,7 @@ def test_stopped_or_timed_out_executions_settle_their_documents(resources: dict[
 
 
 def _the(resources: dict[str, Any], kind: str) -> dict[str, Any]:
-    (resource,) = _of_type(resources, kind).values()
+    (resource,) = of_type(resources, kind).values()
     return resource["Properties"]
 
 
@@ -668,7 +656,7 @@ def test_gpu_group_scales_from_zero_through_the_capacity_provider(resources: dic
     assert provider["ManagedScaling"]["TargetCapacity"] == 100
     assert provider["ManagedTerminationProtection"] == "ENABLED"
     # AND the cluster uses it, with Container Insights
-    (provider_id,) = _of_type(resources, "AWS::ECS::CapacityProvider")
+    (provider_id,) = of_type(resources, "AWS::ECS::CapacityProvider")
     assert {"Ref": provider_id} in _the(resources, "AWS::ECS::ClusterCapacityProviderAssociations")["CapacityProviders"]
     assert {"Name": "containerInsights", "Value": "enabled"} in _the(resources, "AWS::ECS::Cluster")["ClusterSettings"]
 
@@ -688,9 +676,9 @@ def test_gpu_instances_are_gpu_amis_with_imdsv2_and_an_encrypted_root(
 
 
 def test_gpu_network_is_public_subnets_without_nat_or_inbound_rules(resources: dict[str, Any]) -> None:
-    assert not _of_type(resources, "AWS::EC2::NatGateway")
-    assert not _of_type(resources, "AWS::EC2::EIP")
-    subnets = _of_type(resources, "AWS::EC2::Subnet")
+    assert not of_type(resources, "AWS::EC2::NatGateway")
+    assert not of_type(resources, "AWS::EC2::EIP")
+    subnets = of_type(resources, "AWS::EC2::Subnet")
     zone = _the(resources, "AWS::AutoScaling::AutoScalingGroup")["VPCZoneIdentifier"]
     assert len(zone) == 2
     assert all(subnets[s["Ref"]]["Properties"]["MapPublicIpOnLaunch"] is True for s in zone)
@@ -698,13 +686,13 @@ def test_gpu_network_is_public_subnets_without_nat_or_inbound_rules(resources: d
     (group_id,) = (g["Fn::GetAtt"][0] for g in launch["SecurityGroupIds"])
     assert "SecurityGroupIngress" not in resources[group_id]["Properties"]
     assert not [
-        r for r in _of_type(resources, "AWS::EC2::SecurityGroupIngress").values()
+        r for r in of_type(resources, "AWS::EC2::SecurityGroupIngress").values()
         if r["Properties"]["GroupId"]["Fn::GetAtt"][0] == group_id
     ]
 
 
 def test_gpu_task_definition_asks_for_one_gpu(resources: dict[str, Any]) -> None:
-    (resource,) = _of_type(resources, "AWS::ECS::TaskDefinition").values()
+    (resource,) = of_type(resources, "AWS::ECS::TaskDefinition").values()
     props = resource["Properties"]
     assert props["RequiresCompatibilities"] == ["EC2"]
     assert props["NetworkMode"] == "bridge"  # the instance's public address, no NAT
@@ -721,15 +709,15 @@ def test_gpu_task_definition_asks_for_one_gpu(resources: dict[str, Any]) -> None
 
 
 def test_gpu_task_role_is_least_privilege(resources: dict[str, Any]) -> None:
-    (task_definition,) = _of_type(resources, "AWS::ECS::TaskDefinition").values()
+    (task_definition,) = of_type(resources, "AWS::ECS::TaskDefinition").values()
     role_id = task_definition["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
-    statements = _role_statements(resources, role_id)
+    statements = role_statements(resources, role_id)
     actions = [a for s in statements for a in _actions(s)]
     assert not [a for a in actions if "*" in a], actions
     s3 = {a: suffix for s in statements for a in _actions(s) if a.startswith("s3:") for suffix in _object_suffixes(s)}
     assert s3 == {"s3:GetObject": "/documents/*", "s3:PutObject": "/documents/*/embeddings/*"}
     # AND it answers task tokens of this state machine only
-    (machine_id,) = _of_type(resources, "AWS::StepFunctions::StateMachine")
+    (machine_id,) = of_type(resources, "AWS::StepFunctions::StateMachine")
     (token,) = [s for s in statements if any(a.startswith("states:") for a in _actions(s))]
     assert sorted(_actions(token)) == ["states:SendTaskFailure", "states:SendTaskHeartbeat", "states:SendTaskSuccess"]
     assert token["Resource"] == {"Ref": machine_id}
@@ -759,20 +747,12 @@ def test_cfn_lint_finds_no_errors(template: dict[str, Any]) -> None:
 # --- configuration ---------------------------------------------------------------------------
 
 
-class _Context:
-    def __init__(self, **values: Any) -> None:
-        self.values = values
-
-    def try_get_context(self, key: str) -> Any:
-        return self.values.get(key)
-
-
 def test_config_reads_context_with_defaults_and_cli_strings() -> None:
     from stacks.config import PipelineConfig
 
-    assert PipelineConfig.from_context(_Context()) == PipelineConfig()
+    assert PipelineConfig.from_context(Context()) == PipelineConfig()
     # `cdk synth -c batch_pages=10` passes strings
-    config = PipelineConfig.from_context(_Context(batch_pages="10", map_concurrency=5, markdown_mode="layout"))
+    config = PipelineConfig.from_context(Context(batch_pages="10", map_concurrency=5, markdown_mode="layout"))
     assert (config.batch_pages, config.map_concurrency, config.markdown_mode) == (10, 5, "layout")
 
 
@@ -809,14 +789,14 @@ def test_config_rejects_bad_values_with_a_clear_message(context: dict[str, Any],
     from stacks.config import ConfigError, PipelineConfig
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        PipelineConfig.from_context(_Context(**context))
+        PipelineConfig.from_context(Context(**context))
 
 
 def test_config_accepts_gpu_settings() -> None:
     from stacks.config import PipelineConfig
 
     config = PipelineConfig.from_context(
-        _Context(gpu_instance_type="g4dn.2xlarge", gpu_max_instances="4", gpu_min_images="50",
+        Context(gpu_instance_type="g4dn.2xlarge", gpu_max_instances="4", gpu_min_images="50",
                  clip_model_s3_uri="s3://my-models/clip-vit-b32/")
     )
     assert (config.gpu_instance_type, config.gpu_max_instances, config.gpu_min_images) == ("g4dn.2xlarge", 4, 50)
@@ -835,14 +815,14 @@ def test_gpu_settings_reach_the_stack(synthesize: Any, tmp_path: Path) -> None:
     assert _the(resources, "AWS::AutoScaling::AutoScalingGroup")["MaxSize"] == "5"
     from tests.infrastructure.conftest import definition_of
 
-    (machine_id, machine), = _of_type(resources, "AWS::StepFunctions::StateMachine").items()
+    (machine_id, machine), = of_type(resources, "AWS::StepFunctions::StateMachine").items()
     assert _embed_on_gpu(definition_of({"Resources": {machine_id: machine}}))["HeartbeatSeconds"] == 300
     embed = _function(resources, "handler.embed")
     variables = embed["Properties"]["Environment"]["Variables"]
     assert variables["PAGEMILL_GPU_MIN_IMAGES"] == "50"
     assert variables["PAGEMILL_CLIP_S3_URI"] == "s3://my-models/clip/"
     # AND Embed may list and read the model's prefix, and nothing else of that bucket
-    statements = _role_statements(resources, embed["Properties"]["Role"]["Fn::GetAtt"][0])
+    statements = role_statements(resources, embed["Properties"]["Role"]["Fn::GetAtt"][0])
     model = [s for s in statements if "my-models" in json.dumps(s["Resource"])]
     assert {a: s["Resource"] for s in model for a in _actions(s)} == {
         "s3:ListBucket": {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::my-models"]]},
@@ -861,7 +841,7 @@ def test_a_pushed_gpu_image_deploys_without_docker(synthesize: Any, tmp_path: Pa
     assert "pagemill-clip@sha256:" + "ab" * 32 in json.dumps(container["Image"])
     arn = ":ecr:eu-west-1:123456789012:repository/pagemill-clip"
     repository = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, arn]]}
-    pulls = [s for p in _of_type(resources, "AWS::IAM::Policy").values()
+    pulls = [s for p in of_type(resources, "AWS::IAM::Policy").values()
              for s in p["Properties"]["PolicyDocument"]["Statement"] if "ecr:BatchGetImage" in _actions(s)]
     assert [s["Resource"] for s in pulls] == [repository]
     # AND nothing is left for Docker to build (the default configuration has the worker's image here)
@@ -874,14 +854,14 @@ def test_a_pushed_gpu_image_deploys_without_docker(synthesize: Any, tmp_path: Pa
 
 def _alarms_on(resources: dict[str, Any], namespace: str, metric: str) -> list[dict[str, Any]]:
     return [
-        a["Properties"] for a in _of_type(resources, "AWS::CloudWatch::Alarm").values()
+        a["Properties"] for a in of_type(resources, "AWS::CloudWatch::Alarm").values()
         if a["Properties"].get("Namespace") == namespace and a["Properties"].get("MetricName") == metric
     ]
 
 
 def test_alarms_page_one_topic(resources: dict[str, Any]) -> None:
-    (topic_id,) = _of_type(resources, "AWS::SNS::Topic")
-    alarms = _of_type(resources, "AWS::CloudWatch::Alarm").values()
+    (topic_id,) = of_type(resources, "AWS::SNS::Topic")
+    alarms = of_type(resources, "AWS::CloudWatch::Alarm").values()
     assert alarms
     for alarm in alarms:
         props = alarm["Properties"]
@@ -910,9 +890,9 @@ def test_alarms_page_one_topic(resources: dict[str, Any]) -> None:
 
 
 def test_failed_documents_are_published(resources: dict[str, Any]) -> None:
-    (topic_id,) = _of_type(resources, "AWS::SNS::Topic")
-    (machine_id,) = _of_type(resources, "AWS::StepFunctions::StateMachine")
-    rules = [r["Properties"] for r in _of_type(resources, "AWS::Events::Rule").values()
+    (topic_id,) = of_type(resources, "AWS::SNS::Topic")
+    (machine_id,) = of_type(resources, "AWS::StepFunctions::StateMachine")
+    rules = [r["Properties"] for r in of_type(resources, "AWS::Events::Rule").values()
              if r["Properties"].get("EventPattern", {}).get("source") == ["aws.states"]
              and r["Properties"]["Targets"][0]["Arn"] == {"Ref": topic_id}]
     assert len(rules) == 1
@@ -923,22 +903,22 @@ def test_failed_documents_are_published(resources: dict[str, Any]) -> None:
 
 def test_alarm_email_subscribes_to_the_topic(tmp_path: Path, synthesize: Callable[..., Any]) -> None:
     resources = synthesize(tmp_path, alarm_email="oncall@example.com").to_json()["Resources"]
-    (subscription,) = _of_type(resources, "AWS::SNS::Subscription").values()
+    (subscription,) = of_type(resources, "AWS::SNS::Subscription").values()
     assert subscription["Properties"]["Protocol"] == "email"
     assert subscription["Properties"]["Endpoint"] == "oncall@example.com"
 
 
 def test_executions_running_too_long_raise_the_stuck_alarm(resources: dict[str, Any]) -> None:
-    (machine_id,) = _of_type(resources, "AWS::StepFunctions::StateMachine")
-    functions = _of_type(resources, "AWS::Lambda::Function")
+    (machine_id,) = of_type(resources, "AWS::StepFunctions::StateMachine")
+    functions = of_type(resources, "AWS::Lambda::Function")
     (watch_id,) = [i for i, f in functions.items() if f["Properties"]["Handler"] == "handler.watch"]
     assert functions[watch_id]["Properties"]["Environment"]["Variables"]["STATE_MACHINE_ARN"] == {"Ref": machine_id}
     # it may list the executions of this state machine, and runs every five minutes
     role_id = functions[watch_id]["Properties"]["Role"]["Fn::GetAtt"][0]
-    statements = [s for p in _of_type(resources, "AWS::IAM::Policy").values()
+    statements = [s for p in of_type(resources, "AWS::IAM::Policy").values()
                   if {"Ref": role_id} in p["Properties"]["Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]]
     assert {"Action": "states:ListExecutions", "Effect": "Allow", "Resource": {"Ref": machine_id}} in statements
-    (schedule,) = [r["Properties"] for r in _of_type(resources, "AWS::Events::Rule").values()
+    (schedule,) = [r["Properties"] for r in of_type(resources, "AWS::Events::Rule").values()
                    if "ScheduleExpression" in r["Properties"]]
     assert schedule["ScheduleExpression"] == "rate(5 minutes)"
     assert schedule["Targets"][0]["Arn"] == {"Fn::GetAtt": [watch_id, "Arn"]}
@@ -950,7 +930,7 @@ def test_executions_running_too_long_raise_the_stuck_alarm(resources: dict[str, 
 
 
 def test_dashboard_shows_throughput_failures_by_class_and_every_state(resources: dict[str, Any]) -> None:
-    (dashboard,) = _of_type(resources, "AWS::CloudWatch::Dashboard").values()
+    (dashboard,) = of_type(resources, "AWS::CloudWatch::Dashboard").values()
     body = dashboard["Properties"]["DashboardBody"]
     parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
     text = "".join(p if isinstance(p, str) else json.dumps(p) for p in parts)
