@@ -107,7 +107,6 @@ class PageTruth:
     paragraphs: list[str]
     footer: str
     table_rows: list[list[str]] = field(default_factory=list)  # header row first; empty: no table
-    image_sha256: str | None = None
 
     @property
     def text(self) -> str:
@@ -151,7 +150,6 @@ def make_mixed(
             top += 24 * len(truth.table_rows) + 30
         elif page_no in image_pages:
             photo = _photo_png(page_no, rng)
-            truth.image_sha256 = hashlib.sha256(photo).hexdigest()
             page.insert_image(_PHOTO_RECT, stream=photo)
             top = _PHOTO_RECT.y1 + 30
         page.insert_text((_MARGIN, top), truth.headings[1], fontname=_HEADING_FONT, fontsize=_SECTION_FONT_SIZE)

@@ -53,15 +53,12 @@ def record_failure(event: dict[str, Any], context: LambdaContext) -> dict[str, s
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
-@metrics.log_metrics
 def settle(event: dict[str, Any], context: LambdaContext) -> dict[str, str | None]:
     """EventBridge "Step Functions Execution Status Change" for ABORTED and TIMED_OUT executions."""
     detail = event["detail"]
     logger.append_keys(execution_arn=detail["executionArn"])
     settled = writing.settle_ended_execution(db_connection(), execution_arn=detail["executionArn"],
                                              status=detail["status"])
+    # No metric of its own: AWS/States ExecutionsAborted and ExecutionsTimedOut count these (alarmed).
     logger.info("execution settled", extra=settled)
-    if settled["document_id"]:
-        metrics.add_metric(name="DocumentsCancelled" if detail["status"] == "ABORTED" else "DocumentsFailed",
-                           unit=MetricUnit.Count, value=1)
     return settled

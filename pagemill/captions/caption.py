@@ -368,6 +368,11 @@ def caption_batch(
         max_attempts=max_attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep,
         max_image_pixels=max_image_pixels, time_left=time_left,
     )
+    return finish_batch(s3, bucket, out_key, results)
+
+
+def finish_batch(s3: Any, bucket: str, out_key: str, results: list[CaptionResult]) -> dict[str, Any]:
+    """Write a batch's results to ``out_key``; its summary is the map item's (small) result."""
     write_results(s3, bucket, out_key, results)
     summary = summarize(results)
     return {

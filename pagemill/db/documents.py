@@ -139,31 +139,28 @@ def cancel_execution(conn: psycopg.Connection[Any], execution_arn: str, reason: 
             "insert into cancellations (execution_arn, reason) values (%s, %s) on conflict (execution_arn) do nothing",
             (execution_arn, reason),
         )
-        row = conn.execute(
-            """
-            update documents set status = 'cancelled', error_class = 'Cancelled', error = %s, cause = null,
-                failed_state = null, updated_at = now()
-            where execution_arn = %s and status = 'running'
-            returning id
-            """,
-            (_first_line(reason), execution_arn),
-        ).fetchone()
-    return row[0] if row else None
+        return _end_running(conn, execution_arn, "cancelled", "Cancelled", reason)
 
 
 def fail_execution(conn: psycopg.Connection[Any], execution_arn: str, error_class: str, reason: str) -> str | None:
     """Mark the running document of ``execution_arn`` failed, for an execution that ended without
     its Catch (it timed out as a whole); return the document's id, or None when none was running."""
     with unavailable_on_failure(f"recording the end of execution {execution_arn}"), conn.transaction():
-        row = conn.execute(
-            """
-            update documents set status = 'failed', error_class = %s, error = %s, cause = null,
-                failed_state = null, updated_at = now()
-            where execution_arn = %s and status = 'running'
-            returning id
-            """,
-            (error_class, _first_line(reason), execution_arn),
-        ).fetchone()
+        return _end_running(conn, execution_arn, "failed", error_class, reason)
+
+
+def _end_running(
+    conn: psycopg.Connection[Any], execution_arn: str, status: str, error_class: str, reason: str
+) -> str | None:
+    row = conn.execute(
+        """
+        update documents set status = %s, error_class = %s, error = %s, cause = null,
+            failed_state = null, updated_at = now()
+        where execution_arn = %s and status = 'running'
+        returning id
+        """,
+        (status, error_class, _first_line(reason), execution_arn),
+    ).fetchone()
     return row[0] if row else None
 
 

@@ -47,12 +47,17 @@ def start(home: Path) -> str:
             f"could not start the embedded PostgreSQL in {pgdata}: {exc}; its log is {pgdata / 'log'}"
         ) from exc
     url = server.get_uri()
-    _configure(url)
+    _configure(pgdata, url)
     return url
 
 
-def _configure(url: str) -> None:
-    """Apply SERVER_SETTINGS where they differ (all of them take effect on reload)."""
+def _configure(pgdata: Path, url: str) -> None:
+    """Apply SERVER_SETTINGS where they differ (all of them take effect on reload). ALTER SYSTEM
+    keeps them in postgresql.auto.conf: once they are there, no connection is needed."""
+    saved = pgdata / "postgresql.auto.conf"
+    wanted = {f"{name} = '{value}'" for name, value in SERVER_SETTINGS.items()}
+    if saved.exists() and wanted <= set(saved.read_text().splitlines()):
+        return
     with connect(url, autocommit=True) as conn:
         changed = False
         for name, value in SERVER_SETTINGS.items():

@@ -9,8 +9,12 @@ import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
+from pagemill import layout, storage
+from pagemill.errors import InternalError
+from pagemill.models import BatchResult, BatchSpec
 from pagemill.settings import Settings
 
 
@@ -22,11 +26,8 @@ def document_id_for(sha256: str) -> str:
 def file_sha256(path: Path) -> str:
     """The sha256 of a local file, read in blocks (the local engine and `pagemill status` identify
     a PDF on disk by it)."""
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -37,3 +38,22 @@ class StageContext:
     settings: Settings
     work_bucket: str
     scratch: Path = Path(tempfile.gettempdir()) / "pagemill"
+
+
+def load_manifest(ctx: StageContext, key: str) -> list[BatchSpec]:
+    """The document's page batches, in page order."""
+    specs = [BatchSpec.from_dict(d) for d in storage.get_json(ctx.s3, ctx.work_bucket, key)]
+    return sorted(specs, key=lambda spec: spec.first_page)
+
+
+def batch_results(ctx: StageContext, document_id: str, manifest: list[BatchSpec]) -> Iterator[BatchResult]:
+    """ExtractBatch's results in page order, one in memory at a time. A missing one is a defect
+    (ExtractPages succeeded only if every batch wrote its result)."""
+    for spec in manifest:
+        key = layout.batch_result_key(document_id, spec.first_page, spec.last_page)
+        try:
+            yield BatchResult.from_dict(storage.get_json(ctx.s3, ctx.work_bucket, key))
+        except storage.SourceMissing as exc:
+            raise InternalError(
+                f"the result of pages {spec.first_page}-{spec.last_page} is missing from s3://{ctx.work_bucket}/{key}"
+            ) from exc

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from pagemill import layout, storage
 from pagemill.captions.caption import caption_batch as _caption_batch
-from pagemill.captions.caption import skip_all, summarize, write_results
+from pagemill.captions.caption import finish_batch, skip_all
 from pagemill.captions.understand import SKIPPED, Understanding, understand_document
-from pagemill.models import BatchResult, BatchSpec
-from pagemill.stages import StageContext
+from pagemill.models import BatchSpec
+from pagemill.stages import StageContext, batch_results, load_manifest
 
 if TYPE_CHECKING:
     from pagemill.captions.breaker import CircuitBreaker
@@ -47,11 +47,7 @@ def caption_batch(
 
 def skip_batch(ctx: StageContext, *, images: Sequence[Mapping[str, Any]], out_key: str, reason: str) -> dict[str, Any]:
     """Every image of the batch skipped for one reason, recorded like any result."""
-    results = skip_all(images, reason)
-    write_results(ctx.s3, ctx.work_bucket, out_key, results)
-    summary = summarize(results)
-    return {"captions_key": out_key, "captioned": 0, "skipped": summary["skipped"], "input_tokens": 0,
-            "output_tokens": 0}
+    return finish_batch(ctx.s3, ctx.work_bucket, out_key, skip_all(images, reason))
 
 
 def understand(
@@ -66,7 +62,7 @@ def understand(
 ) -> dict[str, Any]:
     """Read the document's markdown (no more than the understanding budget holds), ask the model
     what the document is, and store the answer at the document's understanding key."""
-    manifest = [BatchSpec.from_dict(d) for d in storage.get_json(ctx.s3, ctx.work_bucket, manifest_key)]
+    manifest = load_manifest(ctx, manifest_key)
     s = ctx.settings
     pages = list(_markdown_pages(ctx, document_id, manifest, max_chars=s.understanding_token_budget * 4))
     result = understand_document(
@@ -96,9 +92,8 @@ def _markdown_pages(
     """(page number, markdown) in page order, one batch result loaded at a time, stopping once
     more than ``max_chars`` were given: the rest could not be sent anyway."""
     given = 0
-    for spec in sorted(manifest, key=lambda s: s.first_page):
-        key = layout.batch_result_key(document_id, spec.first_page, spec.last_page)
-        for page in BatchResult.from_dict(storage.get_json(ctx.s3, ctx.work_bucket, key)).pages:
+    for result in batch_results(ctx, document_id, manifest):
+        for page in result.pages:
             yield page.page_no, page.markdown
             given += len(page.markdown)
             if given > max_chars:

@@ -9,8 +9,7 @@ from typing import Any
 from pagemill import layout, storage
 from pagemill.clip.embed import embed_images
 from pagemill.clip.model import ClipModel
-from pagemill.models import BatchSpec
-from pagemill.stages import StageContext
+from pagemill.stages import StageContext, batch_results, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -18,14 +17,10 @@ log = logging.getLogger(__name__)
 def collect_images(ctx: StageContext, *, document_id: str, manifest_key: str) -> dict[str, Any]:
     """Write the document's distinct images (first occurrence order) as one list and decide where
     they are embedded: nowhere, on a CPU Lambda, or on the GPU service."""
-    manifest = [BatchSpec.from_dict(d) for d in storage.get_json(ctx.s3, ctx.work_bucket, manifest_key)]
     seen: dict[str, str] = {}
-    for spec in sorted(manifest, key=lambda s: s.first_page):
-        result = storage.get_json(
-            ctx.s3, ctx.work_bucket, layout.batch_result_key(document_id, spec.first_page, spec.last_page)
-        )
-        for image in result["images"]:
-            seen.setdefault(image["sha256"], image["s3_key"])
+    for result in batch_results(ctx, document_id, load_manifest(ctx, manifest_key)):
+        for image in result.images:
+            seen.setdefault(image.sha256, image.s3_key)
     images_key = layout.image_list_key(document_id)
     storage.put_json(ctx.s3, ctx.work_bucket, images_key, [{"sha256": k, "s3_key": v} for k, v in seen.items()])
     if not seen:

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pagemill import layout, storage
-from pagemill.captions.caption import load_results, skipped, summarize
+from pagemill.captions.caption import CaptionResult, load_results, skipped, summarize
 from pagemill.captions.understand import SKIPPED, Understanding
 from pagemill.clip.embed import load_embeddings
 from pagemill.db import documents
@@ -18,8 +18,8 @@ from pagemill.db.connect import unavailable_on_failure
 from pagemill.db.understanding import store_caption_results, store_token_usage, store_understanding
 from pagemill.db.write import write_document
 from pagemill.errors import InternalError, PagemillError, input_error_names
-from pagemill.models import BatchResult, BatchSpec, SourceObject
-from pagemill.stages import StageContext, document_id_for
+from pagemill.models import BatchResult, SourceObject
+from pagemill.stages import StageContext, batch_results, document_id_for, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -35,28 +35,24 @@ def write(
     {"prefix", "error"} of the caption branch; ``understanding``: {"key", "error"}), in one
     transaction."""
     began = time.monotonic()
-    manifest = [BatchSpec.from_dict(d) for d in storage.get_json(ctx.s3, ctx.work_bucket, manifest_key)]
+    manifest = load_manifest(ctx, manifest_key)
     stats: dict[str, Any] = {"batches": len(manifest), "skipped_images": {}}
     extract_seconds = 0.0
 
     def batches() -> Iterator[BatchResult]:
         # One batch in memory at a time: write_document streams rows into COPY.
         nonlocal extract_seconds
-        for spec in sorted(manifest, key=lambda s: s.first_page):
-            key = layout.batch_result_key(document_id, spec.first_page, spec.last_page)
-            try:
-                result = BatchResult.from_dict(storage.get_json(ctx.s3, ctx.work_bucket, key))
-            except storage.SourceMissing as exc:
-                raise InternalError(
-                    f"the result of pages {spec.first_page}-{spec.last_page} is missing from s3://{ctx.work_bucket}/{key}"
-                ) from exc
+        for result in batch_results(ctx, document_id, manifest):
             extract_seconds += result.seconds
             for skipped in result.skipped_images:
                 stats["skipped_images"][skipped.reason] = stats["skipped_images"].get(skipped.reason, 0) + 1
             yield result
 
     timings: dict[str, float] = {}
+    # Everything else S3 holds is read before the transaction: its locks (the document's row, the
+    # execution's) are held for the database work only.
     embeddings = load_embeddings(ctx.s3, ctx.work_bucket, embeddings_index_key) if embeddings_index_key else None
+    caption_results, answer = _load_model_output(ctx, document_id, captions or {}, understanding or {})
     with unavailable_on_failure(f"writing document {document_id}"), conn.transaction():
         # A cancelled execution's Write still runs if it was in flight when the execution was
         # stopped; it must not turn the cancelled document into a succeeded one.
@@ -65,7 +61,7 @@ def write(
         counts = write_document(
             conn, document_id=document_id, batches=batches(), timings=timings, stats=stats, embeddings=embeddings
         )
-        _write_model_output(ctx, conn, document_id, captions or {}, understanding or {})
+        _store_model_output(conn, document_id, caption_results, answer)
     timings.update({"extract_seconds_sum": round(extract_seconds, 3), "write_seconds": round(time.monotonic() - began, 3)})
     if started_at:
         timings["pipeline_seconds"] = round(
@@ -75,27 +71,38 @@ def write(
     return {"pages": counts.pages, "chunks": counts.chunks, "images": counts.images}
 
 
-def _write_model_output(
-    ctx: StageContext, conn: Any, document_id: str, captions: Mapping[str, Any], understanding: Mapping[str, Any]
-) -> None:
-    input_tokens = output_tokens = 0
-    caption_summary = None
+def _load_model_output(
+    ctx: StageContext, document_id: str, captions: Mapping[str, Any], understanding: Mapping[str, Any]
+) -> tuple[list[CaptionResult] | None, Understanding | None]:
+    """The caption of every image (one skipped with the reason where its batch gave none) and the
+    document's understanding; None for a branch that did not run."""
+    results = None
     if captions.get("prefix"):
-        results = load_results(ctx.s3, ctx.work_bucket, captions["prefix"])
+        by_image = load_results(ctx.s3, ctx.work_bucket, captions["prefix"])
         # An image without a result: its batch failed after its retries, or the map did.
         reason = f"caption step failed ({captions['error']})" if captions.get("error") else CAPTION_BATCH_FAILED
         for image in storage.get_json(ctx.s3, ctx.work_bucket, layout.image_list_key(document_id)):
-            results.setdefault(image["sha256"], skipped(image["sha256"], reason))
-        store_caption_results(conn, document_id, results.values())
-        caption_summary = summarize(results.values())
-        input_tokens += caption_summary["input_tokens"]
-        output_tokens += caption_summary["output_tokens"]
+            by_image.setdefault(image["sha256"], skipped(image["sha256"], reason))
+        results = list(by_image.values())
     if understanding.get("key"):
         answer = Understanding.from_dict(storage.get_json(ctx.s3, ctx.work_bucket, understanding["key"]))
     elif understanding.get("error"):
         answer = Understanding(None, None, status=SKIPPED, reason=f"understanding step failed ({understanding['error']})")
     else:
         answer = None
+    return results, answer
+
+
+def _store_model_output(
+    conn: Any, document_id: str, results: list[CaptionResult] | None, answer: Understanding | None
+) -> None:
+    input_tokens = output_tokens = 0
+    caption_summary = None
+    if results is not None:
+        store_caption_results(conn, document_id, results)
+        caption_summary = summarize(results)
+        input_tokens += caption_summary["input_tokens"]
+        output_tokens += caption_summary["output_tokens"]
     if answer is not None:
         store_understanding(conn, document_id, answer)
         input_tokens += answer.input_tokens
