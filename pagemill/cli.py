@@ -259,11 +259,6 @@ class _Aws:
         self.stack = find_stack(session.client("cloudformation"), stack_name or _default_stack_name())
         self.database_url = database_url
 
-    def connection(self) -> Any:
-        from pagemill.db.connect import connect
-
-        return connect(self.database_url) if self.database_url else None
-
 
 def _operate(action: Callable[[], int]) -> None:
     """Run an operation; typed failures become a red line and the exit code (1, 2 for a stack

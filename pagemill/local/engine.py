@@ -27,13 +27,13 @@ from moto.server import ThreadedMotoServer
 
 from pagemill import layout
 from pagemill.local.lambda_runtime import LambdaRuntime
-from pagemill.local.runbook import RunBook
+from pagemill.local.runbook import WRITE_EVERY_S, RunBook
 from pagemill.clip.testmodel import ensure_test_model
 from pagemill.local.containers import INTERPRETER_FIXES, LocalContainers
 from pagemill.local.synth import PROJECT_ROOT, synthesize
 from pagemill.local.template import REGION, LocalDeployment, load_deployment
 from pagemill.models import SourceObject
-from pagemill.progress import document_progress
+from pagemill.progress import document_progress, read_history
 from pagemill.stages import document_id_for, file_sha256
 from pagemill.trigger import start_for_object
 
@@ -101,7 +101,6 @@ class LocalEngine:
         self._patches: list[Any] = []
         self.containers: LocalContainers | None = None
         self.state_machine_arn = ""
-        self.caption_note: str | None = None
         self.runbook: RunBook | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -167,7 +166,7 @@ class LocalEngine:
             "PAGEMILL_CLIP_DIR": os.environ.get("PAGEMILL_CLIP_DIR")
             or str(ensure_test_model(self.options.home / "clip-test-model")),
         }
-        captions, self.caption_note = caption_environment(
+        captions, _ = caption_environment(
             {**os.environ, **self.options.function_env}, no_captions=self.options.no_captions
         )
         overrides.update({**captions, **self.options.function_env})
@@ -239,10 +238,14 @@ class LocalEngine:
     ) -> None:
         assert self.runbook is not None
         pending = list(runs)
+        next_cancel_check = 0.0
         while pending:
-            # `pagemill cancel` from another process records a cancellation; stop those here.
-            for arn, reason in self.runbook.cancellations([r.execution_arn for r in pending]).items():
-                self.sfn.stop_execution(executionArn=arn, error="Cancelled", cause=reason)
+            # `pagemill cancel` from another process records a cancellation; stop those here
+            # (looked for as often as progress is written, not at every poll).
+            if time.monotonic() >= next_cancel_check:
+                next_cancel_check = time.monotonic() + WRITE_EVERY_S
+                for arn, reason in self.runbook.cancellations([r.execution_arn for r in pending]).items():
+                    self.sfn.stop_execution(executionArn=arn, error="Cancelled", cause=reason)
             for run in list(pending):
                 self._refresh(run)
                 if on_progress:
@@ -265,14 +268,8 @@ class LocalEngine:
             run.seconds = (end - description["startDate"]).total_seconds()
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
-        while True:
-            page = self.sfn.get_execution_history(**kwargs)
-            events.extend(page["events"])
-            if not page.get("nextToken"):
-                return events
-            kwargs["nextToken"] = page["nextToken"]
+        """The execution's events, oldest first."""
+        return read_history(self.sfn, execution_arn)[::-1]
 
     def state_seconds(self, execution_arn: str) -> dict[str, float]:
         """Seconds spent in each top-level state, from the execution history."""

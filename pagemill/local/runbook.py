@@ -34,6 +34,8 @@ class RunBook:
         self._sfn = sfn
         self._conn: Any = None
         self._written: dict[str, tuple[float, tuple[Any, ...]]] = {}
+        # Ended runs whose end could not be written (database away): tried again at close.
+        self._unfinished: dict[str, Callable[[Any], Any]] = {}
         self._retry_at = 0.0
 
     def submitted(self, run: DocumentRun) -> None:
@@ -51,16 +53,21 @@ class RunBook:
         now = time.monotonic()
         if seen == last_seen or (not terminal and now - last_at < WRITE_EVERY_S):
             return
-        state = current_state(read_history(self._sfn, run.execution_arn))
-        written = self._safely(
-            "record progress",
-            lambda conn: local_runs.update_run(
+        # A finished run has no current state (`pagemill status` shows one for live runs only).
+        state = None if terminal else current_state(read_history(self._sfn, run.execution_arn))
+
+        def record(conn: Any) -> None:
+            local_runs.update_run(
                 conn, run.execution_arn, status=run.status, current_state=state, page_count=run.page_count,
                 pages_done=run.pages_done,
-            ),
-        )
-        if written is not _FAILED:
+            )
+
+        if self._safely("record progress", record) is not _FAILED:
             self._written[run.execution_arn] = (now, seen)
+            self._unfinished.pop(run.execution_arn, None)
+        elif terminal:
+            # The run leaves the engine's watch now: its end is written at close, if not before.
+            self._unfinished[run.execution_arn] = record
 
     def cancellations(self, execution_arns: list[str]) -> dict[str, str]:
         if not execution_arns:
@@ -69,12 +76,19 @@ class RunBook:
         return {} if found is _FAILED else found
 
     def close(self) -> None:
+        if self._unfinished:
+            self._retry_at = 0.0
+            for arn, record in list(self._unfinished.items()):
+                if self._safely("record the end of a run", record) is _FAILED:
+                    break
+                del self._unfinished[arn]
         if self._conn is not None:
             self._conn.close()
 
     def _safely(self, what: str, action: Callable[[Any], Any]) -> Any:
         # Bookkeeping must not fail or slow a run: with the database away the pipeline's own
-        # retries decide the documents' fate, and this record catches up once it is back.
+        # retries decide the documents' fate, and this record catches up once it is back (an
+        # ended run's record at the latest when the engine closes).
         if time.monotonic() < self._retry_at:
             return _FAILED
         try:

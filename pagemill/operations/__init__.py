@@ -4,6 +4,7 @@ be done as asked raises an OperationError (pagemill.errors) that says why and wh
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,8 @@ EXECUTION_TO_DOCUMENT = {
     "ABORTED": "cancelled", "PENDING_REDRIVE": "running",
 }
 HEALTHY = {"running", "succeeded"}
+# What a document id looks like (pagemill.stages.document_id_for: 32 hex digits of the sha256).
+DOCUMENT_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ The clients are passed in (built at the edge: the CLI, or a test under moto)."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +14,12 @@ from botocore.exceptions import ClientError
 from pagemill.db import documents
 from pagemill.errors import NotRedrivable, NotRunning, StackNotFound, UnknownDocument
 from pagemill.models import SourceObject
-from pagemill.operations import EXECUTION_TO_DOCUMENT, CancelOutcome, DocumentStatus, RedriveOutcome, StatusList
+from pagemill.operations import (
+    DOCUMENT_ID, EXECUTION_TO_DOCUMENT, CancelOutcome, DocumentStatus, RedriveOutcome, StatusList,
+)
 from pagemill.progress import current_state, document_progress, planned_document, read_history, visited
 from pagemill.trigger import execution_arn, execution_name, start_for_object
 
-_DOCUMENT_ID = re.compile(r"^[0-9a-f]{32}$")
 _ENDED_UNSUCCESSFULLY = {"FAILED", "TIMED_OUT", "ABORTED"}
 
 
@@ -54,12 +54,12 @@ def resolve(sfn: Any, s3: Any, stack: Stack, ref: str, conn: Any = None) -> str:
         arn = ref
     elif "/" in ref or ref.lower().endswith(".pdf"):
         arn = latest_attempt(sfn, stack, _latest_version(s3, stack, ref))[0]
-    elif _DOCUMENT_ID.match(ref) and conn is not None and (row := documents.get_document(conn, ref)):
+    elif DOCUMENT_ID.match(ref) and conn is not None and (row := documents.get_document(conn, ref)):
         arn = row["execution_arn"]
     else:
         arn = execution_arn(stack.state_machine_arn, ref)
     if _describe(sfn, arn) is None:
-        hint = "" if conn is not None or not _DOCUMENT_ID.match(ref) else " (a document id needs --database-url)"
+        hint = "" if conn is not None or not DOCUMENT_ID.match(ref) else " (a document id needs --database-url)"
         raise UnknownDocument(f"no execution for {ref!r} in stack {stack.name}{hint}")
     return arn
 
@@ -124,8 +124,8 @@ def recent(sfn: Any, stack: Stack, limit: int = 20) -> StatusList:
 def cancel(sfn: Any, stack: Stack, arn: str, reason: str, conn: Any = None) -> CancelOutcome:
     """Stop a running execution; with the database, first record the cancellation there, so the
     document row says cancelled and work still in flight (a Plan, a Write) cannot revive or
-    complete it. Without it, the row stays as the pipeline left it: running (see README
-    "Operate"); cancelling the stopped execution again with the database settles it."""
+    complete it. Without it, the stack's Settle function marks the row cancelled when the stop
+    event arrives; cancelling a stopped execution again with the database settles it at once."""
     description = _describe(sfn, arn)
     if description is None:
         raise UnknownDocument(f"no execution {arn}")
@@ -147,7 +147,7 @@ def cancel(sfn: Any, stack: Stack, arn: str, reason: str, conn: Any = None) -> C
     if not running:
         note = "the execution was already stopped; its document row is now cancelled"
     elif conn is None:
-        note = "execution stopped; the document row was not updated (no --database-url)"
+        note = "execution stopped; the stack's Settle function marks its document cancelled"
     elif document_status == "succeeded":
         note = "execution stopped, but its Write had already committed: the document stays succeeded"
     else:
@@ -186,10 +186,9 @@ def plan_redrive(sfn: Any, stack: Stack, arn: str) -> RedrivePlan:
     status_now = description["status"]
     if status_now not in _ENDED_UNSUCCESSFULLY:
         raise NotRedrivable(f"execution {latest} is {status_now}: nothing to redrive")
-    events = read_history(sfn, latest)
     if status_now == "ABORTED":
         return RedrivePlan("restart", latest, source, attempt, "it was stopped (cancelled)")
-    if status_now == "FAILED" and visited(events, "RecordFailure"):
+    if status_now == "FAILED" and visited(read_history(sfn, latest), "RecordFailure"):
         return RedrivePlan("restart", latest, source, attempt, "it failed through RecordFailure")
     if description.get("redriveStatus") == "NOT_REDRIVABLE":
         return RedrivePlan("restart", latest, source, attempt,

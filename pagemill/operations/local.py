@@ -4,7 +4,6 @@ runs the engine writes to local_runs (progress, the process running it, the file
 from __future__ import annotations
 
 import os
-import re
 import socket
 import time
 from pathlib import Path
@@ -14,17 +13,16 @@ import psycopg
 
 from pagemill.db import documents, local_runs
 from pagemill.errors import NotRedrivable, NotRunning, UnknownDocument
-from pagemill.operations import CancelOutcome, DocumentStatus, StatusList
+from pagemill.operations import DOCUMENT_ID, CancelOutcome, DocumentStatus, StatusList
 from pagemill.stages import document_id_for, file_sha256
 
-_DOCUMENT_ID = re.compile(r"^[0-9a-f]{32}$")
 # How long `cancel` waits for a live run to stop its execution.
 STOP_WAIT_S = 10.0
 
 
 def resolve(conn: psycopg.Connection[Any], ref: str) -> str:
     """A document id, a local PDF (its content's id), or an execution ARN → a known document id."""
-    if _DOCUMENT_ID.match(ref) and documents.get_document(conn, ref):
+    if DOCUMENT_ID.match(ref) and documents.get_document(conn, ref):
         return ref
     path = Path(ref).expanduser()
     if path.is_file():
