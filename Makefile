@@ -29,8 +29,8 @@ test: install
 bench: install
 	$(BIN)/python -m bench.bench_db_write
 	$(BIN)/python bench/bench_clip.py
-	$(BIN)/python bench/bench_extract.py
-	$(BIN)/python bench/bench_memory.py
+	$(BIN)/python -m bench.bench_extract
+	$(BIN)/python -m bench.bench_memory
 	$(BIN)/python -m bench.bench_hnsw
 	$(BIN)/python -m bench.bench_e2e
 	$(BIN)/python -m bench.scale_model

@@ -34,10 +34,11 @@ from pathlib import Path
 
 import psutil
 
-from bench.inputs import machine, record
-from bench.scratch_db import scratch_database, server
+from bench.inputs import machine, peak_rss_bytes, record
+from bench.scratch_db import server
 from pagemill.db.connect import connect
 from pagemill.db.migrate import migrate
+from pagemill.db.scratch import scratch_database
 from pagemill.local.engine import DocumentRun, EngineOptions, LocalEngine
 from pagemill.sample import make_mixed
 from pagemill.settings import Settings
@@ -143,7 +144,6 @@ def run_pipeline(large: Path, small: Path, warmup: Path, database_url: str, work
     """The warm-up document first (imports, caches), then a small and the large document, one at a time."""
     options = EngineOptions(
         home=BUILD / "home", database_url=database_url, workers=workers, no_captions=True,
-        function_env={"ANTHROPIC_API_KEY": ""},
     )
     with LocalEngine(options) as engine:
         _measure(engine, warmup)
@@ -191,8 +191,6 @@ def _short(function: str) -> str:
 
 def plain_pass(mode: str, path: str) -> tuple[float, float]:
     """(seconds, peak RSS MB of the process) of one pass over ``path``."""
-    import resource
-
     import pymupdf
     import pymupdf4llm
 
@@ -207,7 +205,7 @@ def plain_pass(mode: str, path: str) -> tuple[float, float]:
     seconds = time.perf_counter() - started
     if not text.strip():
         raise RuntimeError(f"{mode} pass produced no text")
-    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return seconds, peak_rss_bytes() / 2**20
 
 
 PLAIN = [

@@ -22,7 +22,7 @@ convert, as a whole-document pass would (the default scans every page of the doc
 Finally pyinstrument profiles the pagemill mode on the catalog windows and prints where the
 time goes.
 
-    python bench/bench_extract.py [--corpus DIR] [--corpus-pages 8] [--window 40] [--no-profile]
+    python -m bench.bench_extract [--corpus DIR] [--corpus-pages 8] [--window 40] [--no-profile]
 """
 
 from __future__ import annotations
@@ -39,11 +39,12 @@ from pathlib import Path
 import pymupdf
 import pymupdf4llm
 from pymupdf4llm.helpers import pymupdf_rag
-from pyinstrument import Profiler
 
+from bench.inputs import machine
 from pagemill.errors import InputError
 from pagemill.extract import extract_pages
-from pagemill.pdf import inspect_pdf, open_pdf, plan_batches
+from pagemill.markdown import TABLE_STRATEGY
+from pagemill.pdf import open_pdf, plan_batches
 from pagemill.sample import PageTruth, make_mixed
 from pagemill.settings import Settings
 
@@ -78,13 +79,12 @@ def legacy(table_strategy: str | None) -> Extractor:
 
 
 def by_pagemill(path: Path, pages: list[int]) -> dict[int, str]:
+    # The window's share of Plan's count (Plan's whole-document scan is not ExtractBatch's time).
     with pymupdf.open(path) as doc:
-        images_per_page = inspect_pdf(doc).images_per_page[pages[0] : pages[-1] + 1]
-    sink: dict[str, bytes] = {}
+        images_per_page = [len(doc.load_page(i).get_images()) for i in range(pages[0], pages[-1] + 1)]
 
     def store_image(sha256: str, ext: str, data: bytes) -> str:
-        sink[f"{sha256}.{ext}"] = data
-        return f"{sha256}.{ext}"
+        return f"{sha256}.{ext}"  # S3 takes the bytes away
 
     out: dict[int, str] = {}
     for n, (first, last) in enumerate(plan_batches(images_per_page, SETTINGS)):
@@ -102,7 +102,7 @@ def by_pagemill(path: Path, pages: list[int]) -> dict[int, str]:
 MODES: dict[str, Extractor] = {
     "get_text": by_get_text,
     "layout": by_layout,
-    "legacy": legacy("lines_strict"),
+    "legacy": legacy(TABLE_STRATEGY),
     "legacy-notab": legacy(None),
     "pagemill": by_pagemill,
 }
@@ -239,6 +239,8 @@ def warm_up(folder: Path) -> None:
 
 def profile_pagemill(workload: Workload, top: int = 12) -> None:
     use_mode("pagemill")
+    from pyinstrument import Profiler  # a dev dependency, for this report only
+
     profiler = Profiler(interval=0.001)
     profiler.start()
     timed(by_pagemill, workload)
@@ -276,7 +278,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=40)
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args()
-    print(f"load average at start: {Path('/proc/loadavg').read_text().strip()}")
+    print(f"load average at start: {machine()['loadavg']}")
     with tempfile.TemporaryDirectory(prefix="pagemill-bench-") as tmp:
         folder = Path(tmp)
         workloads: list[Workload] = []
@@ -303,7 +305,7 @@ def main() -> None:
                         for i in pages:
                             score.add(truth[i], markdown[(path, i)], i + 1)
 
-        print(f"\npages/s (ratio to layout, to get_text); load average: {Path('/proc/loadavg').read_text().strip()}")
+        print(f"\npages/s (ratio to layout, to get_text); load average: {machine()['loadavg']}")
         header = f"{'mode':<14}" + "".join(f"{'   ' + w.name + f' ({w.pages} p)':>42}" for w in workloads)
         print(header)
         for name in MODES:
@@ -319,7 +321,7 @@ def main() -> None:
             print(f"{name:<14}{score.row()}   {'; '.join(score.misses)}")
         if not args.no_profile:
             profile_pagemill(catalog)
-    print(f"\nload average at end: {Path('/proc/loadavg').read_text().strip()}")
+    print(f"\nload average at end: {machine()['loadavg']}")
 
 
 if __name__ == "__main__":

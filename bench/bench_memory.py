@@ -7,7 +7,7 @@ settings; images go to a sink that drops them, as S3 would take them away) for p
 and for the 25 pages in the middle, and reports its peak RSS (``VmHWM``), its RSS after
 the imports, and after opening the document.
 
-    python bench/bench_memory.py [--sizes 50,200,1000,2000]
+    python -m bench.bench_memory [--sizes 50,200,1000,2000]
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from pathlib import Path
 
 import psutil
 
+from bench.inputs import machine, peak_rss_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
 BATCH = 25
 
 
@@ -43,17 +46,14 @@ def worker(path: str, first: int, last: int) -> None:
     )
     doc.close()
     seconds = time.perf_counter() - started
-    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so a worker started from a parent that
-    # has just generated a 2,000-page PDF would report the parent's peak as its own.
-    status = Path("/proc/self/status").read_text()
-    peak = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) * 1024
-    print(json.dumps({"imported": imported, "opened": opened, "peak": peak, "seconds": seconds}))
+    # The worker's own peak: it was started by a parent that has just generated a 2,000-page PDF.
+    print(json.dumps({"imported": imported, "opened": opened, "peak": peak_rss_bytes(), "seconds": seconds}))
 
 
 def measure(path: Path, first: int, last: int) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", str(path), str(first), str(last)],
-        check=True, capture_output=True, text=True,
+        [sys.executable, "-m", "bench.bench_memory", "--worker", str(path), str(first), str(last)],
+        check=True, capture_output=True, text=True, cwd=ROOT,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -69,7 +69,7 @@ def main() -> None:
     from pagemill.sample import make_mixed
 
     mib = 1024 * 1024
-    print(f"load average: {Path('/proc/loadavg').read_text().strip()}")
+    print(f"load average: {machine()['loadavg']}")
     print(f"{'pages':>6}{'MiB file':>10}{'batch':>12}{'imported':>10}{'opened':>9}{'peak':>9}{'over import':>13}{'seconds':>9}")
     with tempfile.TemporaryDirectory(prefix="pagemill-bench-") as tmp:
         for pages in (int(n) for n in args.sizes.split(",")):

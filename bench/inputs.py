@@ -20,6 +20,13 @@ def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "loadavg": " ".join(load), "at": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
+def peak_rss_bytes() -> int:
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: it survives exec, so a process started
+    by one that had grown large (the engine, a PDF generator) would report that one's peak."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) * 1024
+
+
 def record(key: str, values: dict[str, Any]) -> None:
     """Merge ``values`` (plus the machine's load) under ``key``, keeping other benchmarks' keys."""
     MEASURED.parent.mkdir(parents=True, exist_ok=True)

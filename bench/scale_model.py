@@ -319,10 +319,10 @@ def print_bounds(projections: list[Projection]) -> None:
 
 def print_seeds(m: Inputs, limits: Limits, big: Projection, measured: Mapping[str, Any]) -> None:
     single = Workload(1, pages=m.local_pages, images=m.local_images)
-    db = measured.get("db_write", {}).get("rates", {}).get("images (+ vector(512))")
-    rows = (f"row by row {db['one INSERT per row']:,.0f} rows/s, COPY binary {db['write_document (COPY binary)']:,.0f} "
-            f"({db['write_document (COPY binary)'] / db['one INSERT per row']:.1f}x), 512-d vectors"
-            if db else "run bench_db_write")
+    db = measured.get("db_write", {})
+    copy, per_row = db.get("image_rows_per_s"), db.get("image_rows_per_s_one_insert_per_row")
+    rows = (f"row by row {per_row:,.0f} rows/s, COPY binary {copy:,.0f} ({copy / per_row:.1f}x), 512-d vectors"
+            if copy and per_row else "run bench_db_write")
     print(f"{'':<22}{'seeds':<48}pagemill")
     print(f"{'500k documents':<22}{SEEDS['500k documents']:<48}{duration(big.wall_s)} on AWS, projected "
           f"({big.index} HNSW, {big.workload.pages} pages, {big.workload.images} images each)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,13 @@ pytest_plugins = ["tests.support.fake_anthropic"]
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("PAGEMILL_CORPUS", ROOT.parent / "shared" / "corpus"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests never call the real model API, whatever the developer's environment holds: engines,
+    # CLI subprocesses and workers all inherit this process's environment. (Tests that caption
+    # set their own key and point the SDK at the fake Messages API.)
+    os.environ.pop("ANTHROPIC_API_KEY", None)
 
 
 @pytest.fixture(scope="session")
@@ -44,19 +50,10 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def empty_database_url(pg_server_url: str) -> Iterator[str]:
     """A fresh, empty database of its own, dropped after the test."""
-    from psycopg import sql
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from pagemill.db.scratch import scratch_database
 
-    from pagemill.db.connect import connect
-
-    name = f"pm_{uuid.uuid4().hex}"
-    with connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(**{**conninfo_to_dict(pg_server_url), "dbname": name})
-    finally:
-        with connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+    with scratch_database(pg_server_url) as url:
+        yield url
 
 
 @pytest.fixture

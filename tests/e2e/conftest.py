@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import psycopg
 import pytest
 
 from pagemill.db.migrate import migrate
+from pagemill.db.scratch import scratch_database
 from pagemill.local.engine import EngineOptions, LocalEngine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,28 +26,15 @@ def engine_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def module_database_url(pg_server_url: str) -> Iterator[str]:
-    name = f"pm_e2e_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = _with_dbname(pg_server_url, name)
-    migrate(url)
-    yield url
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _with_dbname(url: str, name: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    info["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**info)
+    with scratch_database(pg_server_url, prefix="pm_e2e_") as url:
+        migrate(url)
+        yield url
 
 
 @pytest.fixture(scope="module")
 def engine(engine_home: Path, module_database_url: str) -> Iterator[LocalEngine]:
-    # No API key, whatever the environment holds: tests never call a real model API.
-    options = EngineOptions(
-        home=engine_home, database_url=module_database_url, workers=2, function_env={"ANTHROPIC_API_KEY": ""}
-    )
+    # No API key (tests/conftest.py removes it): captions are skipped, never sent.
+    options = EngineOptions(home=engine_home, database_url=module_database_url, workers=2)
     with LocalEngine(options) as running:
         yield running
 

@@ -19,7 +19,6 @@ PAGEMILL = [sys.executable, "-m", "pagemill"]
 def pagemill(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PAGEMILL_HOME": str(home)}
     env.pop("DATABASE_URL", None)
-    env.pop("ANTHROPIC_API_KEY", None)  # never the real model API from a test
     return subprocess.run([*PAGEMILL, *args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pagemill.local.engine import DocumentRun, EngineOptions, LocalEngine
+from pagemill.local.engine import EngineOptions, LocalEngine
+from pagemill.progress import visited
 from pagemill.sample import make_catalog
 from tests.support.tcp_proxy import TcpProxy
 
@@ -28,18 +29,9 @@ def proxy(module_database_url: str) -> Iterator[TcpProxy]:
 @pytest.fixture(scope="module")
 def outage_engine(proxy: TcpProxy, engine_home: Path, module_database_url: str) -> Iterator[LocalEngine]:
     params = {**conninfo_to_dict(module_database_url), "host": "127.0.0.1", "port": str(proxy.port)}
-    options = EngineOptions(home=engine_home, database_url=make_conninfo(**params), workers=2,
-                            function_env={"ANTHROPIC_API_KEY": ""})
+    options = EngineOptions(home=engine_home, database_url=make_conninfo(**params), workers=2)
     with LocalEngine(options) as running:
         yield running
-
-
-def _events(engine: LocalEngine, run: DocumentRun) -> list[dict]:
-    return engine.history(run.execution_arn)
-
-
-def _entered(events: list[dict], state: str) -> bool:
-    return any(e["type"].endswith("StateEntered") and e["stateEnteredEventDetails"]["name"] == state for e in events)
 
 
 def _write_failures(events: list[dict]) -> list[dict]:
@@ -54,12 +46,12 @@ def test_write_waits_out_a_database_outage(outage_engine: LocalEngine, proxy: Tc
     run = outage_engine.submit(path)
     # WHEN the database goes away once Plan has registered it, and comes back after Write failed on it
     deadline = time.monotonic() + 120
-    while not _entered(_events(outage_engine, run), "CollectImages"):
+    while not visited(outage_engine.history(run.execution_arn), "CollectImages"):
         assert time.monotonic() < deadline, "the document never reached CollectImages"
         time.sleep(0.05)
     proxy.down()
     try:
-        while not _write_failures(events := _events(outage_engine, run)):
+        while not _write_failures(events := outage_engine.history(run.execution_arn)):
             assert time.monotonic() < deadline, f"Write never failed on the outage: {[e['type'] for e in events]}"
             time.sleep(0.05)
     finally:
@@ -67,9 +59,9 @@ def test_write_waits_out_a_database_outage(outage_engine: LocalEngine, proxy: Tc
     outage_engine.wait([run])
     # THEN Write was retried and the document succeeded
     assert run.status == "SUCCEEDED", run
-    events = _events(outage_engine, run)
+    events = outage_engine.history(run.execution_arn)
     assert _write_failures(events)
-    assert not _entered(events, "RecordFailure")
+    assert not visited(events, "RecordFailure")
     # AND its rows are there once each
     counts = db.execute(
         "select (select status from documents where id = %(d)s),"

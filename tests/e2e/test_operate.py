@@ -94,7 +94,6 @@ def test_a_document_left_running_by_a_killed_run_is_cancelled(
     pdf = text_pdf(tmp_path / "long.pdf", pages=400)
     document_id = document_id_for(file_sha256(pdf))
     env = {**os.environ, "PAGEMILL_HOME": str(engine_home)}
-    env.pop("ANTHROPIC_API_KEY", None)
     process = subprocess.Popen(
         [*PAGEMILL, "run", str(pdf), "--workers", "1", "--out", str(tmp_path / "out"), "--database-url",
          module_database_url],

@@ -9,8 +9,8 @@ from pathlib import Path
 import pymupdf
 import pymupdf4llm
 import pytest
-from pymupdf4llm.helpers import pymupdf_rag
 
+from bench.bench_extract import legacy
 from pagemill.markdown import TABLE_STRATEGY, may_hold_table, page_markdown
 from pagemill.sample import PageTruth, make_mixed
 
@@ -23,14 +23,10 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[PageTrut
 
 
 def full_pass(path: Path, pages: list[int]) -> dict[int, str]:
-    """pymupdf4llm legacy with table detection on every page, as before the per-page decision."""
+    """pymupdf4llm legacy with table detection on every page, as before the per-page decision
+    (the benchmark's reference)."""
     pymupdf4llm.use_layout(False)
-    with pymupdf.open(path) as doc:
-        headers = pymupdf_rag.IdentifyHeaders(doc, pages=pages)
-        chunks = pymupdf4llm.to_markdown(
-            doc, pages=pages, page_chunks=True, hdr_info=headers, table_strategy=TABLE_STRATEGY
-        )
-    return {i: c["text"] for i, c in zip(pages, chunks, strict=True)}
+    return legacy(TABLE_STRATEGY)(path, pages)
 
 
 def test_only_table_pages_need_table_detection(mixed) -> None:
