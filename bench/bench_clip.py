@@ -1,6 +1,6 @@
 """Images per second for CLIP image embedding on this machine's CPU, two models:
 
-  test      the generated CLIP-shaped test model (pagemill.clip.testmodel): measures our code
+  test      the generated CLIP-shaped test model (pagemill_tools.clip_testmodel): measures our code
   vit-b32   random weights in the real ViT-B/32 image tower's graph (patch conv, 12 pre-LN
             transformer layers of width 768 with 12 heads, QuickGELU MLPs, 768→512 projection,
             88M parameters), built here with onnx.helper: the real model's arithmetic, so its
@@ -21,8 +21,8 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from statistics import median
 from pathlib import Path
+from statistics import median
 
 import boto3
 import numpy as np
@@ -34,7 +34,7 @@ from PIL import Image
 from pagemill.clip.embed import embed_images
 from pagemill.clip.model import ClipModel
 from pagemill.clip.preprocess import preprocess_bytes
-from pagemill.clip.testmodel import ensure_test_model
+from pagemill_tools.clip_testmodel import ensure_test_model
 
 LIMIT = 40_000_000
 BUCKET = "bench"

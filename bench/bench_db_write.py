@@ -31,10 +31,10 @@ from bench.scratch_db import server
 from pagemill.db.connect import connect
 from pagemill.db.documents import register_document
 from pagemill.db.migrate import migrate
-from pagemill.db.scratch import scratch_database
 from pagemill.db.write import write_document
-from pagemill.models import BatchResult, ChunkRecord, ImageOccurrence, SourceObject
+from pagemill.records import BatchResult, ChunkRecord, ImageOccurrence, SourceObject
 from pagemill.settings import Settings
+from pagemill_tools.scratch_db import scratch_database
 
 CHUNK_ROWS = 20_000
 IMAGE_ROWS = 10_000

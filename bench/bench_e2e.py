@@ -11,7 +11,7 @@ same file:
 
 It reports wall time, seconds per state (from the execution history), seconds per function
 (invocations), pages/s, worker CPU seconds per page and the peak RSS of each worker process
-(sampled by a thread). The document is pagemill.sample.make_mixed (500 pages, 200 photos by
+(sampled by a thread). The document is pagemill_tools.sample.make_mixed (500 pages, 200 photos by
 default), generated once under build/bench/.
 
     python -m bench.bench_e2e [--pages 500] [--images 200] [URL]
@@ -38,10 +38,10 @@ from bench.inputs import machine, peak_rss_bytes, record
 from bench.scratch_db import server
 from pagemill.db.connect import connect
 from pagemill.db.migrate import migrate
-from pagemill.db.scratch import scratch_database
-from pagemill.local.engine import DocumentRun, EngineOptions, LocalEngine
-from pagemill.sample import make_mixed
 from pagemill.settings import Settings
+from pagemill_tools.engine.engine import DocumentRun, EngineOptions, LocalEngine
+from pagemill_tools.sample import make_mixed
+from pagemill_tools.scratch_db import scratch_database
 
 BUILD = Path(__file__).resolve().parents[1] / "build" / "bench"
 SAMPLE_SECONDS = 0.1
@@ -229,7 +229,7 @@ def run_plain(path: Path) -> dict[str, tuple[float, float]]:
 def report(images: int, workers: int, run: PipelineRun, plain: dict[str, tuple[float, float]], load_before: str) -> None:
     large = run.large
     pages = large.pages
-    print(f"\n{pages} pages, {images} photos (pagemill.sample.make_mixed), {workers} Lambda workers on "
+    print(f"\n{pages} pages, {images} photos (pagemill_tools.sample.make_mixed), {workers} Lambda workers on "
           f"{os.cpu_count()} CPUs, captions off; load before {load_before}, after {machine()['loadavg']}")
     print(f"rows written: {run.rows['pages']} pages, {run.rows['chunks']} chunks, {run.rows['images']} images "
           f"({run.rows['embeddings']} with embeddings)\n")

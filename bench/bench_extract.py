@@ -9,7 +9,7 @@
                sink instead of S3, chunks included)
 
 on the corpus (../shared/corpus: what ``open_pdf`` refuses is skipped and named) and on a
-generated mixed catalog (``pagemill.sample.make_mixed``: 500 pages, 200 photos, a ruled table
+generated mixed catalog (``pagemill_tools.sample.make_mixed``: 500 pages, 200 photos, a ruled table
 every 10th page). Quality is scored on the catalog, whose true text, headings and tables are
 known: token recall and precision of the words on the page, headings recovered as markdown
 headings, tables recovered as markdown tables with every cell right.
@@ -42,11 +42,11 @@ from pymupdf4llm.helpers import pymupdf_rag
 
 from bench.inputs import machine
 from pagemill.errors import InputError
-from pagemill.extract import extract_pages
-from pagemill.markdown import TABLE_STRATEGY
-from pagemill.pdf import open_pdf, plan_batches
-from pagemill.sample import PageTruth, make_mixed
+from pagemill.pdf.document import open_pdf, plan_batches
+from pagemill.pdf.markdown import TABLE_STRATEGY
+from pagemill.pdf.pages import extract_pages
 from pagemill.settings import Settings
+from pagemill_tools.sample import PageTruth, make_mixed
 
 SETTINGS = Settings()  # what cdk.json deploys: markdown_mode legacy, 25-page batches
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"

@@ -36,8 +36,8 @@ from pgvector.psycopg import register_vector
 from bench.inputs import machine, record
 from bench.scratch_db import server
 from pagemill.db.connect import connect
-from pagemill.db.scratch import scratch_database
 from pagemill.settings import Settings
+from pagemill_tools.scratch_db import scratch_database
 
 DIM = 512
 CENTRES = 100

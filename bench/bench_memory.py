@@ -1,6 +1,6 @@
 """Peak RSS of an extract worker for one 25-page batch as the document grows.
 
-For generated mixed catalogs (``pagemill.sample.make_mixed``: 40% photo pages, a ruled table
+For generated mixed catalogs (``pagemill_tools.sample.make_mixed``: 40% photo pages, a ruled table
 every 10th page) of 50, 200, 1,000 and 2,000 pages, a fresh Python process does what one
 ExtractBatch invocation does (open the PDF, ``extract_pages`` for the batch with the deployed
 settings; images go to a sink that drops them, as S3 would take them away) for pages 1-25
@@ -33,7 +33,7 @@ def worker(path: str, first: int, last: int) -> None:
     rss = psutil.Process().memory_info
     import pymupdf
 
-    from pagemill.extract import extract_pages
+    from pagemill.pdf.pages import extract_pages
     from pagemill.settings import Settings
 
     imported = rss().rss
@@ -66,7 +66,7 @@ def main() -> None:
     if args.worker:
         worker(args.worker[0], int(args.worker[1]), int(args.worker[2]))
         return
-    from pagemill.sample import make_mixed
+    from pagemill_tools.sample import make_mixed
 
     mib = 1024 * 1024
     print(f"load average: {machine()['loadavg']}")

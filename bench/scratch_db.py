@@ -1,5 +1,5 @@
 """A PostgreSQL for a benchmark: the given URL (or DATABASE_URL), else a throwaway embedded server
-(the scratch database on it: pagemill.db.scratch)."""
+(the scratch database on it: pagemill_tools.scratch_db)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pagemill.db import embedded
+from pagemill_tools import embedded_db as embedded
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pagemill.errors import SourceMissing, StorageUnavailable
-from pagemill.models import SourceObject
+from pagemill.records import SourceObject
 
 _CHUNK = 1024 * 1024
 _MISSING = {"NoSuchKey", "NoSuchVersion", "404", "NoSuchBucket"}

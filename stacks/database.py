@@ -17,7 +17,7 @@ deprecates it.
 
 Connections, the pool the seeds once exhausted: max_connections is set explicitly, so the proxy's
 share (PROXY_MAX_CONNECTIONS_PERCENT) and the alarm thresholds are exact numbers. Every function
-holds at most one connection per execution environment (pagemill.edge.db_connection), to the
+holds at most one connection per execution environment (pagemill.aws.clients.db_connection), to the
 proxy, which multiplexes them onto its pool; the remaining connections are for the rotation
 function and a person with psql.
 

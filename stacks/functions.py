@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jsii
-from aws_cdk import Annotations, AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, Size, Stack
+from aws_cdk import (
+    Annotations,
+    AssetHashType,
+    BundlingOptions,
+    DockerImage,
+    Duration,
+    ILocalBundling,
+    Size,
+    Stack,
+)
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -308,7 +317,7 @@ class PipelineFunctions(Construct):
 
 
 def _grant_prefix_download(function: lambda_.Function, bucket_name: str, prefix: str) -> None:
-    """What pagemill.edge downloads a model folder with: ListObjectsV2 under the prefix, GetObject."""
+    """What pagemill.aws.clients downloads a model folder with: ListObjectsV2 under the prefix, GetObject."""
     partition = Stack.of(function).partition
     function.add_to_role_policy(
         iam.PolicyStatement(

@@ -15,8 +15,8 @@ from stacks.functions import PipelineFunctions
 from stacks.gpu import GpuEmbedding
 from stacks.migrations import SchemaMigrations
 from stacks.monitoring import Monitoring
-from stacks.network import Network
 from stacks.nag import suppress_findings
+from stacks.network import Network
 from stacks.state_machine import DocumentStateMachine
 from stacks.storage import Storage
 

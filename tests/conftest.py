@@ -37,7 +37,7 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if explicit:
         yield explicit
         return
-    from pagemill.db import embedded
+    from pagemill_tools import embedded_db as embedded
 
     home = tmp_path_factory.mktemp("pgserver")
     url = embedded.start(home)
@@ -50,7 +50,7 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def empty_database_url(pg_server_url: str) -> Iterator[str]:
     """A fresh, empty database of its own, dropped after the test."""
-    from pagemill.db.scratch import scratch_database
+    from pagemill_tools.scratch_db import scratch_database
 
     with scratch_database(pg_server_url) as url:
         yield url

@@ -1,4 +1,4 @@
-"""CaptionBatch and UnderstandDocument: thin handlers over pagemill.stages.captioning."""
+"""CaptionBatch and UnderstandDocument: thin handlers over pagemill.pipeline.caption_batch and .understand."""
 
 from __future__ import annotations
 
@@ -7,9 +7,15 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
+from pagemill.aws.clients import (
+    caption_breaker,
+    caption_client,
+    stage_context,
+    token_budget,
+)
 from pagemill.captions.client import CaptionsUnavailable
-from pagemill.edge import caption_breaker, caption_client, stage_context, token_budget
-from pagemill.stages import captioning
+from pagemill.pipeline import caption_batch as captioning
+from pagemill.pipeline import understand as understanding
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -61,9 +67,9 @@ def understand(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         client = caption_client()
     except CaptionsUnavailable as exc:
-        result = captioning.skip_understanding(ctx, document_id=document_id, reason=exc.reason)
+        result = understanding.skip_understanding(ctx, document_id=document_id, reason=exc.reason)
     else:
-        result = captioning.understand(
+        result = understanding.understand(
             ctx, document_id=document_id, manifest_key=event["manifest_key"], client=client,
             breaker=caption_breaker(), budget=token_budget(document_id), time_left=_time_left(context),
         )

@@ -1,4 +1,4 @@
-"""CollectImages and Embed (CPU ONNX Runtime): thin handlers over pagemill.stages.enrich."""
+"""CollectImages and Embed (CPU ONNX Runtime): thin handlers over pagemill.pipeline.collect_images and .embed."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pagemill.edge import clip_model, stage_context
-from pagemill.stages import enrich
+from pagemill.aws.clients import clip_model, stage_context
+from pagemill.pipeline.collect_images import collect_images as run_collect_images
+from pagemill.pipeline.embed import embed as run_embed
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -23,7 +24,7 @@ metrics = Metrics()
 @metrics.log_metrics
 def collect_images(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(document_id=event["document_id"])
-    result = enrich.collect_images(stage_context(), document_id=event["document_id"], manifest_key=event["manifest_key"])
+    result = run_collect_images(stage_context(), document_id=event["document_id"], manifest_key=event["manifest_key"])
     metrics.add_metric(name="ImagesCollected", unit=MetricUnit.Count, value=result["image_count"])
     return result
 
@@ -33,6 +34,6 @@ def collect_images(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 @metrics.log_metrics
 def embed(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(document_id=event["document_id"])
-    result = enrich.embed(stage_context(), clip_model(), document_id=event["document_id"], images_key=event["images_key"])
+    result = run_embed(stage_context(), clip_model(), document_id=event["document_id"], images_key=event["images_key"])
     metrics.add_metric(name="ImagesEmbedded", unit=MetricUnit.Count, value=result["count"])
     return result

@@ -1,4 +1,4 @@
-"""Plan and ExtractBatch: thin handlers over pagemill.stages.extraction."""
+"""Plan and ExtractBatch: thin handlers over pagemill.pipeline.plan and .extract_batch."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pagemill.edge import db_connection, stage_context
-from pagemill.models import BatchSpec, SourceObject
-from pagemill.stages import extraction
+from pagemill.aws.clients import db_connection, stage_context
+from pagemill.pipeline.extract_batch import extract_batch as run_extract_batch
+from pagemill.pipeline.plan import plan as run_plan
+from pagemill.records import BatchSpec, SourceObject
 from pagemill.storage import SourceCache
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ _sources = SourceCache(Path(f"/tmp/pagemill-sources/{os.getpid()}"))
 def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     source = SourceObject.from_dict(event["source"])
     logger.append_keys(bucket=source.bucket, key=source.key, version_id=source.version_id)
-    result = extraction.plan(stage_context(), db_connection(), source, event.get("execution_arn"))
+    result = run_plan(stage_context(), db_connection(), source, event.get("execution_arn"))
     logger.append_keys(document_id=result["document_id"])
     metrics.add_metric(name="DocumentsPlanned", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="PagesPlanned", unit=MetricUnit.Count, value=result["page_count"])
@@ -44,7 +45,7 @@ def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 def extract_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     spec = BatchSpec.from_dict(event)
     logger.append_keys(document_id=spec.document_id, batch=spec.batch_no, pages=f"{spec.first_page}-{spec.last_page}")
-    result = extraction.extract_batch(stage_context(), spec, _sources)
+    result = run_extract_batch(stage_context(), spec, _sources)
     metrics.add_metric(name="PagesExtracted", unit=MetricUnit.Count, value=result["pages"])
     metrics.add_metric(name="ImagesExtracted", unit=MetricUnit.Count, value=result["images"])
     return result

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
+from pagemill.aws.clients import db_connection
 from pagemill.db.migrate import migrate, migrations
-from pagemill.edge import db_connection
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -10,12 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent, event_source
+from aws_lambda_powertools.utilities.data_classes import (
+    S3EventBridgeNotificationEvent,
+    event_source,
+)
 
-from pagemill.edge import client
-from pagemill.models import SourceObject
-from pagemill.trigger import start_for_object
-from pagemill.watch import running_executions
+from pagemill.aws.clients import client
+from pagemill.aws.trigger import start_for_object
+from pagemill.aws.watch import running_executions
+from pagemill.records import SourceObject
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -17,7 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pagemill.captions.client import MALFORMED_ANSWER, RetryPolicy, call_tool, estimate_text_tokens
+from pagemill.captions.client import (
+    MALFORMED_ANSWER,
+    RetryPolicy,
+    call_tool,
+    estimate_text_tokens,
+)
 
 if TYPE_CHECKING:
     from pagemill.captions.breaker import CircuitBreaker

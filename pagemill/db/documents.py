@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 
 from pagemill.db.connect import unavailable_on_failure
 from pagemill.errors import ExecutionCancelled, InternalError
-from pagemill.models import SourceObject
+from pagemill.records import SourceObject
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,11 @@ from typing import Any
 
 import psycopg
 
-from pagemill.db.connect import connect, register_vector_if_present, unavailable_on_failure
+from pagemill.db.connect import (
+    connect,
+    register_vector_if_present,
+    unavailable_on_failure,
+)
 from pagemill.errors import InternalError
 
 # pg_advisory_xact_lock takes a bigint; the ASCII of "pagemill" keeps it recognisable in pg_locks.

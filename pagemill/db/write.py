@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 
 from pagemill.db.connect import unavailable_on_failure
 from pagemill.errors import InternalError
-from pagemill.models import BatchResult, ImageOccurrence
+from pagemill.records import BatchResult, ImageOccurrence
 
 _PAGES = (
     "COPY pages (document_id, page_no, markdown, char_count, width, height, image_count) FROM STDIN (FORMAT BINARY)"

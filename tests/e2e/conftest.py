@@ -9,8 +9,8 @@ import psycopg
 import pytest
 
 from pagemill.db.migrate import migrate
-from pagemill.db.scratch import scratch_database
-from pagemill.local.engine import EngineOptions, LocalEngine
+from pagemill_tools.engine.engine import EngineOptions, LocalEngine
+from pagemill_tools.scratch_db import scratch_database
 
 ROOT = Path(__file__).resolve().parents[2]
 

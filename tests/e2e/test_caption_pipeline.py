@@ -11,10 +11,21 @@ import pytest
 
 from pagemill.captions.caption import TOOL_NAME as CAPTION_TOOL
 from pagemill.captions.client import CIRCUIT_OPEN
-from pagemill.local.engine import LocalEngine
-from tests.support.fake_anthropic import FakeAnthropic, rate_limited, server_error, tool_answer
+from pagemill_tools.engine.engine import LocalEngine
+from tests.support.fake_anthropic import (
+    FakeAnthropic,
+    rate_limited,
+    server_error,
+    tool_answer,
+)
 from tests.support.model_api import (
-    CAPTION, THRESHOLD, answer, clear_tables, engine_for, image_rows, run_catalog,
+    CAPTION,
+    THRESHOLD,
+    answer,
+    clear_tables,
+    engine_for,
+    image_rows,
+    run_catalog,
 )
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pymupdf
 
-from pagemill.sample import make_catalog
+from pagemill_tools.sample import make_catalog
 from tests.e2e.conftest import ROOT
 
-PAGEMILL = [sys.executable, "-m", "pagemill"]
+PAGEMILL = [sys.executable, "-m", "pagemill_tools"]
 
 
 def pagemill(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -63,7 +63,11 @@ def test_run_without_an_api_key_says_captions_were_skipped(
 
 
 def test_caption_environment_follows_the_key_and_the_flag() -> None:
-    from pagemill.local.engine import CAPTIONS_OFF, NO_API_KEY, caption_environment
+    from pagemill_tools.engine.engine import (
+        CAPTIONS_OFF,
+        NO_API_KEY,
+        caption_environment,
+    )
 
     key = {"ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}
     assert caption_environment(key, no_captions=False) == (
@@ -87,7 +91,7 @@ def test_asl_prints_the_synthesized_definition_with_tokens_resolved(engine_home:
 
 
 def test_db_url_starts_the_embedded_server_and_it_outlives_the_command(tmp_path: Path) -> None:
-    from pagemill.db import embedded
+    from pagemill_tools import embedded_db as embedded
 
     home = tmp_path / "home"
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pagemill.local.engine import LocalEngine
+from pagemill_tools.engine.engine import LocalEngine
 
 pytestmark = pytest.mark.corpus
 

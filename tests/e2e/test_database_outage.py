@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pagemill.local.engine import EngineOptions, LocalEngine
-from pagemill.progress import visited
-from pagemill.sample import make_catalog
+from pagemill_tools.engine.engine import EngineOptions, LocalEngine
+from pagemill_tools.operate.progress import visited
+from pagemill_tools.sample import make_catalog
 from tests.support.tcp_proxy import TcpProxy
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from pgvector.psycopg import register_vector
 
-from pagemill.local.engine import LocalEngine
-from pagemill.sample import make_catalog
 from pagemill.search import nearest_images
+from pagemill_tools.engine.engine import LocalEngine
+from pagemill_tools.sample import make_catalog
 
 
 @pytest.fixture(scope="module")

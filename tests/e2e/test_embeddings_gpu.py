@@ -13,15 +13,14 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from pgvector.psycopg import register_vector
-
 from moto.ecs.models import EC2ContainerServiceBackend
+from pgvector.psycopg import register_vector
 
 from pagemill.clip.model import ClipModel
 from pagemill.clip.preprocess import preprocess_bytes
-from pagemill.local.engine import EngineOptions, LocalEngine
-from pagemill.sample import make_catalog
 from pagemill.settings import Settings
+from pagemill_tools.engine.engine import EngineOptions, LocalEngine
+from pagemill_tools.sample import make_catalog
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import psutil
 import pymupdf
 
-from pagemill.local.engine import LocalEngine
+from pagemill_tools.engine.engine import LocalEngine
 
 # A worker may grow a little as caches warm (fonts, imports); a leak per document would show as
 # tens of MB over 180 documents.

@@ -16,11 +16,16 @@ import pymupdf
 import pytest
 
 from pagemill.db import documents
-from pagemill.errors import ExecutionCancelled, NotRedrivable, NotRunning, UnknownDocument
-from pagemill.local.engine import LocalEngine
-from pagemill.models import SourceObject
-from pagemill.operations import local
-from pagemill.stages import document_id_for, file_sha256
+from pagemill.errors import (
+    ExecutionCancelled,
+    NotRedrivable,
+    NotRunning,
+    UnknownDocument,
+)
+from pagemill.pipeline.context import document_id_for, file_sha256
+from pagemill.records import SourceObject
+from pagemill_tools.engine.engine import LocalEngine
+from pagemill_tools.operate import local
 from tests.e2e.conftest import ROOT
 from tests.e2e.test_cli import PAGEMILL, pagemill
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from pagemill.local.engine import DocumentRun, LocalEngine
-from pagemill.sample import make_catalog
+from pagemill_tools.engine.engine import DocumentRun, LocalEngine
+from pagemill_tools.sample import make_catalog
 
 
 def run_all(engine: LocalEngine, paths: list[Path], keys: list[str] | None = None) -> list[DocumentRun]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pagemill.local.engine import LocalEngine
+from pagemill_tools.engine.engine import LocalEngine
 from tests.support.poison import blank_pages, decompression_bomb
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pagemill.local.engine import LocalEngine
-from pagemill.sample import make_catalog
+from pagemill_tools.engine.engine import LocalEngine
+from pagemill_tools.sample import make_catalog
 from tests.e2e.test_pipeline import counts, document, run_all
 
 SHORT_TIMEOUT_S = 2.0

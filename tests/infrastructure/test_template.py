@@ -144,7 +144,11 @@ def test_retries_match_the_library_error_classes(definition: dict[str, Any]) -> 
         assert transient <= retried, f"{name} does not retry {transient - retried}"
         assert not retried & permanent, f"{name} retries {retried & permanent}"
     # AND the module constants say the same
-    from stacks.state_machine import CRASH_ERRORS, LIBRARY_TRANSIENT_ERRORS, TRANSIENT_ERRORS
+    from stacks.state_machine import (
+        CRASH_ERRORS,
+        LIBRARY_TRANSIENT_ERRORS,
+        TRANSIENT_ERRORS,
+    )
 
     assert transient <= set(TRANSIENT_ERRORS)
     assert set(LIBRARY_TRANSIENT_ERRORS) == transient

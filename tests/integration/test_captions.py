@@ -47,12 +47,21 @@ from pagemill.captions.client import (
     CaptionsUnavailable,
     build_client,
 )
-from pagemill.captions.understand import UNDERSTOOD, Product, Understanding, understand_document
+from pagemill.captions.understand import (
+    UNDERSTOOD,
+    Product,
+    Understanding,
+    understand_document,
+)
 from pagemill.db.connect import connect
 from pagemill.db.documents import get_document, register_document
-from pagemill.db.understanding import store_caption_results, store_token_usage, store_understanding
+from pagemill.db.understanding import (
+    store_caption_results,
+    store_token_usage,
+    store_understanding,
+)
 from pagemill.db.write import write_document
-from pagemill.models import BatchResult, ImageOccurrence, PageRecord, SourceObject
+from pagemill.records import BatchResult, ImageOccurrence, PageRecord, SourceObject
 from pagemill.settings import Settings
 from tests.support.fake_anthropic import (
     FakeAnthropic,

@@ -33,8 +33,8 @@ from PIL import Image
 from pagemill.clip.embed import embed_images, load_embeddings
 from pagemill.clip.model import ClipModel
 from pagemill.clip.preprocess import preprocess_bytes
-from pagemill.clip.testmodel import NAME, ensure_test_model
 from pagemill.errors import SourceMissing
+from pagemill_tools.clip_testmodel import NAME, ensure_test_model
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_PATH = ROOT / "containers" / "clip-gpu" / "worker.py"

@@ -14,14 +14,25 @@ from typing import Any
 import psycopg
 import pytest
 
-from pagemill.db import embedded
+from pagemill_tools import embedded_db as embedded
 from pagemill.db.connect import connect
-from pagemill.db.documents import document_for_source, get_document, record_failure, register_document
+from pagemill.db.documents import (
+    document_for_source,
+    get_document,
+    record_failure,
+    register_document,
+)
 from pagemill.db.migrate import migrate, migrations
 from pagemill.db.write import write_document
-from pagemill.stages.writing import settle_ended_execution
 from pagemill.errors import DatabaseUnavailable, InternalError
-from pagemill.models import BatchResult, ChunkRecord, ImageOccurrence, PageRecord, SourceObject
+from pagemill.pipeline.settle import settle_ended_execution
+from pagemill.records import (
+    BatchResult,
+    ChunkRecord,
+    ImageOccurrence,
+    PageRecord,
+    SourceObject,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = "0123456789abcdef0123456789abcdef"
@@ -344,7 +355,7 @@ def test_connection_lost_during_write_is_retryable(conn: psycopg.Connection[Any]
 
 def test_embedded_server_outlives_the_process_that_started_it(tmp_path: Path) -> None:
     # GIVEN a process that starts the embedded server, prints its URL and exits (like `pagemill db-url`)
-    code = "import sys, pathlib; from pagemill.db import embedded; print(embedded.start(pathlib.Path(sys.argv[1])))"
+    code = "import sys, pathlib; from pagemill_tools import embedded_db as embedded; print(embedded.start(pathlib.Path(sys.argv[1])))"
     started = subprocess.run([sys.executable, "-W", "ignore", "-c", code, str(tmp_path)], cwd=ROOT,
                              capture_output=True, text=True, check=True)
     url = started.stdout.strip()

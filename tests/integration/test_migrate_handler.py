@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pagemill import edge
+from pagemill.aws import clients as edge
 from pagemill.db.connect import connect
 from pagemill.db.migrate import migrations
 from pagemill.errors import DatabaseUnavailable

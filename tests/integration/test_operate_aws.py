@@ -17,12 +17,12 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from pagemill import layout
+from pagemill import keys
+from pagemill.aws.trigger import start_for_object
 from pagemill.db import documents
 from pagemill.errors import NotRedrivable, NotRunning, StackNotFound, UnknownDocument
-from pagemill.models import SourceObject
-from pagemill.operations import aws
-from pagemill.trigger import start_for_object
+from pagemill.records import SourceObject
+from pagemill_tools.operate import aws
 
 REGION = "eu-west-1"
 DOCUMENT_ID = "a" * 32
@@ -119,9 +119,9 @@ def test_status_of_a_running_upload_shows_its_state_and_pages_done(deploy, moto:
     settled(sfn, arn, until=lambda d: "ExtractPages" in json.dumps(
         sfn.get_execution_history(executionArn=arn)["events"], default=str))
     manifest = [{"first_page": a, "last_page": a + 24} for a in (1, 26, 51, 76)]
-    s3.put_object(Bucket=stack.bucket, Key=layout.manifest_key(DOCUMENT_ID), Body=json.dumps(manifest))
+    s3.put_object(Bucket=stack.bucket, Key=keys.manifest_key(DOCUMENT_ID), Body=json.dumps(manifest))
     for first in (1, 26):
-        s3.put_object(Bucket=stack.bucket, Key=layout.batch_result_key(DOCUMENT_ID, first, first + 24), Body=b"{}")
+        s3.put_object(Bucket=stack.bucket, Key=keys.batch_result_key(DOCUMENT_ID, first, first + 24), Body=b"{}")
     # WHEN on-call asks by the upload key
     resolved = aws.resolve(sfn, s3, stack, "uploads/catalog.pdf")
     status = aws.status(sfn, s3, stack, resolved)
@@ -234,7 +234,7 @@ def test_status_lists_recent_executions_and_a_running_one_is_not_redriven(deploy
 def test_the_command_with_aws_finds_the_stack_and_reports(deploy, moto: dict) -> None:
     from typer.testing import CliRunner
 
-    from pagemill.cli import app
+    from pagemill_tools.cli import app
 
     # GIVEN a failed upload in the stack cdk.json names (Pagemill)
     stack = deploy(FAILED_THROUGH_RECORD_FAILURE)

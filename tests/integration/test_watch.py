@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pagemill.watch import running_executions
+from pagemill.aws.watch import running_executions
 
 DEFINITION = json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 3600, "End": True}}})
 

@@ -9,9 +9,9 @@ from typing import Any
 import boto3
 
 from pagemill.captions.caption import TOOL_NAME as CAPTION_TOOL
-from pagemill.local.engine import EngineOptions, LocalEngine
-from pagemill.local.template import REGION
-from pagemill.sample import CatalogTruth, make_catalog
+from pagemill_tools.engine.engine import EngineOptions, LocalEngine
+from pagemill_tools.engine.template import REGION
+from pagemill_tools.sample import CatalogTruth, make_catalog
 from tests.support.fake_anthropic import FakeAnthropic
 
 CAPTION = {"caption": "A wooden chair on a white background.", "tags": ["chair", "wood"]}

@@ -7,7 +7,13 @@ import threading
 
 import pytest
 
-from pagemill.captions.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, InMemoryBreakerStore
+from pagemill.captions.breaker import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    CircuitBreaker,
+    InMemoryBreakerStore,
+)
 from pagemill.captions.budget import InMemoryTokenBudget
 from pagemill.captions.client import RetryPolicy, retry_after_seconds
 

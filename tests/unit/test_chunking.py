@@ -1,4 +1,4 @@
-"""Chunking page markdown (pagemill.chunking): size limit, page coverage, tables, determinism."""
+"""Chunking page markdown (pagemill.pdf.chunks): size limit, page coverage, tables, determinism."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from pagemill.chunking import chunk_pages
-from pagemill.models import PageRecord
+from pagemill.pdf.chunks import chunk_pages
+from pagemill.records import PageRecord
 
 LIMIT = 300
 

@@ -15,8 +15,8 @@ from PIL import Image
 from pagemill.clip.errors import ClipModelError, ImageRejected
 from pagemill.clip.model import ClipModel
 from pagemill.clip.preprocess import preprocess, preprocess_bytes
-from pagemill.clip.testmodel import NAME, ensure_test_model
 from pagemill.clip.tokenizer import ClipTokenizer
+from pagemill_tools.clip_testmodel import NAME, ensure_test_model
 
 # CLIP's published normalization constants, restated here so the reference below shares no code
 # with the implementation.

@@ -9,11 +9,11 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from pagemill.extract import extract_pages
-from pagemill.models import BatchResult
-from pagemill.pdf import inspect_pdf, open_pdf, plan_batches
-from pagemill.sample import CatalogTruth, make_catalog
+from pagemill.pdf.document import inspect_pdf, open_pdf, plan_batches
+from pagemill.pdf.pages import extract_pages
+from pagemill.records import BatchResult
 from pagemill.settings import Settings
+from pagemill_tools.sample import CatalogTruth, make_catalog
 
 SETTINGS = Settings()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pagemill.local.lambda_runtime import FunctionSpec, LambdaRuntime
+from pagemill_tools.engine.lambda_runtime import FunctionSpec, LambdaRuntime
 
 HANDLER = textwrap.dedent(
     """

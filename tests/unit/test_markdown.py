@@ -1,4 +1,4 @@
-"""Per-page markdown decisions (pagemill.markdown) on generated pages: a page skips table
+"""Per-page markdown decisions (pagemill.pdf.markdown) on generated pages: a page skips table
 detection only when its drawings cannot form a table, and its markdown is what the full
 pymupdf4llm pass (table detection on every page) gives."""
 
@@ -11,8 +11,8 @@ import pymupdf4llm
 import pytest
 
 from bench.bench_extract import legacy
-from pagemill.markdown import TABLE_STRATEGY, may_hold_table, page_markdown
-from pagemill.sample import PageTruth, make_mixed
+from pagemill.pdf.markdown import TABLE_STRATEGY, may_hold_table, page_markdown
+from pagemill_tools.sample import PageTruth, make_mixed
 
 
 @pytest.fixture(scope="module")

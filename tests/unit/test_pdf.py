@@ -19,7 +19,7 @@ from pagemill.errors import (
     NotAPdf,
     PageLimitExceeded,
 )
-from pagemill.pdf import inspect_pdf, open_pdf, plan_batches
+from pagemill.pdf.document import inspect_pdf, open_pdf, plan_batches
 from pagemill.settings import Settings
 
 SETTINGS = Settings()

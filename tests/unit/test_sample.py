@@ -1,4 +1,4 @@
-"""The sample catalog generator (pagemill.sample): the PDF it writes matches the facts it returns."""
+"""The sample catalog generator (pagemill_tools.sample): the PDF it writes matches the facts it returns."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from pagemill.sample import CatalogTruth, main, make_catalog
+from pagemill_tools.sample import CatalogTruth, main, make_catalog
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_too_few_pages_is_refused(tmp_path: Path) -> None:
 
 
 def test_command_line_writes_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # GIVEN `python -m pagemill.sample OUT.pdf`
+    # GIVEN `python -m pagemill_tools.sample OUT.pdf`
     out = tmp_path / "out.pdf"
     # WHEN it runs
     assert main([str(out)]) == 0

@@ -7,7 +7,14 @@ from dataclasses import replace
 
 import pytest
 
-from bench.scale_model import DOCUMENTED, Limits, Workload, hnsw_build_seconds, inputs_from, project
+from bench.scale_model import (
+    DOCUMENTED,
+    Limits,
+    Workload,
+    hnsw_build_seconds,
+    inputs_from,
+    project,
+)
 
 # A database and quotas so large that Lambda concurrency binds first.
 ROOMY = Limits(lambda_concurrency=100, start_execution_per_s=1e9, state_transitions_per_s=1e9,

@@ -1,3 +1,0 @@
-from pagemill.cli import app
-
-app(prog_name="pagemill")

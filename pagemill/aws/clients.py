@@ -1,0 +1,182 @@
+"""The edge shared by the Lambda handlers: the handler environment, modelled and validated once,
+and the AWS clients and database connection, built lazily (never at import: moto or the local
+engine must be in place first) and reused across warm invocations."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from pagemill.pipeline.context import StageContext
+from pagemill.settings import Settings
+
+
+@dataclass(frozen=True)
+class HandlerEnv:
+    work_bucket: str
+    settings: Settings
+    # The Secrets Manager secret holding the Anthropic API key (AWS); ANTHROPIC_API_KEY wins.
+    anthropic_secret_arn: str | None = None
+
+    @classmethod
+    def from_environ(cls) -> HandlerEnv:
+        bucket = os.environ.get("PAGEMILL_WORK_BUCKET")
+        if not bucket:
+            raise RuntimeError("PAGEMILL_WORK_BUCKET is not set: the function was deployed without its bucket")
+        return cls(
+            work_bucket=bucket,
+            settings=Settings.from_env(),
+            anthropic_secret_arn=os.environ.get("ANTHROPIC_SECRET_ARN") or None,
+        )
+
+
+def handler_env() -> HandlerEnv:
+    # Read at each invocation (it is cheap), never cached: locally one worker process serves
+    # several functions, each with its own environment.
+    return HandlerEnv.from_environ()
+
+
+@lru_cache(maxsize=None)
+def client(service: str) -> Any:
+    return boto3.client(service)
+
+
+@dataclass(frozen=True)
+class DatabaseEnv:
+    """How a function reaches PostgreSQL: DATABASE_URL (local engine, tests), or else the RDS
+    secret, read at each new connection (it rotates), with PAGEMILL_DATABASE_HOST (RDS Proxy's
+    endpoint) over the secret's host."""
+
+    url: str | None
+    secret_arn: str | None
+    host: str | None
+
+    @classmethod
+    def from_environ(cls) -> DatabaseEnv:
+        return cls(
+            url=Settings.from_env().database_url,
+            secret_arn=os.environ.get("DATABASE_SECRET_ARN") or None,
+            host=os.environ.get("PAGEMILL_DATABASE_HOST") or None,
+        )
+
+
+def database_url(env: DatabaseEnv) -> str:
+    from pagemill.db.connect import url_from_secret
+
+    if env.url:
+        return env.url
+    if not env.secret_arn:
+        raise RuntimeError("neither DATABASE_URL nor DATABASE_SECRET_ARN is set")
+    secret = json.loads(client("secretsmanager").get_secret_value(SecretId=env.secret_arn)["SecretString"])
+    return url_from_secret(secret, host=env.host)
+
+
+def stage_context() -> StageContext:
+    env = handler_env()
+    return StageContext(s3=client("s3"), settings=env.settings, work_bucket=env.work_bucket)
+
+
+def clip_model() -> Any:
+    """The CLIP model, loaded once per execution environment; on Lambda the folder is filled
+    from PAGEMILL_CLIP_S3_URI at the first cold start (the model is too large for the bundle)."""
+    settings = handler_env().settings
+    return _clip_model(settings.clip_dir, settings.clip_s3_uri)
+
+
+@lru_cache(maxsize=2)
+def _clip_model(clip_dir: str, clip_s3_uri: str) -> Any:
+    from pagemill.clip.model import ClipModel
+
+    if not clip_dir:
+        raise RuntimeError("PAGEMILL_CLIP_DIR is not set: the function has no CLIP model")
+    directory = Path(clip_dir)
+    if not (directory / "model.json").is_file():
+        if not clip_s3_uri:
+            raise RuntimeError(f"no CLIP model in {directory} and PAGEMILL_CLIP_S3_URI is not set")
+        _download_prefix(clip_s3_uri, directory)
+    return ClipModel.load(directory)
+
+
+def _download_prefix(uri: str, directory: Path) -> None:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    directory.mkdir(parents=True, exist_ok=True)
+    s3 = client("s3")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            name = obj["Key"].rsplit("/", 1)[-1]
+            if name:
+                s3.download_file(bucket, obj["Key"], str(directory / name))
+
+
+_connection: Any = None
+
+
+def db_connection() -> Any:
+    """One connection per execution environment, reopened if the last one broke."""
+    global _connection
+    # Imported here: the trigger function bundles no database driver.
+    from pagemill.db.connect import connect
+
+    if _connection is None or _connection.closed or _connection.broken:
+        _connection = connect(database_url(DatabaseEnv.from_environ()))
+    return _connection
+
+
+# --- the model API: client, shared breaker, per-document budget -----------------------------
+
+
+def caption_client() -> Any:
+    """The anthropic SDK client for the configured provider; raises CaptionsUnavailable when
+    the direct API has no key. The SDK itself honours ANTHROPIC_BASE_URL."""
+    env = handler_env()
+    api_key = None
+    if env.settings.caption_provider == "anthropic":
+        api_key = os.environ.get("ANTHROPIC_API_KEY") or _anthropic_key(env.anthropic_secret_arn)
+    return _caption_client(env.settings, api_key)
+
+
+@lru_cache(maxsize=2)
+def _caption_client(settings: Settings, api_key: str | None) -> Any:
+    from pagemill.captions.client import build_client
+
+    return build_client(settings, api_key=api_key)
+
+
+@lru_cache(maxsize=2)
+def _anthropic_key(secret_arn: str | None) -> str | None:
+    if not secret_arn:
+        return None
+    value = client("secretsmanager").get_secret_value(SecretId=secret_arn).get("SecretString", "").strip()
+    return value or None
+
+
+def caption_breaker() -> Any:
+    """The circuit breaker every caption call of every document shares (one item per provider
+    and model in the captions table)."""
+    from pagemill.captions.breaker import CircuitBreaker, DynamoDbBreakerStore
+
+    s = handler_env().settings
+    store = DynamoDbBreakerStore(_captions_table(s), f"{s.caption_provider}:{s.caption_model}", client("dynamodb"))
+    return CircuitBreaker(
+        store, failure_threshold=s.breaker_failure_threshold, window_seconds=s.breaker_window_seconds,
+        cooldown_seconds=s.breaker_cooldown_seconds,
+    )
+
+
+def token_budget(document_id: str) -> Any:
+    from pagemill.captions.budget import DynamoDbTokenBudget
+
+    s = handler_env().settings
+    return DynamoDbTokenBudget(_captions_table(s), document_id, s.caption_token_budget, client("dynamodb"))
+
+
+def _captions_table(settings: Settings) -> str:
+    if not settings.captions_table:
+        raise RuntimeError("PAGEMILL_CAPTIONS_TABLE is not set: the function was deployed without its table")
+    return settings.captions_table

@@ -1,0 +1,166 @@
+"""Page markdown with pymupdf4llm, each page given only the analysis it can use.
+
+Legacy mode: table detection (``find_tables``, ``lines_strict``) builds tables from vector
+lines only, so a page whose drawings cannot form a grid of at least 2 x 2 cells skips it; the
+background-colour probe (four corner renders) only serves to ignore background-coloured fill
+paths, so a page without vector paths skips that too. A page's markdown is the same either
+way (tests/unit/test_markdown.py pins it). Rendering a detected table is made linear in its
+cells (see ``_cell_text_once``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pymupdf
+import pymupdf.table
+import pymupdf4llm
+from pymupdf4llm.helpers import pymupdf_rag
+
+from pagemill.pdf.document import MUPDF_ERRORS
+
+log = logging.getLogger(__name__)
+
+TABLE_STRATEGY = "lines_strict"  # pymupdf4llm's default in legacy mode
+
+
+def page_markdown(doc: pymupdf.Document, page_indexes: list[int], text_only: set[int], mode: str) -> dict[int, str]:
+    """Markdown by 0-based page index. Ordinary pages go through pymupdf4llm; a page that makes
+    it fail, and a page in text_only, gets text-only markdown instead."""
+    out: dict[int, str] = {}
+    ordinary = [i for i in page_indexes if i not in text_only]
+    fallback = sorted(text_only)
+    if ordinary:
+        try:
+            out.update(_full_markdown(doc, ordinary, mode))
+        except MUPDF_ERRORS:
+            # One bad page fails the whole call: redo page by page so only that page loses layout.
+            for index in ordinary:
+                try:
+                    out.update(_full_markdown(doc, [index], mode))
+                except MUPDF_ERRORS as exc:
+                    log.warning("markdown falls back to text", extra={"page": index + 1, "error": str(exc)})
+                    fallback.append(index)
+    if fallback:
+        out.update(_text_only_markdown(doc, sorted(fallback)))
+    return out
+
+
+def _analysis(page: pymupdf.Page) -> tuple[str | None, bool]:
+    """(table strategy, detect background colour) for one page."""
+    if not any("path" in kind for kind, _ in page.get_bboxlog()):
+        return None, False  # no vector graphics at all: the common text page costs no get_drawings
+    return (TABLE_STRATEGY if may_hold_table(page) else None), True
+
+
+def may_hold_table(page: pymupdf.Page) -> bool:
+    """Whether ``lines_strict`` table detection could find a table of 2 x 2 cells or more
+    (smaller ones pymupdf4llm drops). Such a table needs 3 horizontal and 3 vertical edges at
+    distinct positions. Its edges come from line, rectangle and quad items and from the
+    borders of joined path rectangles, so every such coordinate counts as a candidate; edges
+    closer than the snap tolerance (3 pt) merge there but stay apart here, so the count can
+    only err towards running detection."""
+    ys: set[int] = set()
+    xs: set[int] = set()
+    for path in page.get_drawings():
+        _add_rect(path["rect"], xs, ys)
+        for item in path["items"]:
+            if item[0] == "l":
+                start, end = item[1], item[2]
+                if abs(start.y - end.y) <= 3:
+                    ys.add(round(start.y))
+                if abs(start.x - end.x) <= 3:
+                    xs.add(round(start.x))
+            elif item[0] == "re":
+                _add_rect(item[1], xs, ys)
+            elif item[0] == "qu":
+                _add_rect(item[1].rect, xs, ys)
+        if len(xs) >= 3 and len(ys) >= 3:
+            return True
+    return False
+
+
+def _add_rect(rect: pymupdf.Rect, xs: set[int], ys: set[int]) -> None:
+    xs.update((round(rect.x0), round(rect.x1)))
+    ys.update((round(rect.y0), round(rect.y1)))
+
+
+def _full_markdown(doc: pymupdf.Document, pages: list[int], mode: str) -> dict[int, str]:
+    _use_mode(mode)
+    if mode == "layout":
+        # No OCR engine is deployed; asking for one only prints a warning per call.
+        chunks = pymupdf4llm.to_markdown(doc, pages=pages, page_chunks=True, use_ocr=False)
+        return dict(zip(pages, (chunk["text"] for chunk in chunks), strict=True))
+    # Without hdr_info the legacy path scans every page of the document for font sizes,
+    # so each batch would cost as much as the whole document. One scan serves both calls.
+    headers = pymupdf_rag.IdentifyHeaders(doc, pages=pages)
+    groups: dict[tuple[str | None, bool], list[int]] = {}
+    for index in pages:
+        groups.setdefault(_analysis(doc.load_page(index)), []).append(index)
+    out: dict[int, str] = {}
+    with _cell_text_once():
+        for (strategy, detect_bg_color), subset in groups.items():
+            chunks = pymupdf4llm.to_markdown(
+                doc, pages=subset, page_chunks=True, hdr_info=headers, table_strategy=strategy,
+                detect_bg_color=detect_bg_color,
+            )
+            out.update(zip(subset, (chunk["text"] for chunk in chunks), strict=True))
+    return out
+
+
+def _text_only_markdown(doc: pymupdf.Document, pages: list[int]) -> dict[int, str]:
+    """Headings and paragraphs without images or tables: pymupdf4llm decodes images (background
+    colour probe, image rectangles, the layout model's page render), and table detection can
+    start the layout model."""
+    chunks = pymupdf_rag.to_markdown(
+        doc, pages=pages, page_chunks=True, hdr_info=pymupdf_rag.IdentifyHeaders(doc, pages=pages),
+        ignore_images=True, detect_bg_color=False, table_strategy=None,
+    )
+    return dict(zip(pages, (chunk["text"] for chunk in chunks), strict=True))
+
+
+def _use_mode(mode: str) -> None:
+    """pymupdf4llm's layout switch is process-global; flip it only when it differs, because
+    turning the layout model on loads it again."""
+    want_layout = mode == "layout"
+    if pymupdf4llm._use_layout != want_layout:
+        pymupdf4llm.use_layout(want_layout)
+
+
+@contextmanager
+def _cell_text_once() -> Iterator[None]:
+    """PyMuPDF's ``Table.to_markdown`` calls ``table.extract_cells`` per cell, which rebuilds
+    the whole page's character dictionary (``extractRAWDICT``) every time: a 1,000-cell table
+    costs 1,000 page extractions (about 10 s on one dense page). Within this block each
+    TextPage's dictionary is built once; the cell text is unchanged. PyMuPDF is not
+    thread-safe and extraction runs one page at a time per process, so swapping the module
+    function for the block is safe."""
+    original: Callable[..., str] = pymupdf.table.extract_cells
+    last: list[Any] = [None, None]  # the last TextPage and its stand-in: tables of one page share one
+
+    def extract_cells(textpage: pymupdf.TextPage, cell: Any, markdown: bool = False) -> str:
+        if last[0] is not textpage:
+            last[:] = [textpage, _RawDictOnce(textpage)]
+        return original(last[1], cell, markdown)
+
+    pymupdf.table.extract_cells = extract_cells
+    try:
+        yield
+    finally:
+        pymupdf.table.extract_cells = original
+
+
+class _RawDictOnce:
+    """A TextPage stand-in for ``extract_cells``, which reads only ``extractRAWDICT``."""
+
+    def __init__(self, textpage: pymupdf.TextPage) -> None:
+        self._textpage = textpage
+        self._rawdict: dict[str, Any] | None = None
+
+    def extractRAWDICT(self) -> dict[str, Any]:  # noqa: N802 - the TextPage method's name
+        if self._rawdict is None:
+            self._rawdict = self._textpage.extractRAWDICT()
+        return self._rawdict

@@ -1,0 +1,59 @@
+"""CollectImages: the document's distinct images, where they are embedded, and the caption batches."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pagemill import keys, storage
+from pagemill.pipeline.context import StageContext, batch_results, load_manifest
+
+log = logging.getLogger(__name__)
+
+
+def collect_images(ctx: StageContext, *, document_id: str, manifest_key: str) -> dict[str, Any]:
+    """Write the document's distinct images (first occurrence order) as one list and decide where
+    they are embedded: nowhere, on a CPU Lambda, or on the GPU service."""
+    seen: dict[str, str] = {}
+    for result in batch_results(ctx, document_id, load_manifest(ctx, manifest_key)):
+        for image in result.images:
+            seen.setdefault(image.sha256, image.s3_key)
+    images_key = keys.image_list_key(document_id)
+    storage.put_json(ctx.s3, ctx.work_bucket, images_key, [{"sha256": k, "s3_key": v} for k, v in seen.items()])
+    if not seen:
+        embed_on = "none"
+    elif len(seen) >= ctx.settings.gpu_min_images:
+        embed_on = "gpu"
+    else:
+        embed_on = "lambda"
+    captions_on = ctx.settings.caption_provider != "off"
+    caption_batches = _plan_caption_batches(ctx, document_id, seen) if captions_on else 0
+    log.info("images collected", extra={
+        "document_id": document_id, "images": len(seen), "embed_on": embed_on, "caption_batches": caption_batches,
+    })
+    return {
+        "image_count": len(seen),
+        "images_key": images_key,
+        "embed_on": embed_on,
+        # CaptionImages runs when there is something to caption; UnderstandDocument whenever
+        # the model is in use (the text alone is worth reading).
+        "caption_on": "map" if caption_batches else "none",
+        "caption_batches_key": keys.caption_batches_key(document_id),
+        "captions_prefix": keys.captions_prefix(document_id),
+        "understand_on": "lambda" if captions_on else "none",
+    }
+
+
+def _plan_caption_batches(ctx: StageContext, document_id: str, images: dict[str, str]) -> int:
+    """The CaptionImages map's items: caption_batch_size images each, with where each batch's
+    results go. Returns the number of batches."""
+    listed = [{"sha256": k, "s3_key": v} for k, v in images.items()]
+    size = ctx.settings.caption_batch_size
+    batches = [
+        {"document_id": document_id, "batch_no": n, "images": listed[start : start + size],
+         "out_key": keys.caption_batch_key(document_id, n)}
+        for n, start in enumerate(range(0, len(listed), size))
+    ]
+    if batches:
+        storage.put_json(ctx.s3, ctx.work_bucket, keys.caption_batches_key(document_id), batches)
+    return len(batches)

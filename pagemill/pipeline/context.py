@@ -1,0 +1,59 @@
+"""The pipeline's stages as plain functions: what each Lambda does, with its S3 client and
+database connection passed in. The handlers, the local engine's workers, the tests and the
+benchmarks all call these. Split by bundle: ``extraction`` needs PyMuPDF, ``writing`` does not
+(the Write function's bundle carries no PDF library)."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pagemill import keys, storage
+from pagemill.errors import InternalError
+from pagemill.records import BatchResult, BatchSpec
+from pagemill.settings import Settings
+
+
+def document_id_for(sha256: str) -> str:
+    """Document identity is the content: the same bytes under any key are one document."""
+    return sha256[:32]
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a local file, read in blocks (the local engine and `pagemill status` identify
+    a PDF on disk by it)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What every stage needs from the edge: clients, settings, where to put work."""
+
+    s3: Any
+    settings: Settings
+    work_bucket: str
+    scratch: Path = Path(tempfile.gettempdir()) / "pagemill"
+
+
+def load_manifest(ctx: StageContext, key: str) -> list[BatchSpec]:
+    """The document's page batches, in page order."""
+    specs = [BatchSpec.from_dict(d) for d in storage.get_json(ctx.s3, ctx.work_bucket, key)]
+    return sorted(specs, key=lambda spec: spec.first_page)
+
+
+def batch_results(ctx: StageContext, document_id: str, manifest: list[BatchSpec]) -> Iterator[BatchResult]:
+    """ExtractBatch's results in page order, one in memory at a time. A missing one is a defect
+    (ExtractPages succeeded only if every batch wrote its result)."""
+    for spec in manifest:
+        key = keys.batch_result_key(document_id, spec.first_page, spec.last_page)
+        try:
+            yield BatchResult.from_dict(storage.get_json(ctx.s3, ctx.work_bucket, key))
+        except storage.SourceMissing as exc:
+            raise InternalError(
+                f"the result of pages {spec.first_page}-{spec.last_page} is missing from s3://{ctx.work_bucket}/{key}"
+            ) from exc

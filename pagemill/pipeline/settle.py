@@ -1,0 +1,27 @@
+"""Settle: executions that ended without reaching Write or RecordFailure (stopped, timed out)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pagemill.db import documents
+from pagemill.errors import InternalError
+
+log = logging.getLogger(__name__)
+
+STOPPED_REASON = "the execution was stopped before it finished (StopExecution: pagemill cancel or the console)"
+TIMED_OUT_REASON = "the execution ran past its time limit and Step Functions ended it; redrive it or raise the limit"
+
+
+def settle_ended_execution(conn: Any, *, execution_arn: str, status: str) -> dict[str, str | None]:
+    """An execution that was stopped or timed out as a whole never reaches RecordFailure: its
+    document would say "running" forever. Settle it: ABORTED → cancelled, TIMED_OUT → failed.
+    Idempotent, and a document that already ended (or a cancel recorded first) is left alone."""
+    if status == "ABORTED":
+        document_id = documents.cancel_execution(conn, execution_arn, STOPPED_REASON)
+    elif status == "TIMED_OUT":
+        document_id = documents.fail_execution(conn, execution_arn, "States.Timeout", TIMED_OUT_REASON)
+    else:
+        raise InternalError(f"only stopped or timed-out executions are settled here, not {status}")
+    return {"document_id": document_id, "status": status}

@@ -1,0 +1,119 @@
+"""Write: the document's rows, embeddings, captions and understanding in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from pagemill import keys, storage
+from pagemill.captions.caption import CaptionResult, load_results, skipped, summarize
+from pagemill.captions.understand import SKIPPED, Understanding
+from pagemill.clip.embed import load_embeddings
+from pagemill.db import documents
+from pagemill.db.connect import unavailable_on_failure
+from pagemill.db.understanding import (
+    store_caption_results,
+    store_token_usage,
+    store_understanding,
+)
+from pagemill.db.write import write_document
+from pagemill.pipeline.context import (
+    StageContext,
+    batch_results,
+    load_manifest,
+)
+from pagemill.records import BatchResult
+
+log = logging.getLogger(__name__)
+
+CAPTION_BATCH_FAILED = "caption batch failed"
+
+
+def write(
+    ctx: StageContext, conn: Any, *, document_id: str, manifest_key: str, execution_arn: str | None,
+    started_at: str | None, embeddings_index_key: str | None = None, captions: Mapping[str, Any] | None = None,
+    understanding: Mapping[str, Any] | None = None,
+) -> dict[str, int]:
+    """The document's rows, its embeddings, and what the model said about it (``captions``:
+    {"prefix", "error"} of the caption branch; ``understanding``: {"key", "error"}), in one
+    transaction."""
+    began = time.monotonic()
+    manifest = load_manifest(ctx, manifest_key)
+    stats: dict[str, Any] = {"batches": len(manifest), "skipped_images": {}}
+    extract_seconds = 0.0
+
+    def batches() -> Iterator[BatchResult]:
+        # One batch in memory at a time: write_document streams rows into COPY.
+        nonlocal extract_seconds
+        for result in batch_results(ctx, document_id, manifest):
+            extract_seconds += result.seconds
+            for skipped in result.skipped_images:
+                stats["skipped_images"][skipped.reason] = stats["skipped_images"].get(skipped.reason, 0) + 1
+            yield result
+
+    timings: dict[str, float] = {}
+    # Everything else S3 holds is read before the transaction: its locks (the document's row, the
+    # execution's) are held for the database work only.
+    embeddings = load_embeddings(ctx.s3, ctx.work_bucket, embeddings_index_key) if embeddings_index_key else None
+    caption_results, answer = _load_model_output(ctx, document_id, captions or {}, understanding or {})
+    with unavailable_on_failure(f"writing document {document_id}"), conn.transaction():
+        # A cancelled execution's Write still runs if it was in flight when the execution was
+        # stopped; it must not turn the cancelled document into a succeeded one.
+        if execution_arn:
+            documents.ensure_not_cancelled(conn, execution_arn)
+        counts = write_document(
+            conn, document_id=document_id, batches=batches(), timings=timings, stats=stats, embeddings=embeddings
+        )
+        _store_model_output(conn, document_id, caption_results, answer)
+    timings.update({"extract_seconds_sum": round(extract_seconds, 3), "write_seconds": round(time.monotonic() - began, 3)})
+    if started_at:
+        timings["pipeline_seconds"] = round(
+            (datetime.now(timezone.utc) - datetime.fromisoformat(started_at.replace("Z", "+00:00"))).total_seconds(), 3
+        )
+    documents.set_timings(conn, document_id, timings)
+    return {"pages": counts.pages, "chunks": counts.chunks, "images": counts.images}
+
+
+def _load_model_output(
+    ctx: StageContext, document_id: str, captions: Mapping[str, Any], understanding: Mapping[str, Any]
+) -> tuple[list[CaptionResult] | None, Understanding | None]:
+    """The caption of every image (one skipped with the reason where its batch gave none) and the
+    document's understanding; None for a branch that did not run."""
+    results = None
+    if captions.get("prefix"):
+        by_image = load_results(ctx.s3, ctx.work_bucket, captions["prefix"])
+        # An image without a result: its batch failed after its retries, or the map did.
+        reason = f"caption step failed ({captions['error']})" if captions.get("error") else CAPTION_BATCH_FAILED
+        for image in storage.get_json(ctx.s3, ctx.work_bucket, keys.image_list_key(document_id)):
+            by_image.setdefault(image["sha256"], skipped(image["sha256"], reason))
+        results = list(by_image.values())
+    if understanding.get("key"):
+        answer = Understanding.from_dict(storage.get_json(ctx.s3, ctx.work_bucket, understanding["key"]))
+    elif understanding.get("error"):
+        answer = Understanding(None, None, status=SKIPPED, reason=f"understanding step failed ({understanding['error']})")
+    else:
+        answer = None
+    return results, answer
+
+
+def _store_model_output(
+    conn: Any, document_id: str, results: list[CaptionResult] | None, answer: Understanding | None
+) -> None:
+    input_tokens = output_tokens = 0
+    caption_summary = None
+    if results is not None:
+        store_caption_results(conn, document_id, results)
+        caption_summary = summarize(results)
+        input_tokens += caption_summary["input_tokens"]
+        output_tokens += caption_summary["output_tokens"]
+    if answer is not None:
+        store_understanding(conn, document_id, answer)
+        input_tokens += answer.input_tokens
+        output_tokens += answer.output_tokens
+    if caption_summary is not None or answer is not None:
+        store_token_usage(
+            conn, document_id, input_tokens=input_tokens, output_tokens=output_tokens, caption_summary=caption_summary
+        )

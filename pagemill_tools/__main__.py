@@ -1,0 +1,3 @@
+from pagemill_tools.cli import app
+
+app(prog_name="pagemill")

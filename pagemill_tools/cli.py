@@ -1,0 +1,469 @@
+"""The `pagemill` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from pagemill_tools.operate import (
+        CancelOutcome,
+        DocumentStatus,
+        RedriveOutcome,
+        StatusList,
+    )
+
+app = typer.Typer(help="pagemill: PDFs to pages, chunks and images in PostgreSQL.", no_args_is_help=True)
+err = Console(stderr=True)
+# Piped output (CI logs, `| tee`) would otherwise be squeezed to 80 columns.
+out = Console() if sys.stdout.isatty() else Console(width=160)
+
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option("--database-url", envvar="DATABASE_URL", help="PostgreSQL URL (default: the embedded server)."),
+]
+
+
+def _home() -> Path:
+    return Path(os.environ.get("PAGEMILL_HOME", Path.home() / ".pagemill")).expanduser()
+
+
+def _database_url(explicit: str | None) -> str:
+    from pagemill.db.migrate import migrate
+    from pagemill_tools.embedded_db import resolve_url
+
+    url = resolve_url(_home(), explicit)
+    migrate(url)
+    return url
+
+
+@app.command()
+def run(
+    paths: Annotated[list[Path], typer.Argument(help="PDF files, or folders of PDFs.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per input.")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to export results.")] = Path("pagemill-out"),
+    database_url: DatabaseUrlOption = None,
+    workers: Annotated[int, typer.Option(help="Lambda worker processes.")] = os.cpu_count() or 2,
+    no_captions: Annotated[
+        bool, typer.Option("--no-captions", help="Do not caption images or read documents with the model.")
+    ] = False,
+) -> None:
+    """Run each PDF through the full state machine, locally."""
+    from pagemill_tools.engine.run import expand_inputs
+
+    try:
+        files = expand_inputs(paths)
+    except FileNotFoundError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    if not files:
+        err.print("[yellow]no PDF files found in the given paths[/yellow]")
+        raise typer.Exit(2)
+    raise typer.Exit(_run_files(files, as_json=as_json, out_dir=out_dir, url=_database_url(database_url),
+                                workers=workers, no_captions=no_captions))
+
+
+def _run_files(files: list[Path], *, as_json: bool, out_dir: Path, url: str, workers: int, no_captions: bool) -> int:
+    """Run files through the local engine with progress bars and print the results; the exit
+    code: 0 only if every document succeeded."""
+    from pagemill_tools.engine.engine import EngineOptions, caption_environment
+    from pagemill_tools.engine.run import run_documents
+
+    options = EngineOptions(home=_home(), database_url=url, workers=workers, no_captions=no_captions)
+    _, caption_note = caption_environment(os.environ, no_captions=no_captions)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"),
+        TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=err, transient=as_json,
+    ) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def submitted(runs: list) -> None:
+            for r in runs:
+                tasks[r.execution_arn] = progress.add_task(r.path.name[:40], total=None, state="starting")
+
+        def update(r) -> None:  # noqa: ANN001 - DocumentRun
+            progress.update(
+                tasks[r.execution_arn], total=r.page_count, completed=r.pages_done, state=r.status.lower()
+            )
+
+        results = run_documents(files, options, out_dir=out_dir, on_progress=update, on_submitted=submitted)
+    if as_json:
+        out.print_json(json.dumps([r.public() for r in results]))
+    else:
+        _summary(results, url, out_dir, caption_note)
+    return 0 if all(r.status == "succeeded" for r in results) else 1
+
+
+_STATES = ("Plan", "ExtractPages", "Enrich", "Write", "RecordFailure")
+
+
+def _summary(results: list, url: str, out_dir: Path, caption_note: str | None) -> None:
+    states = [s for s in _STATES if any(s in r.state_seconds for r in results)]
+    table = Table(title="pagemill run")
+    table.add_column("document", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in ("pages", "chunks", "images", "seconds", *(f"{s} s" for s in states)):
+        table.add_column(column, justify="right")
+    for r in results:
+        status = _styled(r.status)
+        if r.duplicate:
+            status += " (duplicate)"
+        table.add_row(
+            Path(r.source).name, status, str(r.pages), str(r.chunks), str(r.images), f"{r.seconds:.1f}",
+            *(f"{r.state_seconds[s]:.1f}" if s in r.state_seconds else "" for s in states),
+        )
+    out.print(table)
+    for r in results:
+        if r.error:
+            out.print(f"[red]{Path(r.source).name}[/red]: {r.error}")
+        elif r.out:
+            out.print(f"{Path(r.source).name}: {r.out}/", highlight=False)
+    if caption_note:
+        out.print(caption_note, highlight=False)
+    out.print(f'database: psql "{url}"', highlight=False, soft_wrap=True)
+
+
+@app.command()
+def search(
+    text: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="Find images like this one instead.")] = None,
+    limit: Annotated[int, typer.Option(help="How many hits.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where `run` exported images.")] = Path("pagemill-out"),
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Rank stored images by similarity to a text (or an image), with their page numbers."""
+    from pagemill.clip.model import ClipModel
+    from pagemill.clip.preprocess import preprocess_bytes
+    from pagemill.db.connect import connect
+    from pagemill.search import nearest_images
+    from pagemill.settings import Settings
+    from pagemill_tools.clip_testmodel import ensure_test_model
+    from pagemill_tools.export import image_path
+
+    if (text is None) == (image is None):
+        err.print("[red]give either a text or --image FILE[/red]")
+        raise typer.Exit(2)
+    settings = Settings.from_env()
+    # The same model the local engine embeds with: a real export if PAGEMILL_CLIP_DIR names one.
+    model = ClipModel.load(Path(settings.clip_dir) if settings.clip_dir else ensure_test_model(_home() / "clip-test-model"))
+    if image is not None:
+        query = model.embed_images(preprocess_bytes(image.read_bytes(), max_pixels=settings.max_image_pixels)[None])[0]
+    else:
+        query = model.embed_texts([text])[0]
+    with connect(_database_url(database_url)) as conn:
+        hits = nearest_images(conn, query, limit=limit)
+    files = [image_path(out_dir, h.document_id, h.image_no, h.page_no, h.s3_key.rsplit(".", 1)[-1]) for h in hits]
+    if as_json:
+        out.print_json(json.dumps([{**h.to_dict(), "out": str(f)} for h, f in zip(hits, files)]))
+        return
+    table = Table(title=f"images nearest to {text!r}" if text else f"images like {image}")
+    for column in ("score", "document", "page", "caption", "file"):
+        table.add_column(column)
+    for h, f in zip(hits, files):
+        table.add_row(f"{h.score:.3f}", h.document_id, str(h.page_no), h.caption or "", str(f))
+    out.print(table)
+
+
+@app.command("db-url")
+def db_url(database_url: DatabaseUrlOption = None) -> None:
+    """Print the database URL (starts the embedded PostgreSQL if needed)."""
+    out.print(_database_url(database_url), soft_wrap=True, highlight=False)
+
+
+@app.command()
+def migrate(database_url: DatabaseUrlOption = None) -> None:
+    """Apply pending schema migrations."""
+    from pagemill.db.migrate import migrate as apply
+    from pagemill_tools.embedded_db import resolve_url
+
+    applied = apply(resolve_url(_home(), database_url))
+    out.print(f"applied migrations: {applied}" if applied else "schema is up to date")
+
+
+@app.command()
+def asl() -> None:
+    """Print the state machine definition as synthesized, with CloudFormation tokens resolved."""
+    from pagemill_tools.engine.synth import PROJECT_ROOT, synthesize
+    from pagemill_tools.engine.template import load_deployment
+
+    template, stack = synthesize(_home() / "synth")
+    out.print_json(json.dumps(load_deployment(template, stack, PROJECT_ROOT).definition))
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out")] = Path("pagemill-out"),
+    database_url: DatabaseUrlOption = None,
+    no_captions: Annotated[bool, typer.Option("--no-captions")] = False,
+) -> None:
+    """Generate the sample catalog PDF and run it through the pipeline."""
+    from pagemill_tools.sample import make_catalog
+
+    sample = _home() / "samples" / "sample-catalog.pdf"
+    sample.parent.mkdir(parents=True, exist_ok=True)
+    truth = make_catalog(sample)
+    err.print(f"sample catalog: {sample} ({truth.page_count} pages, {truth.distinct_images} distinct images)")
+    run([sample], as_json=False, out_dir=out_dir, database_url=database_url, no_captions=no_captions)
+
+
+# --- operate: status, cancel, redrive ------------------------------------------------------
+
+_T = TypeVar("_T")
+_STYLES = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
+
+DocOption = Annotated[
+    str, typer.Argument(help="A document id, a PDF that was run, an execution ARN or name, or (--aws) an upload key.")
+]
+AwsOption = Annotated[bool, typer.Option("--aws", help="The deployed stack (default AWS credentials), not the local engine.")]
+StackOption = Annotated[
+    str | None, typer.Option("--stack-name", help="With --aws: the stack (default: cdk.json's stack_name).")
+]
+RegionOption = Annotated[str | None, typer.Option("--region", help="With --aws: the stack's region.")]
+AwsDatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database-url", envvar="DATABASE_URL",
+                 help="PostgreSQL URL. Locally: default the embedded server. With --aws: optional (document rows)."),
+]
+
+
+def _styled(status: str) -> str:
+    style = _STYLES.get(status)
+    return f"[{style}]{status}[/{style}]" if style else status
+
+
+def _default_stack_name() -> str:
+    from pagemill_tools.engine.synth import PROJECT_ROOT
+
+    cdk_json = PROJECT_ROOT / "cdk.json"
+    context = json.loads(cdk_json.read_text()).get("context", {}) if cdk_json.is_file() else {}
+    return context.get("stack_name") or "Pagemill"
+
+
+class _Aws:
+    """The edge for --aws: clients from the default credential chain, the stack's outputs, and
+    the database when one is given."""
+
+    def __init__(self, stack_name: str | None, region: str | None, database_url: str | None) -> None:
+        import boto3
+
+        from pagemill_tools.operate.aws import find_stack
+
+        session = boto3.Session(region_name=region)
+        self.sfn = session.client("stepfunctions")
+        self.s3 = session.client("s3")
+        self.stack = find_stack(session.client("cloudformation"), stack_name or _default_stack_name())
+        self.database_url = database_url
+
+
+def _operate(action: Callable[[], int]) -> None:
+    """Run an operation; typed failures become a red line and the exit code (1, 2 for a stack
+    that cannot be found)."""
+    from pagemill.errors import (
+        DatabaseUnavailable,
+        OperationError,
+        StackNotFound,
+        StorageUnavailable,
+    )
+
+    try:
+        code = action()
+    except StackNotFound as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from exc
+    except (OperationError, DatabaseUnavailable, StorageUnavailable) as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(1) from exc
+    raise typer.Exit(code)
+
+
+def _with_connection(url: str | None, use: Callable[[Any], _T]) -> _T:
+    from pagemill.db.connect import connect
+
+    if url is None:
+        return use(None)
+    with connect(url, autocommit=True) as conn:
+        return use(conn)
+
+
+@app.command()
+def status(
+    doc: Annotated[str | None, typer.Argument(help="A document (see cancel); none: the most recent.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    limit: Annotated[int, typer.Option(help="How many recent documents/executions without DOC.")] = 20,
+    aws: AwsOption = False,
+    stack_name: StackOption = None,
+    region: RegionOption = None,
+    database_url: AwsDatabaseOption = None,
+) -> None:
+    """A document's state, progress (pages done/total), current state and error; or the most recent ones.
+    Exit code 1 when the document failed, was cancelled or is not found."""
+    from pagemill_tools.operate import aws as on_aws
+    from pagemill_tools.operate import local
+
+    def act() -> int:
+        if aws:
+            edge = _Aws(stack_name, region, database_url)
+            if doc is None:
+                return _show_list(on_aws.recent(edge.sfn, edge.stack, limit), as_json)
+
+            def one(conn: Any) -> int:
+                arn = on_aws.resolve(edge.sfn, edge.s3, edge.stack, doc, conn)
+                return _show_status(on_aws.status(edge.sfn, edge.s3, edge.stack, arn), as_json)
+
+            return _with_connection(edge.database_url, one)
+
+        def local_status(conn: Any) -> int:
+            if doc is None:
+                return _show_list(local.recent(conn, limit), as_json)
+            return _show_status(local.status(conn, doc), as_json)
+
+        return _with_connection(_database_url(database_url), local_status)
+
+    _operate(act)
+
+
+@app.command()
+def cancel(
+    doc: DocOption,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why; recorded with who cancelled it.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    aws: AwsOption = False,
+    stack_name: StackOption = None,
+    region: RegionOption = None,
+    database_url: AwsDatabaseOption = None,
+) -> None:
+    """Stop a running document (StopExecution on AWS) and mark it cancelled, with who and why.
+    Locally this also settles a document left running by a run that died."""
+    import getpass
+    import socket
+
+    from pagemill_tools.operate import aws as on_aws
+    from pagemill_tools.operate import local
+
+    why = f"cancelled by {getpass.getuser()}@{socket.gethostname()} with pagemill cancel" + (
+        f": {reason}" if reason else ""
+    )
+
+    def act() -> int:
+        if aws:
+            edge = _Aws(stack_name, region, database_url)
+
+            def on_stack(conn: Any) -> int:
+                arn = on_aws.resolve(edge.sfn, edge.s3, edge.stack, doc, conn)
+                return _show_outcome(on_aws.cancel(edge.sfn, edge.stack, arn, why, conn), as_json)
+
+            return _with_connection(edge.database_url, on_stack)
+        return _with_connection(_database_url(database_url), lambda conn: _show_outcome(local.cancel(conn, doc, why), as_json))
+
+    _operate(act)
+
+
+@app.command()
+def redrive(
+    doc: DocOption,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    aws: AwsOption = False,
+    stack_name: StackOption = None,
+    region: RegionOption = None,
+    database_url: AwsDatabaseOption = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Locally: where to export results.")] = Path("pagemill-out"),
+    workers: Annotated[int, typer.Option(help="Locally: Lambda worker processes.")] = os.cpu_count() or 2,
+    no_captions: Annotated[bool, typer.Option("--no-captions")] = False,
+) -> None:
+    """Run a failed or cancelled document again. On AWS: RedriveExecution where it resumes the work,
+    else a new execution of the same upload (`<name>-r<N>`). Locally: the file it came from, through the engine."""
+    from pagemill_tools.operate import aws as on_aws
+    from pagemill_tools.operate import local
+
+    def act() -> int:
+        if aws:
+            edge = _Aws(stack_name, region, database_url)
+
+            def on_stack(conn: Any) -> int:
+                arn = on_aws.resolve(edge.sfn, edge.s3, edge.stack, doc, conn)
+                return _show_outcome(on_aws.redrive(edge.sfn, edge.stack, arn), as_json)
+
+            return _with_connection(edge.database_url, on_stack)
+        url = _database_url(database_url)
+        path = _with_connection(url, lambda conn: local.redrive_source(conn, doc))
+        err.print(f"running {path} again", highlight=False)
+        return _run_files([path], as_json=as_json, out_dir=out_dir, url=url, workers=workers, no_captions=no_captions)
+
+    _operate(act)
+
+
+def _show_status(s: DocumentStatus, as_json: bool) -> int:
+    if as_json:
+        out.print_json(json.dumps(s.to_dict()))
+        return 0 if s.healthy else 1
+    table = Table(show_header=False, title=f"document {s.document_id or s.execution_arn}")
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    rows = {
+        "status": _styled(s.status) + (f" (execution {s.execution_status})" if s.execution_status else ""),
+        "progress": _progress(s),
+        "current state": s.current_state,
+        "error": f"{s.error_class}: {s.error}" if s.error_class else s.error,
+        "failed state": s.failed_state,
+        "source": s.source,
+        "execution": s.execution_arn,
+        "started": f"{s.started_at:%Y-%m-%d %H:%M:%S %Z}" if s.started_at else None,
+        "updated": f"{s.updated_at:%Y-%m-%d %H:%M:%S %Z}" if s.updated_at else None,
+    }
+    for name, value in rows.items():
+        if value:
+            table.add_row(name, value)
+    out.print(table)
+    if s.note:
+        out.print(s.note, highlight=False)
+    return 0 if s.healthy else 1
+
+
+def _show_list(listing: StatusList, as_json: bool) -> int:
+    if as_json:
+        out.print_json(json.dumps(listing.to_dict()))
+        return 0
+    table = Table(title="pagemill status (" + ", ".join(f"{n} {k}" for k, n in sorted(listing.counts.items())) + ")")
+    for column in ("document / execution", "status", "progress", "state", "updated", "error"):
+        table.add_column(column)
+    for s in listing.items:
+        when = s.updated_at or s.started_at
+        table.add_row(
+            s.document_id or s.execution_arn.rsplit(":", 1)[-1], _styled(s.status), _progress(s), s.current_state or "",
+            f"{when:%Y-%m-%d %H:%M:%S}" if when else "", f"{s.error_class}: {s.error}" if s.error_class else "",
+        )
+    out.print(table)
+    return 0
+
+
+def _progress(s: DocumentStatus) -> str:
+    if s.page_count is None:
+        return f"{s.pages_done} pages" if s.pages_done else ""
+    done = s.pages_done if s.pages_done is not None else 0
+    return f"{done}/{s.page_count} pages ({done / s.page_count:.0%})" if s.page_count else "0 pages"
+
+
+def _show_outcome(outcome: CancelOutcome | RedriveOutcome, as_json: bool) -> int:
+    if as_json:
+        out.print_json(json.dumps(outcome.to_dict()))
+    else:
+        out.print(outcome.note, highlight=False)
+        out.print(f"execution: {outcome.execution_arn}", highlight=False, soft_wrap=True)
+    return 0

@@ -1,0 +1,293 @@
+"""The local engine: the synthesized state machine on moto's Step Functions interpreter, with S3
+in moto, Lambda invocations routed to the real handlers in worker processes, and PostgreSQL real.
+
+moto runs in this process (the interpreter's own S3 and Lambda calls are intercepted in-process);
+a threaded moto server on loopback serves the same backends to the worker processes, which reach
+it through ``AWS_ENDPOINT_URL`` like any boto3 client reaches AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import boto3
+from moto import mock_aws
+from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.ecs.models import EC2ContainerServiceBackend
+from moto.server import ThreadedMotoServer
+
+from pagemill import keys
+from pagemill.aws.trigger import start_for_object
+from pagemill.pipeline.context import document_id_for, file_sha256
+from pagemill.records import SourceObject
+from pagemill_tools.clip_testmodel import ensure_test_model
+from pagemill_tools.engine.containers import INTERPRETER_FIXES, LocalContainers
+from pagemill_tools.engine.lambda_runtime import LambdaRuntime
+from pagemill_tools.engine.runbook import WRITE_EVERY_S, RunBook
+from pagemill_tools.engine.synth import PROJECT_ROOT, synthesize
+from pagemill_tools.engine.template import REGION, LocalDeployment, load_deployment
+from pagemill_tools.operate.progress import document_progress, read_history
+
+log = logging.getLogger(__name__)
+
+_TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+
+@dataclass
+class DocumentRun:
+    """One input file's journey through the local pipeline."""
+
+    path: Path
+    source: SourceObject
+    document_id: str
+    execution_arn: str
+    page_count: int | None = None
+    pages_done: int = 0
+    status: str = "RUNNING"  # the execution's status
+    started_at: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    home: Path
+    database_url: str
+    workers: int = os.cpu_count() or 2
+    # Environment set on every function over its own (settings overrides such as captions off).
+    function_env: dict[str, str] = field(default_factory=dict)
+    # CDK context overrides (``cdk synth -c``), e.g. a short GPU heartbeat timeout.
+    context: dict[str, Any] = field(default_factory=dict)
+    # Captions run when an API key is configured (in the environment or function_env) unless this.
+    no_captions: bool = False
+
+
+NO_API_KEY = "captions skipped: no API key (set ANTHROPIC_API_KEY to caption images and read documents)"
+CAPTIONS_OFF = "captions off (--no-captions)"
+
+
+def caption_environment(environ: Mapping[str, str], *, no_captions: bool) -> tuple[dict[str, str], str | None]:
+    """The functions' environment for captions locally, and a note for the summary when they are
+    off: they run when an API key is configured (ANTHROPIC_BASE_URL honoured), unless
+    ``--no-captions``; without a key they are skipped, which is not an error."""
+    if no_captions:
+        return {"PAGEMILL_CAPTION_PROVIDER": "off"}, CAPTIONS_OFF
+    if environ.get("PAGEMILL_CAPTION_PROVIDER") in ("bedrock", "off"):
+        return {"PAGEMILL_CAPTION_PROVIDER": environ["PAGEMILL_CAPTION_PROVIDER"]}, None
+    if not environ.get("ANTHROPIC_API_KEY"):
+        return {"PAGEMILL_CAPTION_PROVIDER": "off"}, NO_API_KEY
+    passed = {k: environ[k] for k in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL") if environ.get(k)}
+    return {"PAGEMILL_CAPTION_PROVIDER": "anthropic", **passed}, None
+
+
+class LocalEngine:
+    """Context manager: deploys the synthesized stack into moto and runs documents through it."""
+
+    def __init__(self, options: EngineOptions) -> None:
+        self.options = options
+        self.deployment: LocalDeployment | None = None
+        self.runtime: LambdaRuntime | None = None
+        self._mock: Any = None
+        self._server: ThreadedMotoServer | None = None
+        self._patches: list[Any] = []
+        self.containers: LocalContainers | None = None
+        self.state_machine_arn = ""
+        self.runbook: RunBook | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalEngine:
+        home = self.options.home
+        template, stack_name = synthesize(home / "synth", context=self.options.context)
+        self.deployment = load_deployment(template, stack_name, PROJECT_ROOT)
+        self._mock = mock_aws(
+            config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+        )
+        self._mock.start()
+        try:
+            self._start(home)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self, home: Path) -> None:
+        assert self.deployment is not None
+        # The werkzeug server logs every request the workers make; that is noise here.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        # The interpreter logs every failed execution at ERROR; the run reports failures itself.
+        logging.getLogger("moto").setLevel(logging.CRITICAL)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.runbook = RunBook(self.options.database_url, self.sfn)
+        bucket = self.deployment.bucket_name
+        self.s3.create_bucket(Bucket=bucket)
+        self.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        for table, key in self.deployment.tables.items():
+            dynamodb.create_table(
+                TableName=table, KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+            )
+        self.state_machine_arn = self.sfn.create_state_machine(
+            name=self.deployment.state_machine_name,
+            definition=json.dumps(self.deployment.definition),
+            roleArn=self.deployment.role_arn,
+            type="STANDARD",
+        )["stateMachineArn"]
+        logs = home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self.log_path = logs / f"lambda-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+        base_env = {
+            **_CREDENTIALS,
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "DATABASE_URL": self.options.database_url,
+            # No X-Ray daemon locally; logs and metrics still go to the function log.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+        overrides = {
+            # The deployed Embed function downloads the model into /tmp/clip; locally no CLIP
+            # weights are installable, so the generated CLIP-shaped model stands in, loaded by the
+            # production code path. PAGEMILL_CLIP_DIR points at a real export.
+            "PAGEMILL_CLIP_DIR": os.environ.get("PAGEMILL_CLIP_DIR")
+            or str(ensure_test_model(self.options.home / "clip-test-model")),
+        }
+        captions, _ = caption_environment(
+            {**os.environ, **self.options.function_env}, no_captions=self.options.no_captions
+        )
+        overrides.update({**captions, **self.options.function_env})
+        base_env.update(overrides)  # the GPU container reads them too
+        functions = {
+            name: replace(spec, environment={**spec.environment, **overrides})
+            for name, spec in self.deployment.functions.items()
+        }
+        self.runtime = LambdaRuntime(functions, workers=self.options.workers, base_env=base_env, log_path=self.log_path)
+        runtime = self.runtime
+
+        def invoke(backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any) -> bytes:
+            payload = body.encode() if isinstance(body, str) else (body or b"{}")
+            result = runtime.invoke(function_name, payload)
+            if result.function_error:
+                response_headers["x-amz-function-error"] = result.function_error
+            return result.payload
+
+        self.containers = LocalContainers(self.deployment.containers, base_env=base_env, log_path=self.log_path)
+        self._patches = [
+            mock.patch.object(LambdaSimpleBackend, "invoke", invoke),
+            # moto cannot place ECS tasks; RunTask starts the container's worker as a process.
+            mock.patch.object(EC2ContainerServiceBackend, "run_task", self.containers.run_task),
+            mock.patch.object(EC2ContainerServiceBackend, "describe_tasks", self.containers.describe_tasks),
+            *(mock.patch.object(owner, name, fix) for owner, name, fix in INTERPRETER_FIXES),
+        ]
+        for patch in self._patches:
+            patch.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.runbook is not None:
+            self.runbook.close()
+        for patch in self._patches:
+            patch.stop()
+        if self.containers is not None:
+            self.containers.close()
+        if self.runtime is not None:
+            self.runtime.close()
+        if self._server is not None:
+            self._server.stop()
+        if self._mock is not None:
+            self._mock.stop()
+
+    # --- running documents -------------------------------------------------------------------
+
+    def submit(self, path: Path, key: str | None = None) -> DocumentRun:
+        """Upload like a user would (uploads/<name>) and start the execution as the trigger does."""
+        assert self.deployment is not None
+        key = key or f"{keys.UPLOADS_PREFIX}{path.name}"
+        with open(path, "rb") as f:
+            version = self.s3.put_object(Bucket=self.deployment.bucket_name, Key=key, Body=f).get("VersionId")
+        source = SourceObject(bucket=self.deployment.bucket_name, key=key, version_id=version)
+        outcome = start_for_object(self.sfn, self.state_machine_arn, source)
+        run = DocumentRun(
+            path=path, source=source, document_id=document_id_for(file_sha256(path)),
+            execution_arn=outcome.execution_arn,
+        )
+        assert self.runbook is not None
+        self.runbook.submitted(run)
+        return run
+
+    def start_event(self, source: SourceObject) -> str:
+        """What the trigger does for an EventBridge event (used to show redelivery is harmless)."""
+        return start_for_object(self.sfn, self.state_machine_arn, source).execution_arn
+
+    def wait(
+        self, runs: Iterable[DocumentRun], *, on_progress: Callable[[DocumentRun], None] | None = None,
+        poll_seconds: float = 0.25,
+    ) -> None:
+        assert self.runbook is not None
+        pending = list(runs)
+        next_cancel_check = 0.0
+        while pending:
+            # `pagemill cancel` from another process records a cancellation; stop those here
+            # (looked for as often as progress is written, not at every poll).
+            if time.monotonic() >= next_cancel_check:
+                next_cancel_check = time.monotonic() + WRITE_EVERY_S
+                for arn, reason in self.runbook.cancellations([r.execution_arn for r in pending]).items():
+                    self.sfn.stop_execution(executionArn=arn, error="Cancelled", cause=reason)
+            for run in list(pending):
+                self._refresh(run)
+                if on_progress:
+                    on_progress(run)
+                self.runbook.observed(run, terminal=run.status in _TERMINAL)
+                if run.status in _TERMINAL:
+                    pending.remove(run)
+            if pending:
+                time.sleep(poll_seconds)
+
+    def _refresh(self, run: DocumentRun) -> None:
+        assert self.deployment is not None
+        bucket = self.deployment.bucket_name
+        progress = document_progress(self.s3, bucket, run.document_id, page_count=run.page_count)
+        run.page_count, run.pages_done = progress.page_count, progress.pages_done
+        description = self.sfn.describe_execution(executionArn=run.execution_arn)
+        run.status = description["status"]
+        if run.status in _TERMINAL:
+            end = description.get("stopDate") or datetime.now(description["startDate"].tzinfo)
+            run.seconds = (end - description["startDate"]).total_seconds()
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        """The execution's events, oldest first."""
+        return read_history(self.sfn, execution_arn)[::-1]
+
+    def state_seconds(self, execution_arn: str) -> dict[str, float]:
+        """Seconds spent in each top-level state, from the execution history."""
+        entered: dict[str, datetime] = {}
+        spent: dict[str, float] = {}
+        for event in self.history(execution_arn):
+            if event["type"].endswith("StateEntered"):
+                name = event["stateEnteredEventDetails"]["name"]
+                entered.setdefault(name, event["timestamp"])
+            elif event["type"].endswith("StateExited"):
+                name = event["stateExitedEventDetails"]["name"]
+                if name in entered:
+                    spent[name] = spent.get(name, 0.0) + (event["timestamp"] - entered.pop(name)).total_seconds()
+        return spent
+
+    def visited_states(self, execution_arn: str) -> list[str]:
+        return [
+            e["stateEnteredEventDetails"]["name"]
+            for e in self.history(execution_arn)
+            if e["type"].endswith("StateEntered")
+        ]
