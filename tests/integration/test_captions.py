@@ -61,7 +61,13 @@ from pagemill.db.understanding import (
     store_understanding,
 )
 from pagemill.db.write import write_document
-from pagemill.records import BatchResult, ImageOccurrence, PageRecord, SourceObject
+from pagemill.records import (
+    BatchResult,
+    ImageOccurrence,
+    ImageRef,
+    PageRecord,
+    SourceObject,
+)
 from pagemill.settings import Settings
 from tests.support.fake_anthropic import (
     FakeAnthropic,
@@ -156,16 +162,16 @@ def image_bytes(seed: int, fmt: str = "PNG", size: tuple[int, int] = (96, 64), m
     return buffer.getvalue()
 
 
-def upload(s3: Any, images: list[tuple[str, bytes]]) -> list[dict[str, str]]:
+def upload(s3: Any, images: list[tuple[str, bytes]]) -> list[ImageRef]:
     listing = []
     for sha, data in images:
         key = f"documents/{DOC}/images/{sha}.img"
         s3.put_object(Bucket=BUCKET, Key=key, Body=data)
-        listing.append({"sha256": sha, "s3_key": key})
+        listing.append(ImageRef(sha, key))
     return listing
 
 
-def photos(s3: Any, n: int) -> list[dict[str, str]]:
+def photos(s3: Any, n: int) -> list[ImageRef]:
     return upload(s3, [(f"sha{i:03d}", image_bytes(i)) for i in range(n)])
 
 
@@ -540,7 +546,7 @@ def test_images_are_reencoded_to_what_the_api_takes(
 def test_a_missing_image_object_is_skipped(
     s3: Any, client: anthropic.Anthropic, breaker: CircuitBreaker, fake_anthropic: FakeAnthropic
 ) -> None:
-    [result] = run(s3, [{"sha256": "gone", "s3_key": f"documents/{DOC}/images/gone.png"}], client, breaker)
+    [result] = run(s3, [ImageRef("gone", f"documents/{DOC}/images/gone.png")], client, breaker)
     assert (result.status, result.reason) == (SKIPPED, "image missing from storage")
     assert fake_anthropic.count == 0
 
