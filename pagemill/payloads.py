@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AliasPath, Field
 
 from pagemill.records import ImageRef, SourceObject
 
@@ -110,47 +110,27 @@ class RecordFailureInput:
 
 
 @dataclass(frozen=True)
-class ExecutionStatus:
-    execution_arn: Annotated[str, Field(alias="executionArn")]
-    status: str
-
-
-@dataclass(frozen=True)
 class ExecutionEnded:
     """EventBridge "Step Functions Execution Status Change" (Settle's rule: ABORTED, TIMED_OUT)."""
 
-    detail: ExecutionStatus
+    execution_arn: Annotated[str, Field(validation_alias=AliasPath("detail", "executionArn"))]
+    status: Annotated[str, Field(validation_alias=AliasPath("detail", "status"))]
 
     def log_keys(self) -> dict[str, Any]:
-        return {"execution_arn": self.detail.execution_arn}
-
-
-@dataclass(frozen=True)
-class S3Bucket:
-    name: str
-
-
-@dataclass(frozen=True)
-class S3Object:
-    key: str
-    version_id: Annotated[str | None, Field(alias="version-id")] = None
-
-
-@dataclass(frozen=True)
-class ObjectCreatedDetail:
-    bucket: S3Bucket
-    object: S3Object
+        return {"execution_arn": self.execution_arn}
 
 
 @dataclass(frozen=True)
 class ObjectCreated:
     """EventBridge "Object Created" from the upload bucket (the trigger's rule)."""
 
-    detail: ObjectCreatedDetail
+    bucket: Annotated[str, Field(validation_alias=AliasPath("detail", "bucket", "name"))]
+    key: Annotated[str, Field(validation_alias=AliasPath("detail", "object", "key"))]
+    version_id: Annotated[str | None, Field(validation_alias=AliasPath("detail", "object", "version-id"))] = None
 
     @property
     def source(self) -> SourceObject:
-        return SourceObject(self.detail.bucket.name, self.detail.object.key, self.detail.object.version_id)
+        return SourceObject(self.bucket, self.key, self.version_id)
 
     def log_keys(self) -> dict[str, Any]:
-        return {"key": self.detail.object.key}
+        return {"key": self.key}

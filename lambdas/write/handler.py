@@ -36,6 +36,6 @@ def record_failure(payload: RecordFailureInput, context: LambdaContext) -> dict[
 @lambda_handler(ExecutionEnded)
 def settle(payload: ExecutionEnded, context: LambdaContext) -> dict[str, str | None]:
     """EventBridge "Step Functions Execution Status Change" for ABORTED and TIMED_OUT executions."""
-    settled = settle_ended_execution(db_connection(), payload.detail)
+    settled = settle_ended_execution(db_connection(), payload)
     logger.info("execution settled", extra=settled)
     return settled

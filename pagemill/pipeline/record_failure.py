@@ -14,7 +14,16 @@ from pagemill.pipeline.context import StageContext, document_id_for
 
 log = logging.getLogger(__name__)
 
-_TIMEOUT_ERRORS = {"States.Timeout", "Sandbox.Timedout", "States.HeartbeatTimeout"}
+_TIMED_OUT = "{state} did not finish in time ({error}); it was retried and gave up"
+# What a person reads for the errors that are not pagemill's own (those carry their message).
+_EXPLANATIONS = {
+    "States.Timeout": _TIMED_OUT,
+    "Sandbox.Timedout": _TIMED_OUT,
+    "States.HeartbeatTimeout": _TIMED_OUT,
+    "Runtime.OutOfMemory": "{state} ran out of memory; the document may be too large for one batch",
+    "Runtime.ExitError": "{state} crashed ({message}); it was retried and gave up",
+    "States.ExceedToleratedFailureThreshold": "{state}: a page batch failed after its retries ({message_or_map_run})",
+}
 
 
 def explain_failure(state_name: str, error: str, cause: str | None) -> str:
@@ -30,14 +39,10 @@ def explain_failure(state_name: str, error: str, cause: str | None) -> str:
     message = str(detail.get("errorMessage", message)).strip().splitlines()[0] if (detail or message) else ""
     if error in input_error_names():
         return message or error
-    if error in _TIMEOUT_ERRORS:
-        return f"{state_name} did not finish in time ({error}); it was retried and gave up"
-    if error == "Runtime.OutOfMemory":
-        return f"{state_name} ran out of memory; the document may be too large for one batch"
-    if error == "Runtime.ExitError":
-        return f"{state_name} crashed ({message}); it was retried and gave up"
-    if error == "States.ExceedToleratedFailureThreshold":
-        return f"{state_name}: a page batch failed after its retries ({message or 'see the map run'})"
+    if error in _EXPLANATIONS:
+        return _EXPLANATIONS[error].format(
+            state=state_name, error=error, message=message, message_or_map_run=message or "see the map run"
+        )
     return f"{state_name} failed with {error}" + (f": {message}" if message else "")
 
 

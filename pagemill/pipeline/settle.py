@@ -7,7 +7,7 @@ from typing import Any
 
 from pagemill.db import documents
 from pagemill.errors import InternalError
-from pagemill.payloads import ExecutionStatus
+from pagemill.payloads import ExecutionEnded
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +15,7 @@ STOPPED_REASON = "the execution was stopped before it finished (StopExecution: p
 TIMED_OUT_REASON = "the execution ran past its time limit and Step Functions ended it; redrive it or raise the limit"
 
 
-def settle_ended_execution(conn: Any, ended: ExecutionStatus) -> dict[str, str | None]:
+def settle_ended_execution(conn: Any, ended: ExecutionEnded) -> dict[str, str | None]:
     """An execution that was stopped or timed out as a whole never reaches RecordFailure: its
     document would say "running" forever. Settle it: ABORTED → cancelled, TIMED_OUT → failed.
     Idempotent, and a document that already ended (or a cancel recorded first) is left alone."""

@@ -24,7 +24,7 @@ from pagemill.db.documents import (
 from pagemill.db.migrate import migrate, migrations
 from pagemill.db.write import write_document
 from pagemill.errors import DatabaseUnavailable, InternalError
-from pagemill.payloads import ExecutionStatus
+from pagemill.payloads import ExecutionEnded
 from pagemill.pipeline.settle import settle_ended_execution
 from pagemill.records import (
     BatchResult,
@@ -187,8 +187,8 @@ def test_an_execution_that_ended_without_its_catch_settles_its_document(
     # GIVEN a document running in one execution
     register(conn, arn="arn:exec:9")
     # WHEN that execution is stopped or times out as a whole (EventBridge tells Settle), twice
-    first = settle_ended_execution(conn, ExecutionStatus("arn:exec:9", status))
-    again = settle_ended_execution(conn, ExecutionStatus("arn:exec:9", status))
+    first = settle_ended_execution(conn, ExecutionEnded("arn:exec:9", status))
+    again = settle_ended_execution(conn, ExecutionEnded("arn:exec:9", status))
     # THEN the document is no longer running, says why, and the repeat changes nothing
     doc = get_document(conn, DOC)
     assert doc is not None and (doc["status"], doc["error_class"]) == (settled, error_class)
@@ -199,7 +199,7 @@ def test_an_execution_that_ended_without_its_catch_settles_its_document(
 def test_settling_leaves_a_document_that_already_ended_alone(conn: psycopg.Connection[Any]) -> None:
     register(conn, arn="arn:exec:9")
     assert fail(conn, execution_arn="arn:exec:9")
-    assert settle_ended_execution(conn, ExecutionStatus("arn:exec:9", "TIMED_OUT"))["document_id"] is None
+    assert settle_ended_execution(conn, ExecutionEnded("arn:exec:9", "TIMED_OUT"))["document_id"] is None
     doc = get_document(conn, DOC)
     assert doc is not None and (doc["status"], doc["error_class"]) == ("failed", "EncryptedPdf")
 

@@ -35,7 +35,7 @@ def test_settle_ends_the_running_document_of_the_execution(
 ) -> None:
     # GIVEN a planned document still running for the execution
     # WHEN the execution is stopped or times out as a whole
-    settled = settle_ended_execution(conn, status_change(status).detail)
+    settled = settle_ended_execution(conn, status_change(status))
     # THEN its document ends, saying why
     assert settled == {"document_id": planned["document_id"], "status": status}
     assert db.execute("select status, error_class, error from documents where id = %s",
