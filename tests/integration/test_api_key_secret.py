@@ -12,15 +12,15 @@ from moto import mock_aws
 
 from pagemill.aws import clients
 from pagemill.captions.client import CaptionsUnavailable
+from tests.support.moto_aws import fake_credentials
 
 REGION = "us-east-1"
 
 
 @pytest.fixture
 def secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": REGION, "PAGEMILL_WORK_BUCKET": "pm-work"}.items():
-        monkeypatch.setenv(name, value)
+    fake_credentials(monkeypatch, REGION)
+    monkeypatch.setenv("PAGEMILL_WORK_BUCKET", "pm-work")
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     with mock_aws():
         client = boto3.client("secretsmanager", region_name=REGION)

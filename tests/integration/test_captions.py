@@ -80,6 +80,7 @@ from tests.support.fake_anthropic import (
     text_answer,
     tool_answer,
 )
+from tests.support.moto_aws import create_captions_table, fake_credentials
 
 REGION = "us-east-1"
 BUCKET = "pagemill-test"
@@ -101,10 +102,7 @@ class Clock:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    fake_credentials(monkeypatch, REGION)
     with mock_aws():
         yield
 
@@ -118,13 +116,7 @@ def s3(aws: None) -> Any:
 
 @pytest.fixture
 def dynamodb(aws: None) -> Any:
-    client = boto3.client("dynamodb", region_name=REGION)
-    client.create_table(
-        TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-    )
-    return client
+    return create_captions_table(TABLE, REGION)
 
 
 @pytest.fixture
@@ -182,7 +174,7 @@ class Sleeps(list[float]):
         self.append(seconds)
 
 
-def run(s3: Any, images: list[dict[str, str]], client: Any, breaker: CircuitBreaker, budget: Any = None,
+def run(s3: Any, images: list[ImageRef], client: Any, breaker: CircuitBreaker, budget: Any = None,
         sleeps: Sleeps | None = None, **kwargs: Any) -> list[Any]:
     options: dict[str, Any] = dict(max_attempts=4, base_delay=1.0, max_delay=20.0)
     options.update(kwargs)

@@ -28,6 +28,7 @@ from pagemill.storage import SourceCache
 from pagemill_tools.clip_testmodel import ensure_test_model
 from pagemill_tools.sample import make_catalog
 from tests.support.fake_anthropic import FakeAnthropic
+from tests.support.moto_aws import create_captions_table, fake_credentials
 from tests.support.stages import (
     REGION,
     SETTINGS,
@@ -43,10 +44,7 @@ from tests.support.stages import (
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    fake_credentials(monkeypatch, REGION)
     with mock_aws():
         client = boto3.client("s3", region_name=REGION)
         for bucket in (UPLOADS, WORK):
@@ -57,13 +55,7 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 @pytest.fixture
 def dynamodb(s3: Any) -> Any:
-    client = boto3.client("dynamodb", region_name=REGION)
-    client.create_table(
-        TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-    )
-    return client
+    return create_captions_table(TABLE, REGION)
 
 
 @pytest.fixture
