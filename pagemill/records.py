@@ -67,6 +67,9 @@ class BatchSpec:
     def page_count(self) -> int:
         return self.last_page - self.first_page + 1
 
+    def log_keys(self) -> dict[str, Any]:
+        return {"document_id": self.document_id, "batch": self.batch_no, "pages": f"{self.first_page}-{self.last_page}"}
+
 
 @dataclass
 class PageRecord:
