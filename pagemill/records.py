@@ -1,10 +1,46 @@
-"""Typed records passed between stages. Everything here round-trips through JSON (S3 objects,
-state payloads), so each type has ``to_dict``/``from_dict`` and nothing else."""
+"""Typed records passed between stages and kept in S3 (batch results, caption results, the
+understanding). One mechanism reads and writes all of them and the state payloads
+(pagemill.payloads): ``load(Type, data)`` validates JSON-shaped data into the type and ``dump``
+turns a record back into JSON-shaped data (pydantic, over plain dataclasses)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from pagemill.errors import InternalError
+
+T = TypeVar("T")
+
+CAPTIONED = "captioned"
+UNDERSTOOD = "understood"
+SKIPPED = "skipped"
+
+
+@cache
+def _adapter(cls: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(cls)
+
+
+def load(cls: type[T], data: Any) -> T:
+    """``data`` (parsed JSON: a state payload, an S3 object) as a ``cls``; a shape that does not
+    fit is a defect of whoever wrote it, reported with every field that is wrong."""
+    try:
+        return _adapter(cls).validate_python(data)
+    except ValidationError as exc:
+        raise InternalError(f"not a valid {cls.__name__}: {exc}") from exc
+
+
+def load_list(cls: type[T], data: Any) -> list[T]:
+    return load(list[cls], data)  # type: ignore[valid-type]
+
+
+def dump(record: Any) -> Any:
+    """A record (or a list of them) as JSON-shaped data, field names as the JSON has them."""
+    return _adapter(type(record)).dump_python(record, mode="json", by_alias=True)
 
 
 @dataclass(frozen=True)
@@ -15,17 +51,11 @@ class SourceObject:
     key: str
     version_id: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SourceObject:
-        return cls(bucket=d["bucket"], key=d["key"], version_id=d.get("version_id"))
-
 
 @dataclass(frozen=True)
 class BatchSpec:
-    """One item of the batch manifest: pages first_page..last_page (1-based, inclusive)."""
+    """One item of the batch manifest (and ExtractBatch's input): pages first_page..last_page
+    (1-based, inclusive)."""
 
     document_id: str
     source: SourceObject
@@ -37,24 +67,8 @@ class BatchSpec:
     def page_count(self) -> int:
         return self.last_page - self.first_page + 1
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "document_id": self.document_id,
-            "source": self.source.to_dict(),
-            "batch_no": self.batch_no,
-            "first_page": self.first_page,
-            "last_page": self.last_page,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BatchSpec:
-        return cls(
-            document_id=d["document_id"],
-            source=SourceObject.from_dict(d["source"]),
-            batch_no=int(d["batch_no"]),
-            first_page=int(d["first_page"]),
-            last_page=int(d["last_page"]),
-        )
+    def log_keys(self) -> dict[str, Any]:
+        return {"document_id": self.document_id, "batch": self.batch_no, "pages": f"{self.first_page}-{self.last_page}"}
 
 
 @dataclass
@@ -107,14 +121,11 @@ class DocumentWarning:
     pages: list[int] = field(default_factory=list)
     images: list[str] = field(default_factory=list)  # sha256 of the images affected
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DocumentWarning:
-        return cls(code=d["code"], message=d["message"], pages=list(d.get("pages", [])),
-                   images=list(d.get("images", [])))
-
 
 @dataclass
 class BatchResult:
+    """ExtractBatch's result object in S3."""
+
     document_id: str
     batch_no: int
     first_page: int
@@ -126,20 +137,43 @@ class BatchResult:
     skipped_images: list[SkippedImage] = field(default_factory=list)
     warnings: list[DocumentWarning] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BatchResult:
-        return cls(
-            document_id=d["document_id"],
-            batch_no=d["batch_no"],
-            first_page=d["first_page"],
-            last_page=d["last_page"],
-            seconds=d["seconds"],
-            pages=[PageRecord(**p) for p in d["pages"]],
-            chunks=[ChunkRecord(**c) for c in d["chunks"]],
-            images=[ImageOccurrence(**{**i, "bbox": tuple(i["bbox"])}) for i in d["images"]],
-            skipped_images=[SkippedImage(**s) for s in d.get("skipped_images", [])],
-            warnings=[DocumentWarning.from_dict(w) for w in d.get("warnings", [])],
-        )
+@dataclass(frozen=True)
+class ImageRef:
+    """One distinct image of a document (CollectImages' list, a caption batch's items)."""
+
+    sha256: str
+    s3_key: str
+
+
+@dataclass(frozen=True)
+class CaptionResult:
+    sha256: str
+    status: str  # CAPTIONED | SKIPPED
+    caption: str | None
+    tags: list[str] = field(default_factory=list)
+    reason: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Product:
+    name: str
+    attributes: dict[str, str]
+    page: int | None  # None when the model named a page that was not shown to it
+
+
+@dataclass(frozen=True)
+class Understanding:
+    """What the model said the document is (UnderstandDocument's result object in S3)."""
+
+    doc_type: str | None
+    summary: str | None
+    products: list[Product] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    status: str = SKIPPED  # UNDERSTOOD | SKIPPED
+    reason: str | None = None
+    pages_read: int = 0  # pages (whole or cut) included in the request
+    truncated: bool = False  # the markdown was cut to fit the budget

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,9 +16,6 @@ class Hit:
     score: float  # cosine similarity, 1 = same direction
     caption: str | None
     s3_key: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def nearest_images(conn: Any, query: np.ndarray, *, limit: int, model_name: str | None = None) -> list[Hit]:

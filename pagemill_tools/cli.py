@@ -97,7 +97,7 @@ def _run_files(files: list[Path], *, as_json: bool, out_dir: Path, url: str, wor
             for r in runs:
                 tasks[r.execution_arn] = progress.add_task(r.path.name[:40], total=None, state="starting")
 
-        def update(r) -> None:  # noqa: ANN001 - DocumentRun
+        def update(r) -> None:
             progress.update(
                 tasks[r.execution_arn], total=r.page_count, completed=r.pages_done, state=r.status.lower()
             )
@@ -152,6 +152,7 @@ def search(
     from pagemill.clip.model import ClipModel
     from pagemill.clip.preprocess import preprocess_bytes
     from pagemill.db.connect import connect
+    from pagemill.records import dump
     from pagemill.search import nearest_images
     from pagemill.settings import Settings
     from pagemill_tools.clip_testmodel import ensure_test_model
@@ -171,7 +172,7 @@ def search(
         hits = nearest_images(conn, query, limit=limit)
     files = [image_path(out_dir, h.document_id, h.image_no, h.page_no, h.s3_key.rsplit(".", 1)[-1]) for h in hits]
     if as_json:
-        out.print_json(json.dumps([{**h.to_dict(), "out": str(f)} for h, f in zip(hits, files)]))
+        out.print_json(json.dumps([{**dump(h), "out": str(f)} for h, f in zip(hits, files)]))
         return
     table = Table(title=f"images nearest to {text!r}" if text else f"images like {image}")
     for column in ("score", "document", "page", "caption", "file"):
@@ -410,8 +411,10 @@ def redrive(
 
 
 def _show_status(s: DocumentStatus, as_json: bool) -> int:
+    from pagemill.records import dump
+
     if as_json:
-        out.print_json(json.dumps(s.to_dict()))
+        out.print_json(json.dumps(dump(s)))
         return 0 if s.healthy else 1
     table = Table(show_header=False, title=f"document {s.document_id or s.execution_arn}")
     table.add_column("field", style="bold", no_wrap=True)
@@ -437,8 +440,10 @@ def _show_status(s: DocumentStatus, as_json: bool) -> int:
 
 
 def _show_list(listing: StatusList, as_json: bool) -> int:
+    from pagemill.records import dump
+
     if as_json:
-        out.print_json(json.dumps(listing.to_dict()))
+        out.print_json(json.dumps(dump(listing)))
         return 0
     table = Table(title="pagemill status (" + ", ".join(f"{n} {k}" for k, n in sorted(listing.counts.items())) + ")")
     for column in ("document / execution", "status", "progress", "state", "updated", "error"):
@@ -461,8 +466,10 @@ def _progress(s: DocumentStatus) -> str:
 
 
 def _show_outcome(outcome: CancelOutcome | RedriveOutcome, as_json: bool) -> int:
+    from pagemill.records import dump
+
     if as_json:
-        out.print_json(json.dumps(outcome.to_dict()))
+        out.print_json(json.dumps(dump(outcome)))
     else:
         out.print(outcome.note, highlight=False)
         out.print(f"execution: {outcome.execution_arn}", highlight=False, soft_wrap=True)

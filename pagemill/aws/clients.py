@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 import boto3
 
-from pagemill.pipeline.context import StageContext
+from pagemill.pipeline.context import ModelAccess, StageContext
 from pagemill.settings import Settings
 
 
@@ -23,6 +24,7 @@ class HandlerEnv:
     settings: Settings
     # The Secrets Manager secret holding the Anthropic API key (AWS); ANTHROPIC_API_KEY wins.
     anthropic_secret_arn: str | None = None
+    anthropic_api_key: str | None = None
 
     @classmethod
     def from_environ(cls) -> HandlerEnv:
@@ -33,7 +35,22 @@ class HandlerEnv:
             work_bucket=bucket,
             settings=Settings.from_env(),
             anthropic_secret_arn=os.environ.get("ANTHROPIC_SECRET_ARN") or None,
+            anthropic_api_key=os.environ.get("ANTHROPIC_API_KEY") or None,
         )
+
+
+@dataclass(frozen=True)
+class ExecutionsEnv:
+    """The trigger and watch functions' environment: the state machine they start and watch."""
+
+    state_machine_arn: str
+
+    @classmethod
+    def from_environ(cls) -> ExecutionsEnv:
+        arn = os.environ.get("STATE_MACHINE_ARN")
+        if not arn:
+            raise RuntimeError("STATE_MACHINE_ARN is not set: the function was deployed without its state machine")
+        return cls(state_machine_arn=arn)
 
 
 def handler_env() -> HandlerEnv:
@@ -42,7 +59,7 @@ def handler_env() -> HandlerEnv:
     return HandlerEnv.from_environ()
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service: str) -> Any:
     return boto3.client(service)
 
@@ -130,6 +147,15 @@ def db_connection() -> Any:
 
 # --- the model API: client, shared breaker, per-document budget -----------------------------
 
+# How long a read of the API key secret is reused: a rotated key is picked up within this time.
+API_KEY_MAX_AGE_SECONDS = 300
+
+
+def model_access(document_id: str, time_left: Callable[[], float] | None = None) -> ModelAccess:
+    """Everything a model stage needs to call the model for ``document_id``; raises
+    CaptionsUnavailable when the direct API has no key."""
+    return ModelAccess(caption_client(), caption_breaker(), token_budget(document_id), time_left)
+
 
 def caption_client() -> Any:
     """The anthropic SDK client for the configured provider; raises CaptionsUnavailable when
@@ -137,7 +163,8 @@ def caption_client() -> Any:
     env = handler_env()
     api_key = None
     if env.settings.caption_provider == "anthropic":
-        api_key = os.environ.get("ANTHROPIC_API_KEY") or _anthropic_key(env.anthropic_secret_arn)
+        api_key = env.anthropic_api_key or _anthropic_key(env.anthropic_secret_arn)
+    # Cached by key: a rotated key builds a new client.
     return _caption_client(env.settings, api_key)
 
 
@@ -148,12 +175,20 @@ def _caption_client(settings: Settings, api_key: str | None) -> Any:
     return build_client(settings, api_key=api_key)
 
 
-@lru_cache(maxsize=2)
 def _anthropic_key(secret_arn: str | None) -> str | None:
     if not secret_arn:
         return None
-    value = client("secretsmanager").get_secret_value(SecretId=secret_arn).get("SecretString", "").strip()
-    return value or None
+    value = _secrets().get(secret_arn, max_age=API_KEY_MAX_AGE_SECONDS)
+    return str(value or "").strip() or None
+
+
+@lru_cache(maxsize=1)
+def _secrets() -> Any:
+    # Powertools' provider caches each secret for max_age, so warm invocations do not call
+    # Secrets Manager each time and still see a rotation.
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    return SecretsProvider(boto3_client=client("secretsmanager"))
 
 
 def caption_breaker() -> Any:

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from pagemill.records import SourceObject
+from pagemill.records import SourceObject, dump
+
+log = logging.getLogger(__name__)
 
 _MAX_NAME = 80  # Step Functions' limit on execution names
 
@@ -36,7 +39,7 @@ def start_for_object(sfn: Any, state_machine_arn: str, source: SourceObject, att
     name = execution_name(source, attempt)
     try:
         response = sfn.start_execution(
-            stateMachineArn=state_machine_arn, name=name, input=json.dumps({"source": source.to_dict()})
+            stateMachineArn=state_machine_arn, name=name, input=json.dumps({"source": dump(source)})
         )
     except sfn.exceptions.ExecutionAlreadyExists:
         return StartOutcome(execution_arn=execution_arn(state_machine_arn, name), started=False)
@@ -45,3 +48,14 @@ def start_for_object(sfn: Any, state_machine_arn: str, source: SourceObject, att
 
 def execution_arn(state_machine_arn: str, name: str) -> str:
     return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+
+
+def start_for_upload(sfn: Any, state_machine_arn: str, source: SourceObject) -> dict[str, Any]:
+    """The trigger's work: one execution for an uploaded object version (a redelivered event
+    starts nothing), logged, and returned as the trigger's result."""
+    outcome = start_for_object(sfn, state_machine_arn, source)
+    log.info(
+        "execution started" if outcome.started else "redelivered event: execution already exists",
+        extra={"execution_arn": outcome.execution_arn, "key": source.key},
+    )
+    return {"execution_arn": outcome.execution_arn, "started": outcome.started}

@@ -8,9 +8,12 @@ maximum duration instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import logging
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,3 +33,10 @@ def running_executions(sfn: Any, state_machine_arn: str, now: datetime) -> Runni
                 oldest_start, oldest_arn = execution["startDate"], execution["executionArn"]
     age = max(0.0, (now - oldest_start).total_seconds()) if oldest_start else 0.0
     return RunningExecutions(count=count, oldest_seconds=age, oldest_arn=oldest_arn)
+
+
+def report_running(sfn: Any, state_machine_arn: str) -> dict[str, Any]:
+    """The watch function's work: the running executions now, logged and returned (its metrics)."""
+    running = asdict(running_executions(sfn, state_machine_arn, datetime.now(UTC)))
+    log.info("running executions", extra=running)
+    return running

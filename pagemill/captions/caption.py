@@ -23,12 +23,13 @@ import random as _random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pagemill import storage
 from pagemill.captions.client import MALFORMED_ANSWER, RetryPolicy, call_tool
 from pagemill.errors import SourceMissing
+from pagemill.records import CAPTIONED, SKIPPED, CaptionResult, ImageRef, dump, load
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CAPTIONED = "captioned"
-SKIPPED = "skipped"
 UNREADABLE_IMAGE = "unreadable image"
 IMAGE_MISSING = "image missing from storage"
 
@@ -93,35 +92,13 @@ CAPTION_TOOL: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
-class CaptionResult:
-    sha256: str
-    status: str  # CAPTIONED | SKIPPED
-    caption: str | None
-    tags: list[str] = field(default_factory=list)
-    reason: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> CaptionResult:
-        return cls(
-            sha256=str(d["sha256"]), status=str(d["status"]), caption=d.get("caption"),
-            tags=[str(t) for t in d.get("tags") or []], reason=d.get("reason"),
-            input_tokens=int(d.get("input_tokens") or 0), output_tokens=int(d.get("output_tokens") or 0),
-        )
-
-
 def skipped(sha256: str, reason: str, *, input_tokens: int = 0, output_tokens: int = 0) -> CaptionResult:
     return CaptionResult(sha256, SKIPPED, None, [], reason, input_tokens, output_tokens)
 
 
-def skip_all(images: Iterable[Mapping[str, Any]], reason: str) -> list[CaptionResult]:
+def skip_all(images: Iterable[ImageRef], reason: str) -> list[CaptionResult]:
     """Every image skipped for one reason (captions off: no API key, no provider)."""
-    return [skipped(str(image["sha256"]), reason) for image in images]
+    return [skipped(image.sha256, reason) for image in images]
 
 
 @dataclass(frozen=True)
@@ -145,7 +122,7 @@ def caption_images(
     s3: Any,
     *,
     bucket: str,
-    images: Iterable[Mapping[str, Any]],
+    images: Iterable[ImageRef],
     client: Any,
     model: str,
     breaker: CircuitBreaker,
@@ -158,14 +135,14 @@ def caption_images(
     time_left: Callable[[], float] | None = None,
     random: Callable[[], float] = _random.random,
 ) -> list[CaptionResult]:
-    """Caption each image (``{"sha256", "s3_key"}``) in order; one result per image.
+    """Caption each image in order; one result per image.
 
     Never raises for model API trouble or a bad image; S3 being unavailable does raise
     (StorageUnavailable, retried by the state machine)."""
     policy = RetryPolicy(max_attempts=max_attempts, base_delay=base_delay, max_delay=max_delay)
     results: list[CaptionResult] = []
     for image in images:
-        sha256, s3_key = str(image["sha256"]), str(image["s3_key"])
+        sha256, s3_key = image.sha256, image.s3_key
         result = _caption_one(
             s3, bucket, sha256, s3_key, client=client, model=model, breaker=breaker, budget=budget, policy=policy,
             sleep=sleep, max_image_pixels=max_image_pixels, time_left=time_left, random=random,
@@ -348,7 +325,7 @@ def caption_batch(
     s3: Any,
     *,
     bucket: str,
-    images: Iterable[Mapping[str, Any]],
+    images: Iterable[ImageRef],
     out_key: str,
     client: Any,
     model: str,
@@ -382,7 +359,7 @@ def finish_batch(s3: Any, bucket: str, out_key: str, results: list[CaptionResult
 
 
 def write_results(s3: Any, bucket: str, key: str, results: Iterable[CaptionResult]) -> None:
-    storage.put_json(s3, bucket, key, {"results": [r.to_dict() for r in results]})
+    storage.put_json(s3, bucket, key, {"results": [dump(r) for r in results]})
 
 
 def load_results(s3: Any, bucket: str, prefix: str) -> dict[str, CaptionResult]:
@@ -391,7 +368,7 @@ def load_results(s3: Any, bucket: str, prefix: str) -> dict[str, CaptionResult]:
     for key in sorted(storage.list_keys(s3, bucket, prefix)):
         if key.endswith(".json"):
             for item in storage.get_json(s3, bucket, key).get("results", []):
-                result = CaptionResult.from_dict(item)
+                result = load(CaptionResult, item)
                 # A batch that ran twice (a retried Lambda) may hold an image twice: a caption wins.
                 if result.sha256 not in found or result.status == CAPTIONED:
                     found[result.sha256] = result

@@ -14,7 +14,6 @@ import logging
 import random as _random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pagemill.captions.client import (
@@ -23,6 +22,7 @@ from pagemill.captions.client import (
     call_tool,
     estimate_text_tokens,
 )
+from pagemill.records import SKIPPED, UNDERSTOOD, Product, Understanding
 
 if TYPE_CHECKING:
     from pagemill.captions.breaker import CircuitBreaker
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UNDERSTOOD = "understood"
-SKIPPED = "skipped"
 NO_TEXT = "no text to read"
 
 TOOL_NAME = "record_understanding"
@@ -79,46 +77,6 @@ UNDERSTANDING_TOOL: dict[str, Any] = {
         "required": ["document_type", "summary", "products"],
     },
 }
-
-
-@dataclass(frozen=True)
-class Product:
-    name: str
-    attributes: dict[str, str]
-    page: int | None  # None when the model named a page that was not shown to it
-
-
-@dataclass(frozen=True)
-class Understanding:
-    doc_type: str | None
-    summary: str | None
-    products: list[Product] = field(default_factory=list)
-    input_tokens: int = 0
-    output_tokens: int = 0
-    status: str = SKIPPED  # UNDERSTOOD | SKIPPED
-    reason: str | None = None
-    pages_read: int = 0  # pages (whole or cut) included in the request
-    truncated: bool = False  # the markdown was cut to fit the budget
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "doc_type": self.doc_type, "summary": self.summary,
-            "products": [{"name": p.name, "attributes": p.attributes, "page": p.page} for p in self.products],
-            "input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "status": self.status,
-            "reason": self.reason, "pages_read": self.pages_read, "truncated": self.truncated,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Understanding:
-        return cls(
-            doc_type=d.get("doc_type"), summary=d.get("summary"),
-            products=[
-                Product(p["name"], dict(p.get("attributes") or {}), p.get("page")) for p in d.get("products", [])
-            ],
-            input_tokens=int(d.get("input_tokens") or 0), output_tokens=int(d.get("output_tokens") or 0),
-            status=str(d.get("status") or SKIPPED), reason=d.get("reason"), pages_read=int(d.get("pages_read") or 0),
-            truncated=bool(d.get("truncated")),
-        )
 
 
 def understand_document(

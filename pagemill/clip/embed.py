@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +30,7 @@ import numpy as np
 from pagemill import storage
 from pagemill.clip.errors import ImageRejected
 from pagemill.errors import InternalError
+from pagemill.records import ImageRef
 
 if TYPE_CHECKING:
     from pagemill.clip.model import ClipModel
@@ -40,12 +40,6 @@ log = logging.getLogger(__name__)
 EMBEDDINGS_NAME = "embeddings.npy"
 INDEX_NAME = "embeddings.json"
 _MAX_WORKERS = 8  # boto3's default connection pool holds 10
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    sha256: str
-    s3_key: str
 
 
 def embed_images(

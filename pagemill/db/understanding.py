@@ -15,8 +15,7 @@ from pagemill.db.connect import unavailable_on_failure
 from pagemill.errors import InternalError
 
 if TYPE_CHECKING:
-    from pagemill.captions.caption import CaptionResult
-    from pagemill.captions.understand import Understanding
+    from pagemill.records import CaptionResult, Understanding
 
 
 def store_understanding(conn: psycopg.Connection[Any], document_id: str, understanding: Understanding) -> int:

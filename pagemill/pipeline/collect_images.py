@@ -6,20 +6,23 @@ import logging
 from typing import Any
 
 from pagemill import keys, storage
+from pagemill.payloads import CaptionBatchInput, DocumentInput
 from pagemill.pipeline.context import StageContext, batch_results, load_manifest
+from pagemill.records import ImageRef, dump
 
 log = logging.getLogger(__name__)
 
 
-def collect_images(ctx: StageContext, *, document_id: str, manifest_key: str) -> dict[str, Any]:
+def collect_images(ctx: StageContext, payload: DocumentInput) -> dict[str, Any]:
     """Write the document's distinct images (first occurrence order) as one list and decide where
     they are embedded: nowhere, on a CPU Lambda, or on the GPU service."""
-    seen: dict[str, str] = {}
-    for result in batch_results(ctx, document_id, load_manifest(ctx, manifest_key)):
+    document_id = payload.document_id
+    seen: dict[str, ImageRef] = {}
+    for result in batch_results(ctx, document_id, load_manifest(ctx, payload.manifest_key)):
         for image in result.images:
-            seen.setdefault(image.sha256, image.s3_key)
+            seen.setdefault(image.sha256, ImageRef(image.sha256, image.s3_key))
     images_key = keys.image_list_key(document_id)
-    storage.put_json(ctx.s3, ctx.work_bucket, images_key, [{"sha256": k, "s3_key": v} for k, v in seen.items()])
+    storage.put_json(ctx.s3, ctx.work_bucket, images_key, dump(list(seen.values())))
     if not seen:
         embed_on = "none"
     elif len(seen) >= ctx.settings.gpu_min_images:
@@ -44,16 +47,16 @@ def collect_images(ctx: StageContext, *, document_id: str, manifest_key: str) ->
     }
 
 
-def _plan_caption_batches(ctx: StageContext, document_id: str, images: dict[str, str]) -> int:
+def _plan_caption_batches(ctx: StageContext, document_id: str, images: dict[str, ImageRef]) -> int:
     """The CaptionImages map's items: caption_batch_size images each, with where each batch's
     results go. Returns the number of batches."""
-    listed = [{"sha256": k, "s3_key": v} for k, v in images.items()]
+    listed = list(images.values())
     size = ctx.settings.caption_batch_size
     batches = [
-        {"document_id": document_id, "batch_no": n, "images": listed[start : start + size],
-         "out_key": keys.caption_batch_key(document_id, n)}
+        CaptionBatchInput(document_id=document_id, batch_no=n, images=listed[start : start + size],
+                          out_key=keys.caption_batch_key(document_id, n))
         for n, start in enumerate(range(0, len(listed), size))
     ]
     if batches:
-        storage.put_json(ctx.s3, ctx.work_bucket, keys.caption_batches_key(document_id), batches)
+        storage.put_json(ctx.s3, ctx.work_bucket, keys.caption_batches_key(document_id), dump(batches))
     return len(batches)

@@ -1,21 +1,23 @@
-"""The pipeline's stages as plain functions: what each Lambda does, with its S3 client and
-database connection passed in. The handlers, the local engine's workers, the tests and the
-benchmarks all call these. Split by bundle: ``extraction`` needs PyMuPDF, ``writing`` does not
-(the Write function's bundle carries no PDF library)."""
+"""What every stage shares: its context (S3 client, settings, work bucket), the model access of
+the two model stages, the document's manifest and its batches' results."""
 
 from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pagemill import keys, storage
 from pagemill.errors import InternalError
-from pagemill.records import BatchResult, BatchSpec
+from pagemill.records import BatchResult, BatchSpec, load, load_list
 from pagemill.settings import Settings
+
+if TYPE_CHECKING:
+    from pagemill.captions.breaker import CircuitBreaker
+    from pagemill.captions.budget import TokenBudget
 
 
 def document_id_for(sha256: str) -> str:
@@ -40,9 +42,20 @@ class StageContext:
     scratch: Path = Path(tempfile.gettempdir()) / "pagemill"
 
 
+@dataclass(frozen=True)
+class ModelAccess:
+    """What CaptionBatch and UnderstandDocument need to call the model: the SDK client, the
+    breaker every document shares, this document's token budget, and the seconds left to call."""
+
+    client: Any
+    breaker: CircuitBreaker
+    budget: TokenBudget | None
+    time_left: Callable[[], float] | None = None
+
+
 def load_manifest(ctx: StageContext, key: str) -> list[BatchSpec]:
     """The document's page batches, in page order."""
-    specs = [BatchSpec.from_dict(d) for d in storage.get_json(ctx.s3, ctx.work_bucket, key)]
+    specs = load_list(BatchSpec, storage.get_json(ctx.s3, ctx.work_bucket, key))
     return sorted(specs, key=lambda spec: spec.first_page)
 
 
@@ -52,7 +65,7 @@ def batch_results(ctx: StageContext, document_id: str, manifest: list[BatchSpec]
     for spec in manifest:
         key = keys.batch_result_key(document_id, spec.first_page, spec.last_page)
         try:
-            yield BatchResult.from_dict(storage.get_json(ctx.s3, ctx.work_bucket, key))
+            yield load(BatchResult, storage.get_json(ctx.s3, ctx.work_bucket, key))
         except storage.SourceMissing as exc:
             raise InternalError(
                 f"the result of pages {spec.first_page}-{spec.last_page} is missing from s3://{ctx.work_bucket}/{key}"

@@ -8,13 +8,15 @@ from typing import Any
 from pagemill import keys
 from pagemill.clip.embed import embed_images
 from pagemill.clip.model import ClipModel
+from pagemill.payloads import EmbedInput
 from pagemill.pipeline.context import StageContext
 
 log = logging.getLogger(__name__)
 
 
-def embed(ctx: StageContext, model: ClipModel, *, document_id: str, images_key: str) -> dict[str, Any]:
+def embed(ctx: StageContext, model: ClipModel, payload: EmbedInput) -> dict[str, Any]:
     return embed_images(
-        ctx.s3, bucket=ctx.work_bucket, images_key=images_key, out_prefix=keys.embeddings_prefix(document_id),
+        ctx.s3, bucket=ctx.work_bucket, images_key=payload.images_key,
+        out_prefix=keys.embeddings_prefix(payload.document_id),
         model=model, batch_size=ctx.settings.embed_batch_size, max_image_pixels=ctx.settings.max_image_pixels,
     )

@@ -13,7 +13,7 @@ from pagemill.errors import MalformedPdf
 from pagemill.pdf.document import MUPDF_ERRORS
 from pagemill.pdf.pages import extract_pages
 from pagemill.pipeline.context import StageContext
-from pagemill.records import BatchSpec
+from pagemill.records import BatchSpec, dump
 
 log = logging.getLogger(__name__)
 
@@ -40,5 +40,5 @@ def extract_batch(ctx: StageContext, spec: BatchSpec, cache: storage.SourceCache
     finally:
         doc.close()
     key = keys.batch_result_key(spec.document_id, spec.first_page, spec.last_page)
-    storage.put_json(ctx.s3, ctx.work_bucket, key, result.to_dict())
+    storage.put_json(ctx.s3, ctx.work_bucket, key, dump(result))
     return {"result_key": key, "pages": len(result.pages), "images": len(result.images)}

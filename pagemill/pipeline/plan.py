@@ -10,16 +10,18 @@ from typing import Any
 
 from pagemill import keys, storage
 from pagemill.db import documents
+from pagemill.payloads import PlanInput
 from pagemill.pdf.document import inspect_pdf, open_pdf, plan_batches
 from pagemill.pipeline.context import StageContext, document_id_for
-from pagemill.records import BatchSpec, SourceObject
+from pagemill.records import BatchSpec, dump
 
 log = logging.getLogger(__name__)
 
 
 
-def plan(ctx: StageContext, conn: Any, source: SourceObject, execution_arn: str | None) -> dict[str, Any]:
+def plan(ctx: StageContext, conn: Any, payload: PlanInput) -> dict[str, Any]:
     started = time.monotonic()
+    source, execution_arn = payload.source, payload.execution_arn
     ctx.scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=ctx.scratch, suffix=".pdf") as tmp:
         path = Path(tmp.name)
@@ -42,11 +44,11 @@ def plan(ctx: StageContext, conn: Any, source: SourceObject, execution_arn: str 
             doc.close()
     ranges = plan_batches(info.images_per_page, ctx.settings)
     manifest = [
-        BatchSpec(document_id=document_id, source=source, batch_no=n, first_page=a, last_page=b).to_dict()
+        BatchSpec(document_id=document_id, source=source, batch_no=n, first_page=a, last_page=b)
         for n, (a, b) in enumerate(ranges)
     ]
     manifest_key = keys.manifest_key(document_id)
-    storage.put_json(ctx.s3, ctx.work_bucket, manifest_key, manifest)
+    storage.put_json(ctx.s3, ctx.work_bucket, manifest_key, dump(manifest))
     documents.set_page_count(conn, document_id, info.page_count)
     log.info(
         "planned", extra={"document_id": document_id, "pages": info.page_count, "batches": len(ranges),

@@ -7,6 +7,7 @@ from typing import Any
 
 from pagemill.db import documents
 from pagemill.errors import InternalError
+from pagemill.payloads import ExecutionEnded
 
 log = logging.getLogger(__name__)
 
@@ -14,10 +15,11 @@ STOPPED_REASON = "the execution was stopped before it finished (StopExecution: p
 TIMED_OUT_REASON = "the execution ran past its time limit and Step Functions ended it; redrive it or raise the limit"
 
 
-def settle_ended_execution(conn: Any, *, execution_arn: str, status: str) -> dict[str, str | None]:
+def settle_ended_execution(conn: Any, ended: ExecutionEnded) -> dict[str, str | None]:
     """An execution that was stopped or timed out as a whole never reaches RecordFailure: its
     document would say "running" forever. Settle it: ABORTED → cancelled, TIMED_OUT → failed.
     Idempotent, and a document that already ended (or a cancel recorded first) is left alone."""
+    execution_arn, status = ended.execution_arn, ended.status
     if status == "ABORTED":
         document_id = documents.cancel_execution(conn, execution_arn, STOPPED_REASON)
     elif status == "TIMED_OUT":

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 from pagemill import keys, storage
-from pagemill.captions.caption import CaptionResult, load_results, skipped, summarize
-from pagemill.captions.understand import SKIPPED, Understanding
+from pagemill.captions.caption import load_results, skipped, summarize
 from pagemill.clip.embed import load_embeddings
 from pagemill.db import documents
 from pagemill.db.connect import unavailable_on_failure
@@ -20,28 +19,33 @@ from pagemill.db.understanding import (
     store_understanding,
 )
 from pagemill.db.write import write_document
+from pagemill.payloads import CaptionsBranch, UnderstandingBranch, WriteInput
 from pagemill.pipeline.context import (
     StageContext,
     batch_results,
     load_manifest,
 )
-from pagemill.records import BatchResult
+from pagemill.records import (
+    SKIPPED,
+    BatchResult,
+    CaptionResult,
+    ImageRef,
+    Understanding,
+    load,
+    load_list,
+)
 
 log = logging.getLogger(__name__)
 
 CAPTION_BATCH_FAILED = "caption batch failed"
 
 
-def write(
-    ctx: StageContext, conn: Any, *, document_id: str, manifest_key: str, execution_arn: str | None,
-    started_at: str | None, embeddings_index_key: str | None = None, captions: Mapping[str, Any] | None = None,
-    understanding: Mapping[str, Any] | None = None,
-) -> dict[str, int]:
-    """The document's rows, its embeddings, and what the model said about it (``captions``:
-    {"prefix", "error"} of the caption branch; ``understanding``: {"key", "error"}), in one
-    transaction."""
+def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, int]:
+    """The document's rows, its embeddings, and what the model said about it (the outcomes of
+    the caption and understanding branches), in one transaction."""
     began = time.monotonic()
-    manifest = load_manifest(ctx, manifest_key)
+    document_id, execution_arn, started_at = payload.document_id, payload.execution_arn, payload.started_at
+    manifest = load_manifest(ctx, payload.manifest_key)
     stats: dict[str, Any] = {"batches": len(manifest), "skipped_images": {}}
     extract_seconds = 0.0
 
@@ -57,8 +61,11 @@ def write(
     timings: dict[str, float] = {}
     # Everything else S3 holds is read before the transaction: its locks (the document's row, the
     # execution's) are held for the database work only.
-    embeddings = load_embeddings(ctx.s3, ctx.work_bucket, embeddings_index_key) if embeddings_index_key else None
-    caption_results, answer = _load_model_output(ctx, document_id, captions or {}, understanding or {})
+    index_key = payload.embeddings_index_key
+    embeddings = load_embeddings(ctx.s3, ctx.work_bucket, index_key) if index_key else None
+    caption_results, answer = _load_model_output(
+        ctx, document_id, payload.captions or CaptionsBranch(), payload.understanding or UnderstandingBranch()
+    )
     with unavailable_on_failure(f"writing document {document_id}"), conn.transaction():
         # A cancelled execution's Write still runs if it was in flight when the execution was
         # stopped; it must not turn the cancelled document into a succeeded one.
@@ -78,22 +85,23 @@ def write(
 
 
 def _load_model_output(
-    ctx: StageContext, document_id: str, captions: Mapping[str, Any], understanding: Mapping[str, Any]
+    ctx: StageContext, document_id: str, captions: CaptionsBranch, understanding: UnderstandingBranch
 ) -> tuple[list[CaptionResult] | None, Understanding | None]:
     """The caption of every image (one skipped with the reason where its batch gave none) and the
     document's understanding; None for a branch that did not run."""
     results = None
-    if captions.get("prefix"):
-        by_image = load_results(ctx.s3, ctx.work_bucket, captions["prefix"])
+    if captions.prefix:
+        by_image = load_results(ctx.s3, ctx.work_bucket, captions.prefix)
         # An image without a result: its batch failed after its retries, or the map did.
-        reason = f"caption step failed ({captions['error']})" if captions.get("error") else CAPTION_BATCH_FAILED
-        for image in storage.get_json(ctx.s3, ctx.work_bucket, keys.image_list_key(document_id)):
-            by_image.setdefault(image["sha256"], skipped(image["sha256"], reason))
+        reason = f"caption step failed ({captions.error})" if captions.error else CAPTION_BATCH_FAILED
+        images = load_list(ImageRef, storage.get_json(ctx.s3, ctx.work_bucket, keys.image_list_key(document_id)))
+        for image in images:
+            by_image.setdefault(image.sha256, skipped(image.sha256, reason))
         results = list(by_image.values())
-    if understanding.get("key"):
-        answer = Understanding.from_dict(storage.get_json(ctx.s3, ctx.work_bucket, understanding["key"]))
-    elif understanding.get("error"):
-        answer = Understanding(None, None, status=SKIPPED, reason=f"understanding step failed ({understanding['error']})")
+    if understanding.key:
+        answer = load(Understanding, storage.get_json(ctx.s3, ctx.work_bucket, understanding.key))
+    elif understanding.error:
+        answer = Understanding(None, None, status=SKIPPED, reason=f"understanding step failed ({understanding.error})")
     else:
         answer = None
     return results, answer

@@ -5,9 +5,8 @@ be done as asked raises an OperationError (pagemill.errors) that says why and wh
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 # The document's status, from the execution's when the document row is not at hand.
 EXECUTION_TO_DOCUMENT = {
@@ -40,17 +39,11 @@ class DocumentStatus:
     def healthy(self) -> bool:
         return self.status in HEALTHY
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
-
 
 @dataclass(frozen=True)
 class StatusList:
     items: list[DocumentStatus]
     counts: dict[str, int] = field(default_factory=dict)  # by status, over what the list covers
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"counts": self.counts, "items": [i.to_dict() for i in self.items]}
 
 
 @dataclass(frozen=True)
@@ -61,9 +54,6 @@ class CancelOutcome:
     stopped: bool  # a live execution was stopped
     note: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class RedriveOutcome:
@@ -71,6 +61,3 @@ class RedriveOutcome:
     execution_arn: str  # the execution that now does the work
     previous_execution_arn: str
     note: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from pagemill.aws.trigger import execution_arn, execution_name, start_for_object
 from pagemill.db import documents
 from pagemill.errors import NotRedrivable, NotRunning, StackNotFound, UnknownDocument
-from pagemill.records import SourceObject
+from pagemill.records import SourceObject, load
 from pagemill_tools.operate import (
     DOCUMENT_ID,
     EXECUTION_TO_DOCUMENT,
@@ -240,7 +240,7 @@ def _latest_version(s3: Any, stack: Stack, key: str) -> SourceObject:
 
 def _source_of(description: dict[str, Any]) -> SourceObject | None:
     source = json.loads(description.get("input") or "{}").get("source")
-    return SourceObject.from_dict(source) if source else None
+    return load(SourceObject, source) if source else None
 
 
 def _source_text(source: SourceObject | None) -> str | None:

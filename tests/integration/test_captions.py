@@ -61,7 +61,13 @@ from pagemill.db.understanding import (
     store_understanding,
 )
 from pagemill.db.write import write_document
-from pagemill.records import BatchResult, ImageOccurrence, PageRecord, SourceObject
+from pagemill.records import (
+    BatchResult,
+    ImageOccurrence,
+    ImageRef,
+    PageRecord,
+    SourceObject,
+)
 from pagemill.settings import Settings
 from tests.support.fake_anthropic import (
     FakeAnthropic,
@@ -74,6 +80,7 @@ from tests.support.fake_anthropic import (
     text_answer,
     tool_answer,
 )
+from tests.support.moto_aws import create_captions_table, fake_credentials
 
 REGION = "us-east-1"
 BUCKET = "pagemill-test"
@@ -95,10 +102,7 @@ class Clock:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    fake_credentials(monkeypatch, REGION)
     with mock_aws():
         yield
 
@@ -112,13 +116,7 @@ def s3(aws: None) -> Any:
 
 @pytest.fixture
 def dynamodb(aws: None) -> Any:
-    client = boto3.client("dynamodb", region_name=REGION)
-    client.create_table(
-        TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-    )
-    return client
+    return create_captions_table(TABLE, REGION)
 
 
 @pytest.fixture
@@ -156,16 +154,16 @@ def image_bytes(seed: int, fmt: str = "PNG", size: tuple[int, int] = (96, 64), m
     return buffer.getvalue()
 
 
-def upload(s3: Any, images: list[tuple[str, bytes]]) -> list[dict[str, str]]:
+def upload(s3: Any, images: list[tuple[str, bytes]]) -> list[ImageRef]:
     listing = []
     for sha, data in images:
         key = f"documents/{DOC}/images/{sha}.img"
         s3.put_object(Bucket=BUCKET, Key=key, Body=data)
-        listing.append({"sha256": sha, "s3_key": key})
+        listing.append(ImageRef(sha, key))
     return listing
 
 
-def photos(s3: Any, n: int) -> list[dict[str, str]]:
+def photos(s3: Any, n: int) -> list[ImageRef]:
     return upload(s3, [(f"sha{i:03d}", image_bytes(i)) for i in range(n)])
 
 
@@ -176,7 +174,7 @@ class Sleeps(list[float]):
         self.append(seconds)
 
 
-def run(s3: Any, images: list[dict[str, str]], client: Any, breaker: CircuitBreaker, budget: Any = None,
+def run(s3: Any, images: list[ImageRef], client: Any, breaker: CircuitBreaker, budget: Any = None,
         sleeps: Sleeps | None = None, **kwargs: Any) -> list[Any]:
     options: dict[str, Any] = dict(max_attempts=4, base_delay=1.0, max_delay=20.0)
     options.update(kwargs)
@@ -540,7 +538,7 @@ def test_images_are_reencoded_to_what_the_api_takes(
 def test_a_missing_image_object_is_skipped(
     s3: Any, client: anthropic.Anthropic, breaker: CircuitBreaker, fake_anthropic: FakeAnthropic
 ) -> None:
-    [result] = run(s3, [{"sha256": "gone", "s3_key": f"documents/{DOC}/images/gone.png"}], client, breaker)
+    [result] = run(s3, [ImageRef("gone", f"documents/{DOC}/images/gone.png")], client, breaker)
     assert (result.status, result.reason) == (SKIPPED, "image missing from storage")
     assert fake_anthropic.count == 0
 

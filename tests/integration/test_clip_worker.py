@@ -35,6 +35,7 @@ from pagemill.clip.model import ClipModel
 from pagemill.clip.preprocess import preprocess_bytes
 from pagemill.errors import SourceMissing
 from pagemill_tools.clip_testmodel import NAME, ensure_test_model
+from tests.support.moto_aws import fake_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_PATH = ROOT / "containers" / "clip-gpu" / "worker.py"
@@ -71,10 +72,7 @@ def model(model_dir: Path) -> ClipModel:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    fake_credentials(monkeypatch, REGION)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
         yield
 

@@ -14,7 +14,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from pagemill_tools import embedded_db as embedded
 from pagemill.db.connect import connect
 from pagemill.db.documents import (
     document_for_source,
@@ -25,6 +24,7 @@ from pagemill.db.documents import (
 from pagemill.db.migrate import migrate, migrations
 from pagemill.db.write import write_document
 from pagemill.errors import DatabaseUnavailable, InternalError
+from pagemill.payloads import ExecutionEnded
 from pagemill.pipeline.settle import settle_ended_execution
 from pagemill.records import (
     BatchResult,
@@ -33,6 +33,7 @@ from pagemill.records import (
     PageRecord,
     SourceObject,
 )
+from pagemill_tools import embedded_db as embedded
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = "0123456789abcdef0123456789abcdef"
@@ -186,8 +187,8 @@ def test_an_execution_that_ended_without_its_catch_settles_its_document(
     # GIVEN a document running in one execution
     register(conn, arn="arn:exec:9")
     # WHEN that execution is stopped or times out as a whole (EventBridge tells Settle), twice
-    first = settle_ended_execution(conn, execution_arn="arn:exec:9", status=status)
-    again = settle_ended_execution(conn, execution_arn="arn:exec:9", status=status)
+    first = settle_ended_execution(conn, ExecutionEnded("arn:exec:9", status))
+    again = settle_ended_execution(conn, ExecutionEnded("arn:exec:9", status))
     # THEN the document is no longer running, says why, and the repeat changes nothing
     doc = get_document(conn, DOC)
     assert doc is not None and (doc["status"], doc["error_class"]) == (settled, error_class)
@@ -198,7 +199,7 @@ def test_an_execution_that_ended_without_its_catch_settles_its_document(
 def test_settling_leaves_a_document_that_already_ended_alone(conn: psycopg.Connection[Any]) -> None:
     register(conn, arn="arn:exec:9")
     assert fail(conn, execution_arn="arn:exec:9")
-    assert settle_ended_execution(conn, execution_arn="arn:exec:9", status="TIMED_OUT")["document_id"] is None
+    assert settle_ended_execution(conn, ExecutionEnded("arn:exec:9", "TIMED_OUT"))["document_id"] is None
     doc = get_document(conn, DOC)
     assert doc is not None and (doc["status"], doc["error_class"]) == ("failed", "EncryptedPdf")
 

@@ -21,7 +21,7 @@ from pagemill import keys
 from pagemill.aws.trigger import start_for_object
 from pagemill.db import documents
 from pagemill.errors import NotRedrivable, NotRunning, StackNotFound, UnknownDocument
-from pagemill.records import SourceObject
+from pagemill.records import SourceObject, dump
 from pagemill_tools.operate import aws
 
 REGION = "eu-west-1"
@@ -159,7 +159,7 @@ def test_cancel_stops_the_execution_and_marks_the_document_cancelled(
     redriven = aws.redrive(sfn, stack, arn)
     assert (redriven.how, redriven.previous_execution_arn) == ("restart", arn)
     assert redriven.execution_arn.endswith("-r1")
-    assert json.loads(sfn.describe_execution(executionArn=redriven.execution_arn)["input"]) == {"source": source.to_dict()}
+    assert json.loads(sfn.describe_execution(executionArn=redriven.execution_arn)["input"]) == {"source": dump(source)}
     assert aws.resolve(sfn, moto["s3"], stack, source.key) == redriven.execution_arn
 
 

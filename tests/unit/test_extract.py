@@ -11,7 +11,7 @@ import pytest
 
 from pagemill.pdf.document import inspect_pdf, open_pdf, plan_batches
 from pagemill.pdf.pages import extract_pages
-from pagemill.records import BatchResult
+from pagemill.records import BatchResult, dump, load
 from pagemill.settings import Settings
 from pagemill_tools.sample import CatalogTruth, make_catalog
 
@@ -132,7 +132,7 @@ def test_batch_result_round_trips_through_json(catalog_batch) -> None:
     # GIVEN a batch result as the Lambda writes it to S3
     result, _, _ = catalog_batch
     # WHEN it is serialised and read back
-    again = BatchResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    again = load(BatchResult, json.loads(json.dumps(dump(result))))
     # THEN nothing changed
     assert again == result
 

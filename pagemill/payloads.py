@@ -1,0 +1,136 @@
+"""What each state hands its Lambda (the ``Payload`` the state machine builds), typed. A handler
+parses its event once with ``records.load(<Payload>, event)`` and the pipeline function takes
+the typed object; keys the state machine adds that a stage does not read are ignored. ExtractBatch's
+input is a manifest item, ``records.BatchSpec``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import AliasPath, Field
+
+from pagemill.records import ImageRef, SourceObject
+
+
+@dataclass(frozen=True)
+class PlanInput:
+    source: SourceObject
+    execution_arn: str | None = None
+
+    def log_keys(self) -> dict[str, Any]:
+        return {"bucket": self.source.bucket, "key": self.source.key, "version_id": self.source.version_id}
+
+
+@dataclass(frozen=True)
+class DocumentInput:
+    """CollectImages' and UnderstandDocument's input: the planned document."""
+
+    document_id: str
+    manifest_key: str
+
+
+@dataclass(frozen=True)
+class EmbedInput:
+    document_id: str
+    images_key: str
+
+
+@dataclass(frozen=True)
+class CaptionBatchInput:
+    """One item of the CaptionImages map (CollectImages writes them)."""
+
+    document_id: str
+    batch_no: int
+    images: list[ImageRef]
+    out_key: str
+
+
+@dataclass(frozen=True)
+class CaptionsBranch:
+    """The caption branch's outcome: where the batches' results are, or the error that ended it."""
+
+    prefix: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class UnderstandingBranch:
+    """The understanding branch's outcome: its result's key, or the error that ended it."""
+
+    key: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteInput:
+    document_id: str
+    manifest_key: str
+    execution_arn: str | None = None
+    started_at: str | None = None
+    embeddings_index_key: str | None = None
+    # None: the branch is not in this state machine's input at all (older executions).
+    captions: CaptionsBranch | None = None
+    understanding: UnderstandingBranch | None = None
+
+
+@dataclass(frozen=True)
+class CatchInfo:
+    """What a Catch puts at ``$.failed.<state>``."""
+
+    error: Annotated[str, Field(alias="Error")] = "States.Runtime"
+    cause: Annotated[str | None, Field(alias="Cause")] = None
+
+
+@dataclass(frozen=True)
+class PlannedDocument:
+    document_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FailedExecutionState:
+    """The execution's whole state when a Catch sent it to RecordFailure."""
+
+    source: SourceObject
+    plan: PlannedDocument | None = None
+    failed: dict[str, CatchInfo] | None = None
+
+
+@dataclass(frozen=True)
+class RecordFailureInput:
+    state: FailedExecutionState
+    execution_arn: str | None = None
+
+    @property
+    def document_id(self) -> str | None:
+        return self.state.plan.document_id if self.state.plan else None
+
+    def log_keys(self) -> dict[str, Any]:
+        return {"key": self.state.source.key, "document_id": self.document_id}
+
+
+@dataclass(frozen=True)
+class ExecutionEnded:
+    """EventBridge "Step Functions Execution Status Change" (Settle's rule: ABORTED, TIMED_OUT)."""
+
+    execution_arn: Annotated[str, Field(validation_alias=AliasPath("detail", "executionArn"))]
+    status: Annotated[str, Field(validation_alias=AliasPath("detail", "status"))]
+
+    def log_keys(self) -> dict[str, Any]:
+        return {"execution_arn": self.execution_arn}
+
+
+@dataclass(frozen=True)
+class ObjectCreated:
+    """EventBridge "Object Created" from the upload bucket (the trigger's rule)."""
+
+    bucket: Annotated[str, Field(validation_alias=AliasPath("detail", "bucket", "name"))]
+    key: Annotated[str, Field(validation_alias=AliasPath("detail", "object", "key"))]
+    version_id: Annotated[str | None, Field(validation_alias=AliasPath("detail", "object", "version-id"))] = None
+
+    @property
+    def source(self) -> SourceObject:
+        return SourceObject(self.bucket, self.key, self.version_id)
+
+    def log_keys(self) -> dict[str, Any]:
+        return {"key": self.key}

@@ -1,0 +1,42 @@
+"""Settle on its own: an execution stopped or timed out as a whole → its document's row ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from pagemill.payloads import ExecutionEnded
+from pagemill.pipeline.settle import (
+    STOPPED_REASON,
+    TIMED_OUT_REASON,
+    settle_ended_execution,
+)
+from pagemill.records import load
+from tests.support.stages import EXECUTION_ARN
+
+
+def status_change(status: str) -> ExecutionEnded:
+    # The EventBridge event Settle's rule delivers (the fields it reads).
+    return load(ExecutionEnded, {
+        "source": "aws.states", "detail-type": "Step Functions Execution Status Change",
+        "detail": {"executionArn": EXECUTION_ARN, "status": status, "stateMachineArn": "arn:sm"},
+    })
+
+
+@pytest.mark.parametrize(("status", "row"), [
+    ("ABORTED", ("cancelled", "Cancelled", STOPPED_REASON)),
+    ("TIMED_OUT", ("failed", "States.Timeout", TIMED_OUT_REASON)),
+])
+def test_settle_ends_the_running_document_of_the_execution(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], planned: dict[str, Any], status: str,
+    row: tuple[str, str, str],
+) -> None:
+    # GIVEN a planned document still running for the execution
+    # WHEN the execution is stopped or times out as a whole
+    settled = settle_ended_execution(conn, status_change(status))
+    # THEN its document ends, saying why
+    assert settled == {"document_id": planned["document_id"], "status": status}
+    assert db.execute("select status, error_class, error from documents where id = %s",
+                      (planned["document_id"],)).fetchone() == row

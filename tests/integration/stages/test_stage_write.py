@@ -1,0 +1,74 @@
+"""Write on its own: everything the document's stages left in S3 → its rows, in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from pagemill.clip.model import ClipModel
+from pagemill.errors import ExecutionCancelled
+from pagemill.payloads import CaptionBatchInput, DocumentInput, EmbedInput, WriteInput
+from pagemill.pipeline.caption_batch import caption_batch
+from pagemill.pipeline.context import ModelAccess, StageContext
+from pagemill.pipeline.embed import embed
+from pagemill.pipeline.understand import skip_understanding
+from pagemill.pipeline.write import CAPTION_BATCH_FAILED, write
+from pagemill.records import load, load_list
+from pagemill.storage import get_json
+from tests.support.stages import EXECUTION_ARN, Upload
+
+
+def write_input(document: DocumentInput, **branches: Any) -> WriteInput:
+    # As the Write state builds it from $.plan, $.enrich and the context object.
+    return load(WriteInput, {
+        "document_id": document.document_id, "manifest_key": document.manifest_key, "execution_arn": EXECUTION_ARN,
+        "started_at": "2026-12-02T10:00:00.000Z", **branches,
+    })
+
+
+def test_write_stores_pages_chunks_images_embeddings_and_model_output(
+    ctx: StageContext, conn: psycopg.Connection[Any], db: psycopg.Connection[Any], document: DocumentInput,
+    collected: dict[str, Any], clip: ClipModel, model: ModelAccess, upload: Upload,
+) -> None:
+    # GIVEN a catalogue extracted and embedded, its first caption batch captioned, the second
+    # batch lost (its Lambda gave up), and understanding skipped
+    vectors = embed(ctx, clip, load(EmbedInput, {"document_id": document.document_id,
+                                                 "images_key": collected["images_key"]}))
+    items = load_list(CaptionBatchInput, get_json(ctx.s3, ctx.work_bucket, collected["caption_batches_key"]))
+    caption_batch(ctx, items[0], model)
+    understood = skip_understanding(ctx, document, "no API key")
+    payload = write_input(
+        document, embeddings_index_key=vectors["index_key"],
+        captions={"prefix": collected["captions_prefix"], "error": None},
+        understanding={"key": understood["understanding_key"], "error": None},
+    )
+    # WHEN the document is written
+    counts = write(ctx, conn, payload)
+    # THEN it succeeded with every page, chunk and distinct image
+    doc_id = document.document_id
+    assert db.execute("select status, page_count from documents where id = %s", (doc_id,)).fetchone() == (
+        "succeeded", 6)
+    assert counts["pages"] == db.execute("select count(*) from pages where document_id = %s", (doc_id,)).fetchone()[0]
+    assert counts["pages"] == 6 and counts["chunks"] > 0 and counts["images"] == upload.truth.distinct_images
+    # AND each image has its embedding; the first batch's images their captions, the rest the reason
+    rows = db.execute("select sha256, embedding is not null, caption_status, caption_reason from images"
+                      " where document_id = %s", (doc_id,)).fetchall()
+    first = {i.sha256 for i in items[0].images}
+    assert all(embedded for _, embedded, _, _ in rows)
+    assert {(sha in first, status, reason) for sha, _, status, reason in rows} == {
+        (True, "captioned", None), (False, "skipped", CAPTION_BATCH_FAILED)}
+    assert db.execute("select understanding_status, understanding_reason from documents where id = %s",
+                      (doc_id,)).fetchone() == ("skipped", "no API key")
+
+
+def test_write_of_a_cancelled_execution_changes_nothing(
+    ctx: StageContext, conn: psycopg.Connection[Any], db: psycopg.Connection[Any], document: DocumentInput,
+) -> None:
+    # GIVEN the execution was cancelled while Write was in flight
+    db.execute("insert into cancellations (execution_arn, reason) values (%s, 'pagemill cancel')", (EXECUTION_ARN,))
+    # WHEN Write runs THEN it refuses, and the document has no rows
+    with pytest.raises(ExecutionCancelled):
+        write(ctx, conn, write_input(document))
+    assert db.execute("select count(*) from pages where document_id = %s", (document.document_id,)).fetchone() == (0,)
