@@ -15,7 +15,6 @@ from stacks.functions import PipelineFunctions
 from stacks.gpu import GpuEmbedding
 from stacks.migrations import SchemaMigrations
 from stacks.monitoring import Monitoring
-from stacks.nag import suppress_findings
 from stacks.network import Network
 from stacks.state_machine import DocumentStateMachine
 from stacks.storage import Storage
@@ -48,12 +47,6 @@ class PipelineStack(Stack):
             self, "Documents", functions=functions, gpu=gpu, bucket=storage.bucket, config=config
         )
 
-        monitoring = Monitoring(
-            self, "Monitoring", state_machine=documents.state_machine, dead_letter_queue=storage.dead_letter_queue,
-            alarm_email=config.alarm_email, watch=functions.watch,
-            stuck_after=Duration.minutes(config.stuck_after_minutes), functions=functions.by_name,
-        )
-
         # The trigger starts executions; the upload rule invokes the trigger.
         functions.trigger.add_environment("STATE_MACHINE_ARN", documents.state_machine.state_machine_arn)
         documents.state_machine.grant_start_execution(functions.trigger)
@@ -61,8 +54,13 @@ class PipelineStack(Stack):
         documents.state_machine.grant(functions.watch, "states:ListExecutions")
         storage.trigger_on_upload(functions.trigger)
         documents.settle_ended_executions(functions.settle, dead_letter_queue=storage.dead_letter_queue)
-        if database:
-            database.watch(monitoring)
+
+        monitoring = Monitoring(
+            self, "Monitoring", state_machine=documents.state_machine, dead_letter_queue=storage.dead_letter_queue,
+            alarm_email=config.alarm_email, watch=functions.watch,
+            stuck_after=Duration.minutes(config.stuck_after_minutes), functions=functions.by_name,
+            alarms=database.alarms() if database else (),
+        )
 
         self.storage = storage
         self.network = network
@@ -81,4 +79,3 @@ class PipelineStack(Stack):
                       description="PostgreSQL for the functions (TLS; from inside the VPC)")
             CfnOutput(self, "DatabaseSecretArn", value=database.secret.secret_arn,
                       description="PostgreSQL username and password (rotated every 30 days)")
-        suppress_findings(self)

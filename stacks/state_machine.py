@@ -34,12 +34,15 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
+from cdk_nag import RegexAppliesTo
 from constructs import Construct
 
+from pagemill import keys
+from stacks import nag
 from stacks.config import GPU_TASK_TIMEOUT_SECONDS, PipelineConfig
+from stacks.events import execution_status_pattern
 from stacks.functions import PipelineFunctions
 from stacks.gpu import GpuEmbedding
-from stacks.storage import DOCUMENTS_PREFIX
 
 # pagemill's TransientError family (pagemill.errors, pagemill.clip.errors; the infrastructure
 # tests keep the two in step): a dependency was briefly unavailable, or a worker was stopped.
@@ -128,15 +131,6 @@ def _invoke(
     return task
 
 
-def execution_status_pattern(state_machine: sfn.IStateMachine, *statuses: str) -> events.EventPattern:
-    """EventBridge's event for executions of ``state_machine`` ending in one of ``statuses``."""
-    return events.EventPattern(
-        source=["aws.states"],
-        detail_type=["Step Functions Execution Status Change"],
-        detail={"stateMachineArn": [state_machine.state_machine_arn], "status": list(statuses)},
-    )
-
-
 class DocumentStateMachine(Construct):
     """The Standard state machine that takes one uploaded PDF from Plan to Write, or to a
     recorded failure."""
@@ -168,11 +162,34 @@ class DocumentStateMachine(Construct):
         )
         # ExtractPages' ItemReader reads the batch manifest that Plan wrote under documents/.
         self.state_machine.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{DOCUMENTS_PREFIX}*")])
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{keys.DOCUMENTS_PREFIX}*")])
         )
         # The GPU worker answers EmbedOnGpu's task token (SendTaskSuccess/Failure/Heartbeat on
         # this state machine; CDK runs the task and passes its roles itself).
         self.state_machine.grant_task_response(gpu.task_role)
+        self._accept_findings()
+
+    def _accept_findings(self) -> None:
+        machine = self.state_machine
+        nag.accept(
+            machine, "SF1",
+            "A Standard workflow: Step Functions keeps every execution's full event history (console, "
+            "GetExecutionHistory) for 90 days. CloudWatch gets the ERROR level with execution data, for "
+            "Logs Insights and alarms, not a paid second copy of every state transition.",
+        )
+        nag.accept(
+            machine, "IAM5",
+            "CDK's LambdaInvoke grant: each pipeline function and its versions and aliases (ARN:*), nothing else.",
+            *(f"Resource::<{nag.logical_id(function)}.Arn>:*" for function in self._functions.pipeline),
+        )
+        nag.accept(
+            machine, "IAM5",
+            "Distributed Map child executions are named by Step Functions at run time; the grant is limited to "
+            "this state machine's executions.",
+            RegexAppliesTo(regex=r"/^Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:.*$/"),
+        )
+        nag.accept_bucket_keys(machine, self._bucket)
+        nag.accept_wildcard_resource(machine)
 
     def settle_ended_executions(self, function: lambda_.IFunction, *, dead_letter_queue: sqs.IQueue) -> events.Rule:
         """An execution stopped or timed out as a whole ends without its Catch, so RecordFailure
@@ -431,8 +448,9 @@ class DocumentStateMachine(Construct):
             "TASK_TOKEN": sfn.JsonPath.task_token,
             "IMAGES_BUCKET": self._bucket.bucket_name,
             "IMAGES_KEY": sfn.JsonPath.string_at("$.images.images_key"),
+            # JsonPath.format puts the document id where keys.embeddings_prefix has "{}".
             "OUT_PREFIX": sfn.JsonPath.format(
-                f"{DOCUMENTS_PREFIX}{{}}/embeddings/", sfn.JsonPath.string_at("$.plan.document_id")
+                keys.embeddings_prefix("{}"), sfn.JsonPath.string_at("$.plan.document_id")
             ),
         }
         task = tasks.EcsRunTask(
