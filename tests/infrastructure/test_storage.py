@@ -1,0 +1,35 @@
+"""Storage in an otherwise empty stack: the bucket (the upload rule's wiring to the trigger is
+test_stack's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infrastructure.conftest import part_template, storage_part
+from tests.infrastructure.queries import of_type
+
+
+@pytest.fixture(scope="module")
+def resources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return part_template(tmp_path_factory, storage_part)["Resources"]
+
+
+def test_bucket_is_private_encrypted_versioned_and_tls_only(resources: dict[str, Any]) -> None:
+    (bucket,) = of_type(resources, "AWS::S3::Bucket").values()
+    props = bucket["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"][
+        "SSEAlgorithm"
+    ] in ("AES256", "aws:kms")
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True
+    }
+    assert props["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    assert bucket["DeletionPolicy"] == "Retain"
+    (policy,) = of_type(resources, "AWS::S3::BucketPolicy").values()
+    assert any(
+        s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+    )
