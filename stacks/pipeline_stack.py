@@ -1,5 +1,6 @@
-"""The pagemill stack: composes storage, network, database, functions, the GPU service and the state
-machine from one config."""
+"""The pagemill stack: composes storage, network, database, functions, the GPU service, the state
+machine and monitoring from one config, and wires them where they meet. Each construct owns its
+resources, grants and cdk-nag acceptances; none imports another's module but for its type."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ class PipelineStack(Stack):
         functions = PipelineFunctions(
             self, "Functions", bucket=storage.bucket, captions=captions, database=access, config=config
         )
-        migrations = SchemaMigrations(
+        SchemaMigrations(
             self, "Migrations", function=functions.migrate, log_retention=config.log_retention,
             after=[database, network] if database else [],
         )
@@ -62,15 +63,6 @@ class PipelineStack(Stack):
             alarms=database.alarms() if database else (),
         )
 
-        self.storage = storage
-        self.network = network
-        self.database = database
-        self.migrations = migrations
-        self.captions = captions
-        self.monitoring = monitoring
-        self.functions = functions
-        self.gpu = gpu
-        self.documents = documents
         CfnOutput(self, "BucketName", value=storage.bucket.bucket_name, description="Upload PDFs under uploads/")
         CfnOutput(self, "StateMachineArn", value=documents.state_machine.state_machine_arn)
         CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn, description="Alarms and failed documents")

@@ -104,6 +104,21 @@ def _crash_retry() -> dict[str, Any]:
     }
 
 
+def _payload_fields(**kinds: type) -> dict[str, str]:
+    """A Lambda task's ResultSelector that keeps these fields of the function's result, each a
+    str, int or dict (a string, a number or an object in the state)."""
+    at = {str: sfn.JsonPath.string_at, int: sfn.JsonPath.number_at, dict: sfn.JsonPath.object_at}
+    return {name: at[kind](f"$.Payload.{name}") for name, kind in kinds.items()}
+
+
+def _document() -> sfn.TaskInput:
+    """The payload of a task that reads the document's batches: its id and its manifest's key."""
+    return sfn.TaskInput.from_object(
+        {"document_id": sfn.JsonPath.string_at("$.plan.document_id"),
+         "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key")}
+    )
+
+
 def _invoke(
     scope: Construct,
     name: str,
@@ -235,13 +250,9 @@ class DocumentStateMachine(Construct):
             payload=sfn.TaskInput.from_object(
                 {"source": sfn.JsonPath.object_at("$.source"), "execution_arn": sfn.JsonPath.execution_id}
             ),
-            result_selector={
-                "document_id": sfn.JsonPath.string_at("$.Payload.document_id"),
-                "page_count": sfn.JsonPath.number_at("$.Payload.page_count"),
-                "batch_count": sfn.JsonPath.number_at("$.Payload.batch_count"),
-                "manifest_key": sfn.JsonPath.string_at("$.Payload.manifest_key"),
-                "duplicate": sfn.JsonPath.object_at("$.Payload.duplicate"),
-            },
+            result_selector=_payload_fields(
+                document_id=str, page_count=int, batch_count=int, manifest_key=str, duplicate=dict
+            ),
             result_path="$.plan",
         )
 
@@ -253,10 +264,7 @@ class DocumentStateMachine(Construct):
                 "ExtractBatch",
                 self._functions.extract_batch,
                 payload=sfn.TaskInput.from_json_path_at("$"),
-                result_selector={
-                    "result_key": sfn.JsonPath.string_at("$.Payload.result_key"),
-                    "pages": sfn.JsonPath.number_at("$.Payload.pages"),
-                },
+                result_selector=_payload_fields(result_key=str, pages=int),
             ),
             tolerated_failure_count=0,
         )
@@ -286,21 +294,14 @@ class DocumentStateMachine(Construct):
             self,
             "CollectImages",
             self._functions.collect_images,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "document_id": sfn.JsonPath.string_at("$.plan.document_id"),
-                    "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key"),
-                }
+            payload=_document(),
+            # embed_on: "none" | "lambda" | "gpu"
+            # caption_on: "none" | "map"
+            # understand_on: "none" | "lambda"
+            result_selector=_payload_fields(
+                image_count=int, images_key=str, embed_on=str, caption_on=str, caption_batches_key=str,
+                captions_prefix=str, understand_on=str,
             ),
-            result_selector={
-                "image_count": sfn.JsonPath.number_at("$.Payload.image_count"),
-                "images_key": sfn.JsonPath.string_at("$.Payload.images_key"),
-                "embed_on": sfn.JsonPath.string_at("$.Payload.embed_on"),  # "none" | "lambda" | "gpu"
-                "caption_on": sfn.JsonPath.string_at("$.Payload.caption_on"),  # "none" | "map"
-                "caption_batches_key": sfn.JsonPath.string_at("$.Payload.caption_batches_key"),
-                "captions_prefix": sfn.JsonPath.string_at("$.Payload.captions_prefix"),
-                "understand_on": sfn.JsonPath.string_at("$.Payload.understand_on"),  # "none" | "lambda"
-            },
             result_path="$.images",
         )
 
@@ -341,10 +342,7 @@ class DocumentStateMachine(Construct):
                 "CaptionBatch",
                 self._functions.caption_batch,
                 payload=sfn.TaskInput.from_json_path_at("$"),
-                result_selector={
-                    "captioned": sfn.JsonPath.number_at("$.Payload.captioned"),
-                    "skipped": sfn.JsonPath.number_at("$.Payload.skipped"),
-                },
+                result_selector=_payload_fields(captioned=int, skipped=int),
             ),
             tolerated_failure_percentage=100,
         )
@@ -378,12 +376,7 @@ class DocumentStateMachine(Construct):
             self,
             "UnderstandDocument",
             self._functions.understand,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "document_id": sfn.JsonPath.string_at("$.plan.document_id"),
-                    "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key"),
-                }
-            ),
+            payload=_document(),
             result_selector={
                 "key": sfn.JsonPath.string_at("$.Payload.understanding_key"),
                 "error": sfn.JsonPath.string_at(JSON_NULL),
@@ -432,10 +425,7 @@ class DocumentStateMachine(Construct):
                     "images_key": sfn.JsonPath.string_at("$.images.images_key"),
                 }
             ),
-            result_selector={
-                "index_key": sfn.JsonPath.string_at("$.Payload.index_key"),
-                "count": sfn.JsonPath.number_at("$.Payload.count"),
-            },
+            result_selector=_payload_fields(index_key=str, count=int),
         )
 
     def _embed_on_gpu(self) -> tasks.EcsRunTask:
@@ -517,11 +507,7 @@ class DocumentStateMachine(Construct):
                     "started_at": sfn.JsonPath.execution_start_time,
                 }
             ),
-            result_selector={
-                "pages": sfn.JsonPath.number_at("$.Payload.pages"),
-                "chunks": sfn.JsonPath.number_at("$.Payload.chunks"),
-                "images": sfn.JsonPath.number_at("$.Payload.images"),
-            },
+            result_selector=_payload_fields(pages=int, chunks=int, images=int),
             result_path="$.written",
         )
 
@@ -533,10 +519,7 @@ class DocumentStateMachine(Construct):
             payload=sfn.TaskInput.from_object(
                 {"state": sfn.JsonPath.entire_payload, "execution_arn": sfn.JsonPath.execution_id}
             ),
-            result_selector={
-                "error": sfn.JsonPath.string_at("$.Payload.error"),
-                "reason": sfn.JsonPath.string_at("$.Payload.reason"),
-            },
+            result_selector=_payload_fields(error=str, reason=str),
             result_path="$.recorded",
             transient_attempts=RECORD_FAILURE_ATTEMPTS,
         )

@@ -164,11 +164,15 @@ def definition_of(template: dict[str, Any]) -> dict[str, Any]:
     return json.loads(separator.join(p if isinstance(p, str) else _placeholder(p) for p in parts))
 
 
-def part_template(
-    factory: pytest.TempPathFactory, build: Callable[[Stack, PipelineConfig], object], **context: Any
-) -> dict[str, Any]:
-    """For a module-scoped fixture: ``build``'s template as JSON."""
-    return construct_template(factory.mktemp("cdk"), build, **context).to_json()
+def part_fixture(build: Callable[[Stack, PipelineConfig], object]) -> Any:
+    """A module's ``template`` fixture: ``build``'s template as JSON, synthesized once per module
+    (``resources`` and ``definition`` then read it)."""
+
+    @pytest.fixture(scope="module")
+    def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+        return construct_template(tmp_path_factory.mktemp("cdk"), build).to_json()
+
+    return template
 
 
 @pytest.fixture(scope="session")
@@ -196,11 +200,11 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def resources(template: dict[str, Any]) -> dict[str, Any]:
     return template["Resources"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def definition(template: dict[str, Any]) -> dict[str, Any]:
     return definition_of(template)

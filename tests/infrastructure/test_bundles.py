@@ -176,6 +176,18 @@ def _imported_by_our_code(handler_dir: Path) -> set[str]:
     return found
 
 
+def _top_level(dist: metadata.Distribution) -> set[str]:
+    """The importable top-level names a distribution installs."""
+    return {Path(f).parts[0].removesuffix(".py") for f in dist.files or () if ".dist-info" not in Path(f).parts[0]}
+
+
+def _installed_and_imported(bundle: Path, source: str) -> tuple[dict[str, metadata.Distribution], set[str]]:
+    """The bundle's distributions by normalized name, and those the handler's code imports."""
+    distributions = {_normalized(d.metadata["Name"]): d for d in metadata.distributions(path=[str(bundle)])}
+    imports = _imported_by_our_code(ROOT / source)
+    return distributions, {name for name, dist in distributions.items() if _top_level(dist) & imports}
+
+
 def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -187,13 +199,7 @@ def _requirement_names(text: str) -> list[str]:
 @pytest.mark.parametrize("source", SOURCES)
 def test_bundle_holds_only_what_its_handler_imports(source: str, bundles: Callable[[str], Path]) -> None:
     bundle = bundles(source)
-    distributions = {_normalized(d.metadata["Name"]): d for d in metadata.distributions(path=[str(bundle)])}
-    imports = _imported_by_our_code(ROOT / source)
-
-    def top_level(dist: metadata.Distribution) -> set[str]:
-        return {Path(f).parts[0].removesuffix(".py") for f in dist.files or () if ".dist-info" not in Path(f).parts[0]}
-
-    imported = {name for name, dist in distributions.items() if top_level(dist) & imports}
+    distributions, imported = _installed_and_imported(bundle, source)
     required_by_imported = {
         _normalized(re.match(r"[A-Za-z0-9._-]+", r)[0]) for name in imported for r in distributions[name].requires or ()
     }
@@ -235,15 +241,8 @@ def test_bundle_holds_no_harness_module(source: str, bundles: Callable[[str], Pa
 @pytest.mark.parametrize("source", SOURCES)
 def test_every_package_in_a_bundle_is_one_its_handler_needs(source: str, bundles: Callable[[str], Path]) -> None:
     # GIVEN the distributions pip installed into the bundle
-    bundle = bundles(source)
-    distributions = {_normalized(d.metadata["Name"]): d for d in metadata.distributions(path=[str(bundle)])}
-    imports = _imported_by_our_code(ROOT / source)
-
-    def top_level(dist: metadata.Distribution) -> set[str]:
-        return {Path(f).parts[0].removesuffix(".py") for f in dist.files or () if ".dist-info" not in Path(f).parts[0]}
-
+    distributions, needed = _installed_and_imported(bundles(source), source)
     # WHEN we follow what the handler's code imports, and what those packages require, transitively
-    needed = {name for name, dist in distributions.items() if top_level(dist) & imports}
     pending = list(needed)
     while pending:
         for requirement in distributions[pending.pop()].requires or ():

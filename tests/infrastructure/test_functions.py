@@ -7,13 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.infrastructure.conftest import (
     BYO_SECRET,
     ROOT,
     functions_part,
-    part_template,
+    part_fixture,
 )
 from tests.infrastructure.queries import (
     actions_of,
@@ -24,10 +22,7 @@ from tests.infrastructure.queries import (
     role_statements,
 )
 
-
-@pytest.fixture(scope="module")
-def resources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return part_template(tmp_path_factory, functions_part)["Resources"]
+template = part_fixture(functions_part)
 
 
 FUNCTIONS = {

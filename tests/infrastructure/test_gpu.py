@@ -7,25 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.infrastructure.conftest import (
     ROOT,
     construct_template,
     gpu_part,
-    part_template,
+    part_fixture,
 )
 from tests.infrastructure.queries import actions_of, of_type, the_one
 
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return part_template(tmp_path_factory, gpu_part)
-
-
-@pytest.fixture(scope="module")
-def resources(template: dict[str, Any]) -> dict[str, Any]:
-    return template["Resources"]
+template = part_fixture(gpu_part)
 
 
 def test_gpu_group_scales_from_zero_through_the_capacity_provider(resources: dict[str, Any]) -> None:

@@ -7,20 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from pagemill import metrics
 from tests.infrastructure.conftest import (
     construct_template,
     monitoring_part,
-    part_template,
+    part_fixture,
 )
 from tests.infrastructure.queries import of_type, pagemill_functions
 
-
-@pytest.fixture(scope="module")
-def resources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return part_template(tmp_path_factory, monitoring_part)["Resources"]
+template = part_fixture(monitoring_part)
 
 
 def alarms_on(resources: dict[str, Any], namespace: str, metric: str) -> list[dict[str, Any]]:

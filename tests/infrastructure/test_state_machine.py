@@ -16,7 +16,7 @@ from tests.infrastructure.conftest import (
     ROOT,
     construct_template,
     definition_of,
-    part_template,
+    part_fixture,
     state_machine_part,
 )
 from tests.infrastructure.queries import (
@@ -46,14 +46,7 @@ LAMBDA_TASKS = {
 GPU_RUN_TASK = "arn:aws:states:::ecs:runTask.waitForTaskToken"
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return part_template(tmp_path_factory, state_machine_part)
-
-
-@pytest.fixture(scope="module")
-def resources(template: dict[str, Any]) -> dict[str, Any]:
-    return template["Resources"]
+template = part_fixture(state_machine_part)
 
 
 @pytest.fixture(scope="module")

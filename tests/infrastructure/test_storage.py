@@ -5,15 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from tests.infrastructure.conftest import part_template, storage_part
+from tests.infrastructure.conftest import part_fixture, storage_part
 from tests.infrastructure.queries import of_type
 
-
-@pytest.fixture(scope="module")
-def resources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return part_template(tmp_path_factory, storage_part)["Resources"]
+template = part_fixture(storage_part)
 
 
 def test_bucket_is_private_encrypted_versioned_and_tls_only(resources: dict[str, Any]) -> None:
