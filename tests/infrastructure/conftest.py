@@ -165,14 +165,31 @@ def definition_of(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def part_fixture(build: Callable[[Stack, PipelineConfig], object]) -> Any:
-    """A module's ``template`` fixture: ``build``'s template as JSON, synthesized once per module
+    """A module's ``template`` fixture: ``build``'s template as JSON, synthesized once per test run
     (``resources`` and ``definition`` then read it)."""
 
     @pytest.fixture(scope="module")
     def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-        return construct_template(tmp_path_factory.mktemp("cdk"), build).to_json()
+        return _once_per_run(
+            tmp_path_factory, build.__name__, lambda: construct_template(tmp_path_factory.mktemp("cdk"), build)
+        )
 
     return template
+
+
+def _once_per_run(factory: pytest.TempPathFactory, name: str, render: Callable[[], Template]) -> dict[str, Any]:
+    """``render()``'s template as JSON, rendered by the first xdist worker that asks and read by the
+    others from the run's temporary folder. (``--dist loadgroup`` cannot keep a module on one
+    worker: xdist 3.8 sets the group on ``item._nodeid``, which pytest 9 no longer reads.)"""
+    base = factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    path = shared / f"{name}.json"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            path.with_suffix(".tmp").write_text(json.dumps(render().to_json()))
+            path.with_suffix(".tmp").rename(path)
+    return json.loads(path.read_text())
 
 
 @pytest.fixture(scope="session")
@@ -183,21 +200,9 @@ def synthesize() -> Callable[..., Template]:
 
 @pytest.fixture(scope="session")
 def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The template of the stack as cdk.json configures it (no database secret), as JSON.
-
-    Synthesized once per test run: xdist workers share it through the run's temporary folder
-    (``--dist loadgroup`` cannot keep this module on one worker: xdist 3.8 sets the group on
-    ``item._nodeid``, which pytest 9 no longer reads)."""
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    path = shared / "pagemill-template.json"
-    with open(shared / "pagemill-template.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not path.exists():
-            rendered = json.dumps(synth(tmp_path_factory.mktemp("cdk")).to_json())
-            path.with_suffix(".tmp").write_text(rendered)
-            path.with_suffix(".tmp").rename(path)
-    return json.loads(path.read_text())
+    """The template of the stack as cdk.json configures it (no database secret), as JSON,
+    synthesized once per test run."""
+    return _once_per_run(tmp_path_factory, "pagemill-template", lambda: synth(tmp_path_factory.mktemp("cdk")))
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,12 @@ configured database secret): runtime, limits, settings, handler folders and leas
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 from typing import Any
 
+from pagemill import keys
 from tests.infrastructure.conftest import (
     BYO_SECRET,
     ROOT,
@@ -183,3 +185,27 @@ def test_caption_functions_share_a_table_and_read_the_key_secret(resources: dict
     collect = function_with(resources, "handler.collect_images")["Properties"]["Environment"]["Variables"]
     assert collect["PAGEMILL_CAPTION_PROVIDER"] == "anthropic"
     assert collect["PAGEMILL_CAPTION_BATCH_SIZE"] == "5"
+
+
+# What each stage writes, by pagemill.keys (the names the library uses), for one document.
+DOCUMENT = "3f2a9c"
+WRITES = {
+    "handler.plan": [keys.manifest_key(DOCUMENT)],
+    "handler.extract_batch": [keys.batch_result_key(DOCUMENT, 1, 25), keys.image_key(DOCUMENT, "ab" * 32, "png")],
+    "handler.collect_images": [keys.image_list_key(DOCUMENT), keys.caption_batches_key(DOCUMENT)],
+    "handler.embed": [keys.embeddings_prefix(DOCUMENT) + "index.json"],
+    "handler.caption_batch": [keys.caption_batch_key(DOCUMENT, 3)],
+    "handler.understand": [keys.understanding_key(DOCUMENT)],
+}
+
+
+def test_every_key_a_stage_writes_is_one_its_role_may_put(resources: dict[str, Any]) -> None:
+    # A renamed key that the grants did not follow would pass every local run (the local engine
+    # enforces no IAM) and fail on AWS with AccessDenied: here it fails.
+    for handler, written in WRITES.items():
+        patterns = put_targets(resources, handler)
+        for key in written:
+            assert any(fnmatch.fnmatchcase(f"/{key}", p) for p in patterns), f"{handler} may not put {key}: {patterns}"
+    # AND a key outside them is refused (the check is not vacuous)
+    assert not any(fnmatch.fnmatchcase(f"/{keys.manifest_key(DOCUMENT)}", p)
+                   for p in put_targets(resources, "handler.collect_images"))
