@@ -4,6 +4,7 @@ commits before returning (inside a caller's transaction it becomes a savepoint).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from pagemill.db.connect import unavailable_on_failure
 from pagemill.errors import ExecutionCancelled, InternalError
-from pagemill.records import SourceObject
+from pagemill.records import DocumentWarning, SourceObject, dump
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,15 @@ def set_timings(conn: psycopg.Connection[Any], document_id: str, timings: dict[s
     with unavailable_on_failure(f"recording timings of document {document_id}"), conn.transaction():
         _update_one(conn, document_id, "update documents set timings = timings || %s, updated_at = now() where id = %s",
                     (Jsonb(timings), document_id))
+
+
+def set_outcome(conn: psycopg.Connection[Any], document_id: str, warnings: Sequence[DocumentWarning]) -> str:
+    """After Write's rows: ``partial`` with the warnings when any, else ``succeeded``; returns it."""
+    status = "partial" if warnings else "succeeded"
+    with unavailable_on_failure(f"recording the outcome of document {document_id}"), conn.transaction():
+        _update_one(conn, document_id, "update documents set status = %s, warnings = %s, updated_at = now() where id = %s",
+                    (status, Jsonb(dump(list(warnings))), document_id))
+    return status
 
 
 def record_failure(

@@ -25,7 +25,7 @@ from tests.e2e.test_cli import pagemill
 
 STATUS_KEYS = {
     "status", "document_id", "execution_arn", "execution_status", "current_state", "pages_done", "page_count",
-    "error_class", "error", "failed_state", "source", "started_at", "updated_at", "note",
+    "error_class", "error", "failed_state", "warnings", "source", "started_at", "updated_at", "note",
 }
 
 
