@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 
 import psycopg
+import pymupdf
 import pytest
 
-from pagemill.pdf.damage import CONTENT_LOST
+from pagemill.pdf.damage import CONTENT_LOST, IMAGE_UNREADABLE
 from pagemill_tools.engine.engine import LocalEngine
 from pagemill_tools.sample import make_catalog
 from tests.e2e.test_cli import pagemill
@@ -72,6 +73,32 @@ def test_a_truncated_file_with_no_pages_left_fails_clearly(
     engine.wait([run])
     row = db.execute("select status, error_class from documents where id = %s", (run.document_id,)).fetchone()
     assert row == ("failed", "NoPages")
+
+
+def test_an_image_that_cannot_be_decoded_makes_the_document_partial(
+    engine: LocalEngine, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    # GIVEN a 2-page PDF whose page-1 image is a JPEG 2000 stream with no JPEG 2000 in it
+    doc = pymupdf.open()
+    for n in (1, 2):
+        page = doc.new_page()
+        page.insert_text((72, 72), f"page {n} of a document with pictures")
+        pixmap = pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 120, 120), False)
+        pixmap.set_rect(pixmap.irect, (40 * n, 90, 160))
+        xref = page.insert_image(pymupdf.Rect(72, 100, 272, 300), pixmap=pixmap)
+        if n == 1:
+            doc.update_stream(xref, b"not a jpeg 2000 codestream" * 8, compress=False)
+            doc.xref_set_key(xref, "Filter", "/JPXDecode")
+    path = tmp_path / "bad-image.pdf"
+    doc.save(path)
+    # WHEN it runs
+    run = engine.submit(path)
+    engine.wait([run])
+    # THEN the good image is stored, and the document is partial: page 1's image is missing
+    status, warnings, _ = outcome(db, run.document_id)
+    assert status == "partial"
+    assert [(w["code"], w["pages"]) for w in warnings] == [(IMAGE_UNREADABLE, [1])]
+    assert db.execute("select page_nos from images where document_id = %s", (run.document_id,)).fetchall() == [([2],)]
 
 
 def test_the_command_reports_partial_with_its_warnings_and_exit_code(
