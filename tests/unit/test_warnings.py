@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pagemill.captions.caption import CaptionResult, skipped
+from pagemill.captions.caption import skipped
 from pagemill.captions.client import BUDGET_EXHAUSTED, CIRCUIT_OPEN, NO_API_KEY
-from pagemill.captions.understand import SKIPPED, Understanding
 from pagemill.pipeline.warnings import (
     CAPTIONS_MISSING,
     UNDERSTANDING_MISSING,
@@ -12,7 +11,7 @@ from pagemill.pipeline.warnings import (
     merged,
     understanding_warnings,
 )
-from pagemill.records import DocumentWarning
+from pagemill.records import SKIPPED, CaptionResult, DocumentWarning, Understanding
 
 
 def test_captions_lost_to_the_api_or_the_budget_are_a_warning_that_names_them() -> None:
