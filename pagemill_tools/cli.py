@@ -492,13 +492,14 @@ def _show_list(listing: StatusList, as_json: bool) -> int:
         out.print_json(json.dumps(dump(listing)))
         return 0
     table = Table(title="pagemill status (" + ", ".join(f"{n} {k}" for k, n in sorted(listing.counts.items())) + ")")
-    for column in ("document / execution", "status", "progress", "state", "updated", "error"):
+    for column in ("document / execution", "status", "progress", "state", "updated", "error / warnings"):
         table.add_column(column)
     for s in listing.items:
         when = s.updated_at or s.started_at
+        problem = f"{s.error_class}: {s.error}" if s.error_class else ", ".join(w["code"] for w in s.warnings)
         table.add_row(
             s.document_id or s.execution_arn.rsplit(":", 1)[-1], _styled(s.status), _progress(s), s.current_state or "",
-            f"{when:%Y-%m-%d %H:%M:%S}" if when else "", f"{s.error_class}: {s.error}" if s.error_class else "",
+            f"{when:%Y-%m-%d %H:%M:%S}" if when else "", problem,
         )
     out.print(table)
     return 0
