@@ -5,7 +5,6 @@ from __future__ import annotations
 from aws_cdk import aws_events as events
 from aws_cdk import aws_stepfunctions as sfn
 
-
 # In an execution's output (a JSON string in the event), Write's "$.written.status" of a partial
 # document; compact as Step Functions writes it, and spaced, to be safe.
 PARTIAL_OUTPUT = ('*"status":"partial"*', '*"status": "partial"*')

@@ -10,7 +10,15 @@ from collections.abc import Iterable, Sequence
 from pagemill import keys, storage
 from pagemill.captions.client import NO_API_KEY
 from pagemill.pipeline.context import StageContext
-from pagemill.records import CAPTIONED, SKIPPED, CaptionResult, DocumentWarning, Understanding, dump, load_list
+from pagemill.records import (
+    CAPTIONED,
+    SKIPPED,
+    CaptionResult,
+    DocumentWarning,
+    Understanding,
+    dump,
+    load_list,
+)
 
 CAPTIONS_MISSING = "captions_missing"
 UNDERSTANDING_MISSING = "understanding_missing"

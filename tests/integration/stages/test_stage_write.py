@@ -7,8 +7,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pagemill.clip.model import ClipModel
 from pagemill.captions.client import NO_API_KEY
+from pagemill.clip.model import ClipModel
 from pagemill.errors import ExecutionCancelled
 from pagemill.payloads import CaptionBatchInput, DocumentInput, EmbedInput, WriteInput
 from pagemill.pipeline.caption_batch import caption_batch
