@@ -20,6 +20,7 @@ import pymupdf.table
 import pymupdf4llm
 from pymupdf4llm.helpers import pymupdf_rag
 
+from pagemill.pdf.completeness import WordLoss, word_loss
 from pagemill.pdf.document import MUPDF_ERRORS
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,44 @@ def page_markdown(doc: pymupdf.Document, page_indexes: list[int], text_only: set
     if fallback:
         out.update(_text_only_markdown(doc, sorted(fallback)))
     return out
+
+
+def complete_markdown(doc: pymupdf.Document, index: int, text_layer: str, markdown: str) -> tuple[str, str, WordLoss]:
+    """(markdown, path, loss): the page's markdown when it holds the words of its text layer
+    ("text_layer"), else the first fallback that does: pymupdf4llm with vector graphics ignored
+    (text drawn on filled rectangles or among drawings is no longer taken for part of a
+    picture; "ignore_graphics"), then the text layer's own blocks in reading order
+    ("text_blocks"). When none does, the one that loses least, with its loss."""
+    best = ("text_layer", markdown, word_loss(text_layer, markdown))
+    for path, extract in (("ignore_graphics", _ignore_graphics_markdown), ("text_blocks", _text_blocks_markdown)):
+        if best[2].acceptable:
+            break
+        try:
+            candidate = extract(doc, index)
+        except MUPDF_ERRORS as exc:
+            log.warning("fallback extraction failed", extra={"page": index + 1, "path": path, "error": str(exc)})
+            continue
+        loss = word_loss(text_layer, candidate)
+        if loss.missing < best[2].missing:
+            best = (path, candidate, loss)
+    path, text, loss = best
+    return text, path, loss
+
+
+def _ignore_graphics_markdown(doc: pymupdf.Document, index: int) -> str:
+    chunks = pymupdf_rag.to_markdown(
+        doc, pages=[index], page_chunks=True, hdr_info=pymupdf_rag.IdentifyHeaders(doc, pages=[index]),
+        ignore_images=True, ignore_graphics=True, detect_bg_color=False, table_strategy=None,
+    )
+    return str(chunks[0]["text"])
+
+
+def _text_blocks_markdown(doc: pymupdf.Document, index: int) -> str:
+    """Every text block of the page as a paragraph, in the order the page draws them (which
+    follows columns where sorting by position would interleave them)."""
+    blocks = doc.load_page(index).get_text("blocks")
+    paragraphs = (" ".join(block[4].split()) for block in blocks if block[6] == 0)
+    return "\n\n".join(p for p in paragraphs if p) + "\n"
 
 
 def _analysis(page: pymupdf.Page) -> tuple[str | None, bool]:

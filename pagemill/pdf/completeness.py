@@ -1,0 +1,45 @@
+"""Does a page's markdown hold every word of its text layer?
+
+Words are compared as multisets after NFKC folding (ligatures such as "ﬁ" become "fi") and
+case folding, split on anything that is not a letter or digit, so markdown syntax (``**``,
+``|``, ``#``), punctuation and a hyphen at a line break count for nothing on either side.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+
+_WORD = re.compile(r"[^\W_]+")
+
+# Lost words a page may have before it needs another extraction path: markdown rewrites a
+# little text on purpose (a table cell's "<br>", a repeated header made one heading), and the
+# tolerance must not trip on that, yet a lost paragraph is always over it.
+TOLERATED_WORDS = 2
+TOLERATED_FRACTION = 0.01
+
+
+@dataclass(frozen=True)
+class WordLoss:
+    missing: int  # words of the text layer that the markdown lacks (counted with multiplicity)
+    total: int  # words of the text layer
+
+    @property
+    def fraction(self) -> float:
+        return self.missing / self.total if self.total else 0.0
+
+    @property
+    def acceptable(self) -> bool:
+        return self.missing <= max(TOLERATED_WORDS, TOLERATED_FRACTION * self.total)
+
+
+def words(text: str) -> Counter[str]:
+    return Counter(_WORD.findall(unicodedata.normalize("NFKC", text).casefold()))
+
+
+def word_loss(text_layer: str, markdown: str) -> WordLoss:
+    reference = words(text_layer)
+    missing = reference - words(markdown)
+    return WordLoss(missing=sum(missing.values()), total=sum(reference.values()))
