@@ -11,6 +11,7 @@ cells (see ``_cell_text_once``).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -70,6 +71,27 @@ def complete_markdown(doc: pymupdf.Document, index: int, text_layer: str, markdo
             best = (path, candidate, loss)
     path, text, loss = best
     return text, path, loss
+
+
+# A paragraph that is one short line set wholly in bold or in italic, starting like a title and
+# not ending like a sentence or a lead-in ("Note:"), is a heading at body size.
+_EMPHASIS_LINE = re.compile(r"^(\*\*|_)([A-Z0-9][^*_\n]{0,78}[^*_\n.,:;])\1$")
+_HEADING_LINE = re.compile(r"^(#{1,6}) ", re.MULTILINE)
+_HEADING_MAX_WORDS = 10
+
+
+def emphasis_headings(markdown: str) -> str:
+    """Headings that legacy pymupdf4llm misses because it ranks them by font size alone: bold
+    or italic headings at body size become markdown headings one level below the page's
+    deepest heading (level 2 on a page without any)."""
+    levels = [len(m.group(1)) for m in _HEADING_LINE.finditer(markdown)]
+    prefix = "#" * min(max(levels, default=1) + 1, 6) + " "
+    paragraphs = markdown.split("\n\n")
+    for n, paragraph in enumerate(paragraphs):
+        match = _EMPHASIS_LINE.match(paragraph.strip())
+        if match and len(match.group(2).split()) <= _HEADING_MAX_WORDS:
+            paragraphs[n] = prefix + match.group(2)
+    return "\n\n".join(paragraphs)
 
 
 def _ignore_graphics_markdown(doc: pymupdf.Document, index: int) -> str:

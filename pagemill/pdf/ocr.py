@@ -59,8 +59,9 @@ class _Line:
 
 def needs_ocr(page: pymupdf.Page) -> bool:
     """No text layer worth the name while images cover most of the page. Reads the page's
-    drawing list only: no image is decoded."""
-    if sum(words(page.get_text()).values()) >= _FEW_WORDS:
+    drawing list only: no image is decoded. A page without images is settled from its
+    resources alone (most text pages: Plan asks this of every page)."""
+    if not page.get_images() or sum(words(page.get_text()).values()) >= _FEW_WORDS:
         return False
     area = abs(page.rect)
     if not area:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pymupdf
 
-from pagemill.pdf.markdown import complete_markdown
+from pagemill.pdf.markdown import complete_markdown, emphasis_headings
 from pagemill.pdf.ocr import OcrEngine, OcrText, largest_image_pixels, needs_ocr, ocr_image, rapidocr_engine, render_for_ocr
 from pagemill.records import DocumentWarning, PageRecord
 from pagemill.settings import Settings
@@ -77,7 +77,8 @@ class PageTexts:
                 record.markdown = markdown
             return
         text_layer = self._text_layers[record.page_no]
-        record.markdown, record.text_source, loss = complete_markdown(doc, record.page_no - 1, text_layer, markdown)
+        markdown, record.text_source, loss = complete_markdown(doc, record.page_no - 1, text_layer, markdown)
+        record.markdown = emphasis_headings(markdown)
         if not loss.acceptable:
             log.warning("text lost", extra={"page": record.page_no, "missing": loss.missing, "words": loss.total})
             self._problems.setdefault("text_lost", []).append(record.page_no)

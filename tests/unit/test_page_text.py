@@ -90,6 +90,25 @@ def test_text_on_dark_filled_rectangles_keeps_every_word() -> None:
     assert result.warnings == []
 
 
+def test_bold_and_italic_headings_at_body_size_become_headings_and_bullets_do_not() -> None:
+    # GIVEN body-size headings in bold and in italic, a bold lead-in bullet and a bold sentence
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((72, 72), "Maintenance schedule", fontsize=10, fontname="hebo")
+    page.insert_textbox(pymupdf.Rect(72, 80, 540, 180), TEXT[:300], fontsize=10)
+    page.insert_text((72, 200), "Inspection notes", fontsize=10, fontname="heit")
+    page.insert_textbox(pymupdf.Rect(72, 208, 540, 300), TEXT[300:600], fontsize=10)
+    page.insert_text((72, 320), "•", fontsize=10)
+    page.insert_text((86, 320), "Item one:", fontsize=10, fontname="hebo")
+    page.insert_text((140, 320), "check the part", fontsize=10)
+    page.insert_text((72, 350), "This whole sentence is set in bold.", fontsize=10, fontname="hebo")
+    # WHEN extracted
+    markdown = extract(doc).pages[0].markdown
+    headings = [line for line in markdown.splitlines() if line.startswith("#")]
+    # THEN exactly the two headings are markdown headings
+    assert headings == ["## Maintenance schedule", "## Inspection notes"]
+
+
 # --- OCR of pages without a text layer ------------------------------------------------------------
 
 
