@@ -2,7 +2,8 @@
 are missing from its markdown, per mode, with the same word comparison as ExtractBatch's check
 (pagemill.pdf.completeness).
 
-  legacy     pymupdf4llm legacy as pagemill ran it before the check (``lines_strict`` tables)
+  legacy     pymupdf4llm legacy as pagemill ran it before the check (``page_markdown``: the same
+             markdown as a plain legacy pass, tests/unit/test_markdown.py pins it, only faster)
   legacy-ig  legacy with ``ignore_graphics=True``
   layout     pymupdf4llm's layout model (``--layout``: about 3x slower)
   pagemill   ExtractBatch as deployed: legacy, completeness check and fallbacks, OCR
@@ -23,13 +24,18 @@ import pymupdf
 import pymupdf4llm
 from pymupdf4llm.helpers import pymupdf_rag
 
-from bench.bench_extract import CORPUS, SETTINGS, Extractor, by_get_text, by_layout, legacy
+from bench.bench_extract import CORPUS, SETTINGS, Extractor, by_get_text, by_layout
 from bench.inputs import machine
 from pagemill.errors import InputError
 from pagemill.pdf.completeness import words
 from pagemill.pdf.document import open_pdf
-from pagemill.pdf.markdown import TABLE_STRATEGY
+from pagemill.pdf.markdown import TABLE_STRATEGY, page_markdown
 from pagemill.pdf.pages import extract_pages
+
+
+def legacy_before(path: Path, pages: list[int]) -> dict[int, str]:
+    with pymupdf.open(path) as doc:
+        return page_markdown(doc, pages, set(), "legacy")
 
 
 def legacy_ignore_graphics(path: Path, pages: list[int]) -> dict[int, str]:
@@ -61,7 +67,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=40)
     parser.add_argument("--layout", action="store_true")
     args = parser.parse_args()
-    modes: dict[str, Extractor] = {"legacy": legacy(TABLE_STRATEGY), "legacy-ig": legacy_ignore_graphics}
+    modes: dict[str, Extractor] = {"legacy": legacy_before, "legacy-ig": legacy_ignore_graphics}
     if args.layout:
         modes["layout"] = by_layout
     modes["pagemill"] = by_pagemill

@@ -129,33 +129,33 @@ def _read(engine: OcrEngine, image: np.ndarray) -> list[_Line]:
 
 def _upright(engine: OcrEngine, image: np.ndarray) -> tuple[int, list[_Line]]:
     """(rotation, lines) of the page read upright. Text lines are wider than tall, so a page
-    whose detected lines are mostly tall lies on its side and is turned a quarter; then a few of
-    its longest lines are read turned half a turn, and if they read better the page was upside
-    down."""
-    rotation = 0
+    whose detected lines are mostly tall lies on its side; a few of its longest lines are then
+    read turned each way, and the page is turned the way they read best, then read again.
+    An upright page costs one reading plus those few lines."""
     lines = _read(engine, image)
     tall = sum((ln.y1 - ln.y0) * (ln.x1 - ln.x0) for ln in lines if ln.y1 - ln.y0 > 1.5 * (ln.x1 - ln.x0))
     wide = sum((ln.y1 - ln.y0) * (ln.x1 - ln.x0) for ln in lines if ln.x1 - ln.x0 > 1.5 * (ln.y1 - ln.y0))
     if tall > wide:
-        rotation = 90
-        image = np.rot90(image).copy()
-        lines = _read(engine, image)
-    if _reads_better_turned(engine, image, lines):
-        rotation = (rotation + 180) % 360
-        lines = _read(engine, np.rot90(image, 2).copy())
-    return rotation, lines
+        quarters = 1 if _sample_score(engine, image, lines, 1) >= _sample_score(engine, image, lines, 3) else 3
+    elif lines and _sample_score(engine, image, lines, 2) > _sample_score(engine, image, lines, 0) + _FLIP_MARGIN:
+        quarters = 2
+    else:
+        return 0, lines
+    return 90 * quarters, _read(engine, np.rot90(image, quarters).copy())
 
 
-def _reads_better_turned(engine: OcrEngine, image: np.ndarray, lines: list[_Line]) -> bool:
-    sample = sorted(lines, key=lambda ln: ln.x1 - ln.x0, reverse=True)[:_ORIENTATION_SAMPLES]
-    if not sample:
-        return False
-    turned = []
+def _sample_score(engine: OcrEngine, image: np.ndarray, lines: list[_Line], quarters: int) -> float:
+    """Mean recognition score of the page's longest lines, each turned ``quarters`` quarter turns
+    counter-clockwise (0: as they were read, without reading them again)."""
+    sample = sorted(lines, key=lambda ln: max(ln.x1 - ln.x0, ln.y1 - ln.y0), reverse=True)[:_ORIENTATION_SAMPLES]
+    if not quarters:
+        return statistics.fmean(line.score for line in sample)
+    scores = []
     for line in sample:
         crop = image[int(line.y0): int(line.y1) + 1, int(line.x0): int(line.x1) + 1]
-        result = engine(np.rot90(crop, 2).copy(), use_det=False, use_cls=False, use_rec=True)
-        turned.append(float(result.scores[0]) if result.scores else 0.0)
-    return statistics.fmean(turned) > statistics.fmean(line.score for line in sample) + _FLIP_MARGIN
+        result = engine(np.rot90(crop, quarters).copy(), use_det=False, use_cls=False, use_rec=True)
+        scores.append(float(result.scores[0]) if result.scores else 0.0)
+    return statistics.fmean(scores)
 
 
 def _markdown(lines: list[_Line]) -> str:
