@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -46,9 +47,31 @@ def page_markdown(doc: pymupdf.Document, page_indexes: list[int], text_only: set
                 except MUPDF_ERRORS as exc:
                     log.warning("markdown falls back to text", extra={"page": index + 1, "error": str(exc)})
                     fallback.append(index)
+    if mode == "legacy":
+        # Legacy builds tables from ruling lines only: a page whose text stands in aligned columns
+        # yet came out without a table goes to the layout model, which finds unruled tables.
+        unruled = [i for i in ordinary if i in out and "|---" not in out[i] and may_hold_unruled_table(doc[i])]
+        if unruled:
+            out.update(_full_markdown(doc, unruled, "layout"))
     if fallback:
         out.update(_text_only_markdown(doc, sorted(fallback)))
     return out
+
+
+def may_hold_unruled_table(page: pymupdf.Page) -> bool:
+    """Whether the page's words stand in a grid: at least 3 rows that each break into 3 or more
+    cells (gaps wider than the words are high) starting at 3 or more shared positions. Three
+    columns of prose qualify too; the layout model reads those well."""
+    rows: dict[int, list[tuple[float, float, float]]] = {}
+    for x0, y0, x1, y1, *_ in page.get_text("words"):
+        rows.setdefault(round(y1 / 2), []).append((x0, x1, y1 - y0))
+    starts: Counter[int] = Counter()
+    for words in rows.values():
+        words.sort()
+        cells = [words[0][0]] + [b[0] for a, b in zip(words, words[1:]) if b[0] - a[1] > max(a[2], b[2])]
+        if len(cells) >= 3:
+            starts.update({round(x / 6) for x in cells})
+    return sum(count >= 3 for count in starts.values()) >= 3
 
 
 def complete_markdown(doc: pymupdf.Document, index: int, text_layer: str, markdown: str) -> tuple[str, str, WordLoss]:

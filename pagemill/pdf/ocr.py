@@ -85,7 +85,7 @@ def rapidocr_engine(threads: int = 0) -> OcrEngine:
     from rapidocr import RapidOCR
 
     return RapidOCR(params={
-        "Global.log_level": "warning",
+        "Global.log_level": "error",  # an empty page is not a warning here
         "Global.use_cls": False,
         "EngineConfig.onnxruntime.intra_op_num_threads": threads or -1,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1 if threads else -1,

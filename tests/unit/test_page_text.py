@@ -109,6 +109,26 @@ def test_bold_and_italic_headings_at_body_size_become_headings_and_bullets_do_no
     assert headings == ["## Maintenance schedule", "## Inspection notes"]
 
 
+def test_an_unruled_table_stays_a_table() -> None:
+    # GIVEN prose, then a table drawn without ruling lines (a bold header row), then prose
+    rows = [["Region", "Units", "Revenue"], ["North", "1200", "34500"], ["South", "980", "28100"],
+            ["East", "1430", "40200"]]
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_textbox(pymupdf.Rect(72, 60, 540, 160), TEXT[:400], fontsize=10)
+    for r, row in enumerate(rows):
+        for c, cell in enumerate(row):
+            page.insert_text((80 + c * 120, 200 + r * 18), cell, fontsize=10, fontname="hebo" if r == 0 else "helv")
+    page.insert_textbox(pymupdf.Rect(72, 300, 540, 400), TEXT[400:800], fontsize=10)
+    # WHEN extracted
+    markdown = extract(doc).pages[0].markdown
+    # THEN every row is a markdown table row with its cells in order, under the real header
+    table = [[" ".join(c.replace("**", "").split()) for c in line.strip().strip("|").split("|")]
+             for line in markdown.splitlines() if line.startswith("|")]
+    assert all(row in table for row in rows), markdown
+    assert "Col1" not in markdown
+
+
 # --- OCR of pages without a text layer ------------------------------------------------------------
 
 
