@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import re
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,43 +126,39 @@ def make_pages(path: Path) -> list[Truth]:
     return truths
 
 
-@dataclass
 class Score:
-    truth_words: int = 0
-    lost_words: int = 0
-    pairs: int = 0
-    in_order: int = 0
-    headings: int = 0
-    headings_found: int = 0
-    false_headings: int = 0
-    rows: int = 0
-    rows_found: int = 0
-    invented_headers: int = 0
+    """Counts summed over pages, by name."""
+
+    def __init__(self) -> None:
+        self.n: Counter[str] = Counter()
 
     def add(self, truth: Truth, markdown: str) -> None:
+        n = self.n
         reference = " ".join(truth.paragraphs + truth.headings + [" ".join(r) for r in truth.table])
         loss = word_loss(reference, markdown)
-        self.truth_words += loss.total
-        self.lost_words += loss.missing
+        n["truth_words"] += loss.total
+        n["lost_words"] += loss.missing
         folded = " ".join(_tokens(markdown))
         positions = [folded.find(_tokens(p)[0]) for p in truth.paragraphs]
         for a, b in zip(positions, positions[1:]):
-            self.pairs += 1
-            self.in_order += 0 <= a < b
+            n["pairs"] += 1
+            n["in_order"] += 0 <= a < b
         heading_lines = [_tokens(line) for line in markdown.splitlines() if line.lstrip().startswith("#")]
-        self.headings += len(truth.headings)
-        self.headings_found += sum(_tokens(h) in heading_lines for h in truth.headings)
-        self.false_headings += sum(h not in [_tokens(t) for t in truth.headings] for h in heading_lines)
+        truth_headings = [_tokens(h) for h in truth.headings]
+        n["headings"] += len(truth_headings)
+        n["headings_found"] += sum(h in heading_lines for h in truth_headings)
+        n["false_headings"] += sum(h not in truth_headings for h in heading_lines)
         table_rows = [[_squash(c) for c in line.strip().strip("|").split("|")]
                       for line in markdown.splitlines() if line.lstrip().startswith("|")]
-        self.rows += len(truth.table)
-        self.rows_found += sum(row in table_rows for row in truth.table)
-        self.invented_headers += len(re.findall(r"\bCol\d+\b", markdown))
+        n["rows"] += len(truth.table)
+        n["rows_found"] += sum(row in table_rows for row in truth.table)
+        n["invented_headers"] += len(re.findall(r"\bCol\d+\b", markdown))
 
     def row(self) -> str:
-        return (f"{1 - self.lost_words / self.truth_words:>8.3f}{self.in_order / self.pairs:>8.3f}"
-                f"{self.headings_found / self.headings:>10.2f}{self.false_headings:>8}"
-                f"{self.rows_found / self.rows:>8.2f}{self.invented_headers:>9}")
+        n = self.n
+        return (f"{1 - n['lost_words'] / n['truth_words']:>8.3f}{n['in_order'] / n['pairs']:>8.3f}"
+                f"{n['headings_found'] / n['headings']:>10.2f}{n['false_headings']:>8}"
+                f"{n['rows_found'] / n['rows']:>8.2f}{n['invented_headers']:>9}")
 
 
 def _tokens(text: str) -> list[str]:
