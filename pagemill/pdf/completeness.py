@@ -2,7 +2,9 @@
 
 Words are compared as multisets after NFKC folding (ligatures such as "ﬁ" become "fi") and
 case folding, split on anything that is not a letter or digit, so markdown syntax (``**``,
-``|``, ``#``), punctuation and a hyphen at a line break count for nothing on either side.
+``|``, ``#``) and punctuation count for nothing on either side. A word hyphenated at a line
+break in the text layer ("ef-\nficient") counts as found when the markdown holds it joined
+(pymupdf4llm joins such words) or as its two parts.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 _WORD = re.compile(r"[^\W_]+")
+_HYPHEN_BREAK = re.compile(r"([^\W_]+)-[ \t]*\n\s*([^\W_]+)")
 
 # Lost words a page may have before it needs another extraction path: markdown rewrites a
 # little text on purpose (a table cell's "<br>", a repeated header made one heading), and the
@@ -36,10 +39,26 @@ class WordLoss:
 
 
 def words(text: str) -> Counter[str]:
-    return Counter(_WORD.findall(unicodedata.normalize("NFKC", text).casefold()))
+    return Counter(_WORD.findall(_fold(text)))
 
 
 def word_loss(text_layer: str, markdown: str) -> WordLoss:
-    reference = words(text_layer)
-    missing = reference - words(markdown)
+    parts: dict[str, tuple[str, str]] = {}  # joined word -> its two halves
+
+    def join(match: re.Match[str]) -> str:
+        head, tail = match.group(1), match.group(2)
+        parts[head + tail] = (head, tail)
+        return head + tail
+
+    reference = words(_HYPHEN_BREAK.sub(join, _fold(text_layer)))
+    found = words(markdown)
+    missing = reference - found
+    for word in [w for w in missing if w in parts]:
+        head, tail = parts[word]
+        kept = min(missing[word], found[head], found[tail])
+        missing[word] -= kept
     return WordLoss(missing=sum(missing.values()), total=sum(reference.values()))
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
