@@ -2,8 +2,8 @@
 are missing from its markdown, per mode, with the same word comparison as ExtractBatch's check
 (pagemill.pdf.completeness).
 
-  legacy     pymupdf4llm legacy as pagemill ran it before the check (``page_markdown``: the same
-             markdown as a plain legacy pass, tests/unit/test_markdown.py pins it, only faster)
+  legacy     pymupdf4llm legacy as pagemill ran it before this change (``lines_strict`` tables;
+             table cells read linearly, which changes the time, not the markdown)
   legacy-ig  legacy with ``ignore_graphics=True``
   layout     pymupdf4llm's layout model (``--layout``: about 3x slower)
   pagemill   ExtractBatch as deployed: legacy, completeness check and fallbacks, OCR
@@ -24,18 +24,18 @@ import pymupdf
 import pymupdf4llm
 from pymupdf4llm.helpers import pymupdf_rag
 
-from bench.bench_extract import CORPUS, SETTINGS, Extractor, by_get_text, by_layout
+from bench.bench_extract import CORPUS, SETTINGS, Extractor, by_get_text, by_layout, legacy
 from bench.inputs import machine
 from pagemill.errors import InputError
-from pagemill.pdf.completeness import words
+from pagemill.pdf.completeness import word_loss, words
 from pagemill.pdf.document import open_pdf
-from pagemill.pdf.markdown import TABLE_STRATEGY, page_markdown
+from pagemill.pdf.markdown import TABLE_STRATEGY, cell_text_once
 from pagemill.pdf.pages import extract_pages
 
 
 def legacy_before(path: Path, pages: list[int]) -> dict[int, str]:
-    with pymupdf.open(path) as doc:
-        return page_markdown(doc, pages, set(), "legacy")
+    with cell_text_once():
+        return legacy(TABLE_STRATEGY)(path, pages)
 
 
 def legacy_ignore_graphics(path: Path, pages: list[int]) -> dict[int, str]:
@@ -79,12 +79,12 @@ def main() -> None:
                 documents.append((path, list(range(min(doc.page_count, args.pages)))))
         except InputError:
             continue
-    reference = {(path, i): words(text) for path, pages in documents for i, text in by_get_text(path, pages).items()}
-    text_pages = {key for key, counted in reference.items() if counted}
-    total = sum(sum(reference[key].values()) for key in text_pages)
+    reference = {(path, i): text for path, pages in documents for i, text in by_get_text(path, pages).items()}
+    text_pages = {key for key, text in reference.items() if words(text)}
+    total = sum(word_loss(reference[key], "").total for key in text_pages)
     print(f"{len(documents)} PDFs, {len(text_pages)} pages with a text layer, {total:,} words")
     worst: dict[str, list[tuple[float, str]]] = {}
-    print(f"{'mode':<11}{'words lost':>12}{'% lost':>8}{'pages >20% lost':>17}{'pages losing any':>18}")
+    print(f"{'mode':<11}{'words lost':>12}{'% lost':>8}{'pages >20% lost':>17}{'pages over tolerance':>22}")
     for name, mode in modes.items():
         pymupdf4llm.use_layout(name == "layout")
         lost = over = some = 0
@@ -93,15 +93,13 @@ def main() -> None:
             for i in pages:
                 if (path, i) not in text_pages:
                     continue
-                ref = reference[(path, i)]
-                missing = sum((ref - words(markdown[i])).values())
-                lost += missing
-                share = missing / sum(ref.values())
-                over += share > 0.2
-                some += missing > 2
-                if share > 0.2:
-                    worst.setdefault(name, []).append((share, f"{path.name} p{i + 1}"))
-        print(f"{name:<11}{lost:>12,}{100 * lost / total:>7.2f}%{over:>17}{some:>18}")
+                loss = word_loss(reference[(path, i)], markdown[i])
+                lost += loss.missing
+                over += loss.fraction > 0.2
+                some += not loss.acceptable
+                if loss.fraction > 0.2:
+                    worst.setdefault(name, []).append((loss.fraction, f"{path.name} p{i + 1}"))
+        print(f"{name:<11}{lost:>12,}{100 * lost / total:>7.2f}%{over:>17}{some:>22}")
     for name, pages in worst.items():
         print(f"  {name} >20%: " + ", ".join(f"{where} {share:.0%}" for share, where in sorted(pages, reverse=True)[:12]))
     print("pagemill text sources (pages): " + ", ".join(f"{k} {v}" for k, v in SOURCES.most_common()))

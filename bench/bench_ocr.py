@@ -7,7 +7,7 @@ give (words, confidence, orientation found, CPU seconds). Speed is CPU time of t
 Each generated page is rendered by ``render_for_ocr`` at the deployed ocr_dpi, as ExtractBatch
 does; the scan's own dpi is the resolution of the image the "scanner" produced.
 
-    python -m bench.bench_ocr [--corpus DIR] [--pages 2]
+    python -m bench.bench_ocr [--corpus DIR] [--pages 2]   (--pages 0: the corpus only)
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import pymupdf
 
 from bench.bench_extract import CORPUS, SETTINGS
 from bench.inputs import machine
+from pagemill.errors import InputError
 from pagemill.pdf.completeness import word_loss
+from pagemill.pdf.document import open_pdf
 from pagemill.pdf.ocr import largest_image_pixels, needs_ocr, ocr_image, rapidocr_engine, render_for_ocr
 from pagemill_tools.scans import add_scan, known_text
 
@@ -77,12 +79,10 @@ def corpus(folder: Path) -> None:
     print(f"{'file':<32}{'page':>5}{'words':>7}{'confidence':>12}{'rotation':>10}{'cpu s':>9}")
     for path in sorted(folder.glob("*.pdf")):
         try:
-            doc = pymupdf.open(path)
-        except RuntimeError:
+            doc = open_pdf(path, SETTINGS)
+        except InputError:
             continue
         with doc:
-            if doc.needs_pass:
-                continue
             for page in doc:
                 if not needs_ocr(page):
                     continue
@@ -104,7 +104,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"load average at start: {machine()['loadavg']}")
     rapidocr_engine(threads=1)  # model loading is not a page's time
-    generated(args.pages)
+    if args.pages:  # --pages 0: the corpus only
+        generated(args.pages)
     if args.corpus.is_dir():
         corpus(args.corpus)
     print(f"load average at end: {machine()['loadavg']}")

@@ -5,7 +5,7 @@ lines only, so a page whose drawings cannot form a grid of at least 2 x 2 cells 
 background-colour probe (four corner renders) only serves to ignore background-coloured fill
 paths, so a page without vector paths skips that too. A page's markdown is the same either
 way (tests/unit/test_markdown.py pins it). Rendering a detected table is made linear in its
-cells (see ``_cell_text_once``).
+cells (see ``cell_text_once``).
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def _full_markdown(doc: pymupdf.Document, pages: list[int], mode: str) -> dict[i
     for index in pages:
         groups.setdefault(_analysis(doc.load_page(index)), []).append(index)
     out: dict[int, str] = {}
-    with _cell_text_once():
+    with cell_text_once():
         for (strategy, detect_bg_color), subset in groups.items():
             chunks = pymupdf4llm.to_markdown(
                 doc, pages=subset, page_chunks=True, hdr_info=headers, table_strategy=strategy,
@@ -215,7 +215,7 @@ def _use_mode(mode: str) -> None:
 
 
 @contextmanager
-def _cell_text_once() -> Iterator[None]:
+def cell_text_once() -> Iterator[None]:
     """PyMuPDF's ``Table.to_markdown`` calls ``table.extract_cells`` per cell, which rebuilds
     the whole page's character dictionary (``extractRAWDICT``) every time: a 1,000-cell table
     costs 1,000 page extractions (about 10 s on one dense page). Within this block each
