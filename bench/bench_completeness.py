@@ -24,7 +24,14 @@ import pymupdf
 import pymupdf4llm
 from pymupdf4llm.helpers import pymupdf_rag
 
-from bench.bench_extract import CORPUS, SETTINGS, Extractor, by_get_text, by_layout, legacy
+from bench.bench_extract import (
+    CORPUS,
+    SETTINGS,
+    Extractor,
+    by_get_text,
+    by_layout,
+    legacy,
+)
 from bench.inputs import machine
 from pagemill.errors import InputError
 from pagemill.pdf.completeness import word_loss, words

@@ -22,6 +22,7 @@ import re
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import pymupdf
@@ -140,7 +141,7 @@ class Score:
         n["lost_words"] += loss.missing
         folded = " ".join(_tokens(markdown))
         positions = [folded.find(_tokens(p)[0]) for p in truth.paragraphs]
-        for a, b in zip(positions, positions[1:]):
+        for a, b in pairwise(positions):
             n["pairs"] += 1
             n["in_order"] += 0 <= a < b
         heading_lines = [_tokens(line) for line in markdown.splitlines() if line.lstrip().startswith("#")]

@@ -23,7 +23,13 @@ from bench.inputs import machine
 from pagemill.errors import InputError
 from pagemill.pdf.completeness import word_loss
 from pagemill.pdf.document import open_pdf
-from pagemill.pdf.ocr import largest_image_pixels, needs_ocr, ocr_image, rapidocr_engine, render_for_ocr
+from pagemill.pdf.ocr import (
+    largest_image_pixels,
+    needs_ocr,
+    ocr_image,
+    rapidocr_engine,
+    render_for_ocr,
+)
 from pagemill_tools.scans import add_scan, known_text
 
 CASES: dict[str, dict[str, object]] = {

@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 from typing import Any
 
 import pymupdf
@@ -68,7 +69,7 @@ def may_hold_unruled_table(page: pymupdf.Page) -> bool:
     starts: Counter[int] = Counter()
     for words in rows.values():
         words.sort()
-        cells = [words[0][0]] + [b[0] for a, b in zip(words, words[1:]) if b[0] - a[1] > max(a[2], b[2])]
+        cells = [words[0][0]] + [b[0] for a, b in pairwise(words) if b[0] - a[1] > max(a[2], b[2])]
         if len(cells) >= 3:
             starts.update({round(x / 6) for x in cells})
     return sum(count >= 3 for count in starts.values()) >= 3
@@ -244,7 +245,7 @@ class _RawDictOnce:
         self._textpage = textpage
         self._rawdict: dict[str, Any] | None = None
 
-    def extractRAWDICT(self) -> dict[str, Any]:  # noqa: N802 - the TextPage method's name
+    def extractRAWDICT(self) -> dict[str, Any]:
         if self._rawdict is None:
             self._rawdict = self._textpage.extractRAWDICT()
         return self._rawdict

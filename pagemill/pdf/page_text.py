@@ -15,7 +15,15 @@ from collections.abc import Callable
 import pymupdf
 
 from pagemill.pdf.markdown import complete_markdown, emphasis_headings
-from pagemill.pdf.ocr import OcrEngine, OcrText, largest_image_pixels, needs_ocr, ocr_image, rapidocr_engine, render_for_ocr
+from pagemill.pdf.ocr import (
+    OcrEngine,
+    OcrText,
+    largest_image_pixels,
+    needs_ocr,
+    ocr_image,
+    rapidocr_engine,
+    render_for_ocr,
+)
 from pagemill.records import DocumentWarning, PageRecord
 from pagemill.settings import Settings
 

@@ -16,7 +16,13 @@ from pagemill.pipeline.plan import plan
 from pagemill.records import BatchResult, BatchSpec, load
 from pagemill.storage import SourceCache
 from pagemill_tools.scans import add_scan, known_text
-from tests.support.stages import Upload, manifest_items, plan_input, upload_pdf, with_settings
+from tests.support.stages import (
+    Upload,
+    manifest_items,
+    plan_input,
+    upload_pdf,
+    with_settings,
+)
 
 
 def test_extract_batch_writes_its_pages_chunks_and_images(
