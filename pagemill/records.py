@@ -62,6 +62,9 @@ class BatchSpec:
     batch_no: int
     first_page: int
     last_page: int
+    # Pages of this batch without a usable text layer beyond the document's OCR cap: not read
+    # with OCR, each gets a warning.
+    ocr_skip: tuple[int, ...] = ()
 
     @property
     def page_count(self) -> int:
@@ -79,6 +82,10 @@ class PageRecord:
     width: float
     height: float
     image_count: int = 0
+    # How the markdown was obtained: "text_layer" (pymupdf4llm), "ignore_graphics" or
+    # "text_blocks" (fallbacks when that lost words of the text layer), "ocr" (no usable text layer).
+    text_source: str = "text_layer"
+    ocr_confidence: float | None = None  # OCR pages: mean recognition score of their lines, 0..1
 
 
 @dataclass

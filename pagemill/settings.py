@@ -158,6 +158,14 @@ class Settings(DeployedSettings):
     max_image_pixels: int = 40_000_000
     # Chunks: greedy packing of paragraphs up to chunk_chars characters.
     chunk_chars: int = setting(1500, low=200)
+    # OCR of pages without a usable text layer: rendered at ocr_dpi, scaled down to at most
+    # ocr_max_pixels; at most ocr_max_pages such pages per document (the rest get a warning);
+    # a page to OCR costs ocr_page_cost more batch cost units (about 3-7 s of one core against
+    # well under 0.1 s for a text page: a batch of the default 25 units holds at most 2 scans).
+    ocr_dpi: int = setting(200, low=72, high=600)
+    ocr_max_pixels: int = setting(16_000_000, low=1_000_000, why=" (a Letter page at 100 dpi)")
+    ocr_max_pages: int = setting(500, low=0)
+    ocr_page_cost: float = setting(8.0, low=0)
     embed_batch_size: int = 16
     # The CLIP model folder (model.json, image_encoder.onnx, text_encoder.onnx, tokenizer.json);
     # on Lambda it is filled from clip_s3_uri at the first cold start.

@@ -109,6 +109,10 @@ class PipelineConfig(DeployedSettings):
     # The GPU worker's image, already built and pushed to ECR (CI, another machine): deploy then
     # needs no Docker at all. Unset, `cdk deploy` builds containers/clip-gpu/Dockerfile.
     gpu_image_uri: str | None = None
+    # ExtractBatch's container image with OCR (containers/extract/Dockerfile), pushed to ECR. Unset,
+    # ExtractBatch runs from the zip, which cannot hold OCR (README, "OCR on AWS"): scanned pages
+    # then get an ocr_unavailable warning.
+    extract_image_uri: str | None = None
     gpu_worker_heartbeat_seconds: int = setting(20, low=1, high=300)
     # s3://bucket/prefix/ holding the CLIP model (model.json, image_encoder.onnx, text_encoder.onnx,
     # tokenizer.json; image encoder in float32) that the Embed Lambda downloads at a cold start.
@@ -149,11 +153,12 @@ class PipelineConfig(DeployedSettings):
             "gpu_heartbeat_seconds", self.gpu_heartbeat_seconds,
             MISSED_BEATS_TOLERATED * self.gpu_worker_heartbeat_seconds, GPU_TASK_TIMEOUT_SECONDS,
         )
-        if self.gpu_image_uri is not None and not _ECR_IMAGE_URI.match(self.gpu_image_uri):
-            raise ConfigError(
-                "context 'gpu_image_uri' must be an ECR image with a tag or digest, such as "
-                f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/pagemill-clip:v1, got {self.gpu_image_uri!r}"
-            )
+        for key, uri in (("gpu_image_uri", self.gpu_image_uri), ("extract_image_uri", self.extract_image_uri)):
+            if uri is not None and not _ECR_IMAGE_URI.match(uri):
+                raise ConfigError(
+                    f"context '{key}' must be an ECR image with a tag or digest, such as "
+                    f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/pagemill-clip:v1, got {uri!r}"
+                )
         if self.clip_model_s3_uri is not None and not _S3_PREFIX_URI.match(self.clip_model_s3_uri):
             raise ConfigError(
                 "context 'clip_model_s3_uri' must be an S3 prefix ending in '/', such as s3://my-models/clip-vit-b32/ "
@@ -180,12 +185,12 @@ class PipelineConfig(DeployedSettings):
     @property
     def gpu_image(self) -> dict[str, str] | None:
         """account, region, repository and tag (or digest) of gpu_image_uri, or None."""
-        match = _ECR_IMAGE_URI.match(self.gpu_image_uri) if self.gpu_image_uri else None
-        if match is None:
-            return None
-        parts = match.groupdict()
-        return {"account": parts["account"], "region": parts["region"], "repository": parts["repository"],
-                "tag": parts["tag"] or parts["digest"]}
+        return _ecr_image(self.gpu_image_uri)
+
+    @property
+    def extract_image(self) -> dict[str, str] | None:
+        """account, region, repository and tag (or digest) of extract_image_uri, or None."""
+        return _ecr_image(self.extract_image_uri)
 
     @property
     def clip_model_location(self) -> tuple[str, str] | None:
@@ -209,3 +214,12 @@ def _context_key(name: str) -> str:
 def _between(key: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
         raise ConfigError(f"context {key!r} must be between {low} and {high}, got {value}")
+
+
+def _ecr_image(uri: str | None) -> dict[str, str] | None:
+    match = _ECR_IMAGE_URI.match(uri) if uri else None
+    if match is None:
+        return None
+    parts = match.groupdict()
+    return {"account": parts["account"], "region": parts["region"], "repository": parts["repository"],
+            "tag": parts["tag"] or parts["digest"]}

@@ -20,7 +20,7 @@ from stacks.bundling import ARCHITECTURE, RUNTIME, bundled_code
 from stacks.captions import CaptionState
 from stacks.config import PipelineConfig
 from stacks.database import DatabaseAccess
-from stacks.grants import grant_secret_read
+from stacks.grants import grant_secret_read, pushed_repository
 
 ANY = "*"  # stands for a document id in the keys' IAM patterns
 # What each group of functions reads from the settings contract.
@@ -103,7 +103,9 @@ class PipelineFunctions(Construct):
             )
 
         self.plan = self._function("PlanFunction", PLAN, pipeline_env, database)
-        self.extract_batch = self._function("ExtractBatchFunction", EXTRACT_BATCH, pipeline_env)
+        # With OCR only from its container image (the zip cannot hold OpenCV): README, "OCR on AWS".
+        self.extract_batch = self._function("ExtractBatchFunction", EXTRACT_BATCH, pipeline_env,
+                                            image=config.extract_image)
         self.collect_images = self._function("CollectImagesFunction", COLLECT_IMAGES, images_env)
         self.embed = self._function("EmbedFunction", EMBED, {**images_env, **clip_env})
         self.caption_batch = self._function("CaptionBatchFunction", CAPTION_BATCH, caption_env)
@@ -187,19 +189,28 @@ class PipelineFunctions(Construct):
         )
 
     def _function(
-        self, id_: str, spec: HandlerSpec, env: dict[str, str], database: DatabaseAccess | None = None
+        self, id_: str, spec: HandlerSpec, env: dict[str, str], database: DatabaseAccess | None = None,
+        image: dict[str, str] | None = None,
     ) -> lambda_.Function:
-        """``database``: the function talks to PostgreSQL, from inside the VPC when the database is there."""
-        if spec.source not in self._codes:
-            self._codes[spec.source] = bundled_code(spec.source)
+        """``database``: the function talks to PostgreSQL, from inside the VPC when the database is there.
+        ``image``: an image pushed to ECR (``PipelineConfig.extract_image``) that runs the same handler
+        instead of the bundled zip."""
+        repository = pushed_repository(self, f"{id_}Repository", image) if image else None
+        if repository is not None and image is not None:
+            code: lambda_.Code = lambda_.Code.from_ecr_image(repository, tag_or_digest=image["tag"], cmd=[spec.handler])
+            handler, runtime = lambda_.Handler.FROM_IMAGE, lambda_.Runtime.FROM_IMAGE
+        else:
+            if spec.source not in self._codes:
+                self._codes[spec.source] = bundled_code(spec.source)
+            code, handler, runtime = self._codes[spec.source], spec.handler, RUNTIME
         log_group = logs.LogGroup(self, f"{id_}Logs", retention=self._config.log_retention)
         function = lambda_.Function(
             self,
             id_,
-            runtime=RUNTIME,
+            runtime=runtime,
             architecture=ARCHITECTURE,
-            code=self._codes[spec.source],
-            handler=spec.handler,
+            code=code,
+            handler=handler,
             timeout=spec.timeout,
             memory_size=spec.memory_mb,
             ephemeral_storage_size=Size.mebibytes(spec.ephemeral_storage_mb),
@@ -217,6 +228,8 @@ class PipelineFunctions(Construct):
             },
         )
         function.node.default_child.add_metadata("pagemill:source", spec.source)
+        if repository is not None:
+            repository.grant_pull(function)
         self.by_name[id_.removesuffix("Function")] = function
         if database:
             grant_secret_read(function, database.secret)

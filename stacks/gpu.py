@@ -19,10 +19,9 @@ credentials and use their own task role.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, IgnoreMode, Size, Stack
+from aws_cdk import Duration, IgnoreMode, Size
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
@@ -33,6 +32,7 @@ from constructs import Construct
 from pagemill import keys
 from stacks import nag
 from stacks.config import PipelineConfig
+from stacks.grants import pushed_repository
 from stacks.network import Network
 from stacks.paths import CONTAINER_SOURCE, LIBRARY_DIR, REPO_ROOT
 
@@ -195,9 +195,4 @@ class GpuEmbedding(Construct):
                 ignore_mode=IgnoreMode.DOCKER,
                 platform=ecr_assets.Platform.LINUX_AMD64,
             )
-        partition = Stack.of(self).partition
-        repository = ecr.Repository.from_repository_attributes(
-            self, "Repository", repository_name=image["repository"],
-            repository_arn=f"arn:{partition}:ecr:{image['region']}:{image['account']}:repository/{image['repository']}",
-        )
-        return ecs.ContainerImage.from_ecr_repository(repository, tag=image["tag"])
+        return ecs.ContainerImage.from_ecr_repository(pushed_repository(self, "Repository", image), tag=image["tag"])

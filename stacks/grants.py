@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from aws_cdk import Stack
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
 
 
 def grant_secret_read(function: lambda_.Function, secret: secretsmanager.ISecret | str) -> None:
@@ -18,4 +21,14 @@ def grant_secret_read(function: lambda_.Function, secret: secretsmanager.ISecret
             actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
             resources=[secret, f"{secret}-??????"],
         )
+    )
+
+
+def pushed_repository(scope: Construct, id_: str, image: dict[str, str]) -> ecr.IRepository:
+    """The ECR repository of an image already pushed (``PipelineConfig.gpu_image`` and the like),
+    so that a grant to pull names that repository only."""
+    partition = Stack.of(scope).partition
+    return ecr.Repository.from_repository_attributes(
+        scope, id_, repository_name=image["repository"],
+        repository_arn=f"arn:{partition}:ecr:{image['region']}:{image['account']}:repository/{image['repository']}",
     )

@@ -17,6 +17,7 @@ from pagemill.errors import (
     NotAPdf,
     PageLimitExceeded,
 )
+from pagemill.pdf.ocr import needs_ocr
 from pagemill.settings import Settings
 
 # Readers accept a "%PDF-" header anywhere in the first KB (some producers put junk first).
@@ -31,6 +32,7 @@ MUPDF_ERRORS = (RuntimeError, pymupdf.mupdf.FzErrorBase)
 class PdfInfo:
     page_count: int
     images_per_page: list[int]
+    ocr_pages: list[int]  # 1-based: pages without a usable text layer
 
 
 def open_pdf(path: str | os.PathLike[str], settings: Settings) -> pymupdf.Document:
@@ -89,23 +91,30 @@ def _check_document(doc: pymupdf.Document, settings: Settings) -> None:
 
 def inspect_pdf(doc: pymupdf.Document) -> PdfInfo:
     """What batch planning needs; image references are read from page resources, never decoded."""
-    return PdfInfo(
-        page_count=doc.page_count,
-        images_per_page=[len(doc.load_page(i).get_images()) for i in range(doc.page_count)],
-    )
+    images_per_page: list[int] = []
+    ocr_pages: list[int] = []
+    for index in range(doc.page_count):
+        page = doc.load_page(index)
+        images_per_page.append(len(page.get_images()))
+        if needs_ocr(page):
+            ocr_pages.append(index + 1)
+    return PdfInfo(page_count=doc.page_count, images_per_page=images_per_page, ocr_pages=ocr_pages)
 
 
-def plan_batches(images_per_page: list[int], settings: Settings) -> list[tuple[int, int]]:
+def plan_batches(
+    images_per_page: list[int], settings: Settings, ocr_pages: frozenset[int] = frozenset()
+) -> list[tuple[int, int]]:
     """Split pages into 1-based inclusive ranges, in order, each page exactly once.
 
     A batch closes at settings.batch_pages pages, or before the page that would push its cost
     over settings.batch_cost; a page that alone exceeds the budget still gets a batch of its own.
+    A page to OCR (in ocr_pages) costs settings.ocr_page_cost more.
     """
     batches: list[tuple[int, int]] = []
     first = 1
     cost = 0.0
     for page_no, images in enumerate(images_per_page, start=1):
-        page_cost = 1 + settings.image_page_cost * images
+        page_cost = 1 + settings.image_page_cost * images + (settings.ocr_page_cost if page_no in ocr_pages else 0)
         size = page_no - first
         if size and (size >= settings.batch_pages or cost + page_cost > settings.batch_cost):
             batches.append((first, page_no - 1))

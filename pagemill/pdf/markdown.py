@@ -5,14 +5,17 @@ lines only, so a page whose drawings cannot form a grid of at least 2 x 2 cells 
 background-colour probe (four corner renders) only serves to ignore background-coloured fill
 paths, so a page without vector paths skips that too. A page's markdown is the same either
 way (tests/unit/test_markdown.py pins it). Rendering a detected table is made linear in its
-cells (see ``_cell_text_once``).
+cells (see ``cell_text_once``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 from typing import Any
 
 import pymupdf
@@ -20,6 +23,7 @@ import pymupdf.table
 import pymupdf4llm
 from pymupdf4llm.helpers import pymupdf_rag
 
+from pagemill.pdf.completeness import WordLoss, word_loss
 from pagemill.pdf.document import MUPDF_ERRORS
 
 log = logging.getLogger(__name__)
@@ -44,9 +48,90 @@ def page_markdown(doc: pymupdf.Document, page_indexes: list[int], text_only: set
                 except MUPDF_ERRORS as exc:
                     log.warning("markdown falls back to text", extra={"page": index + 1, "error": str(exc)})
                     fallback.append(index)
+    if mode == "legacy":
+        # Legacy builds tables from ruling lines only: a page whose text stands in aligned columns
+        # yet came out without a table goes to the layout model, which finds unruled tables.
+        unruled = [i for i in ordinary if i in out and "|---" not in out[i] and may_hold_unruled_table(doc[i])]
+        if unruled:
+            out.update(_full_markdown(doc, unruled, "layout"))
     if fallback:
         out.update(_text_only_markdown(doc, sorted(fallback)))
     return out
+
+
+def may_hold_unruled_table(page: pymupdf.Page) -> bool:
+    """Whether the page's words stand in a grid: at least 3 rows that each break into 3 or more
+    cells (gaps wider than the words are high) starting at 3 or more shared positions. Three
+    columns of prose qualify too; the layout model reads those well."""
+    rows: dict[int, list[tuple[float, float, float]]] = {}
+    for x0, y0, x1, y1, *_ in page.get_text("words"):
+        rows.setdefault(round(y1 / 2), []).append((x0, x1, y1 - y0))
+    starts: Counter[int] = Counter()
+    for words in rows.values():
+        words.sort()
+        cells = [words[0][0]] + [b[0] for a, b in pairwise(words) if b[0] - a[1] > max(a[2], b[2])]
+        if len(cells) >= 3:
+            starts.update({round(x / 6) for x in cells})
+    return sum(count >= 3 for count in starts.values()) >= 3
+
+
+def complete_markdown(doc: pymupdf.Document, index: int, text_layer: str, markdown: str) -> tuple[str, str, WordLoss]:
+    """(markdown, path, loss): the page's markdown when it holds the words of its text layer
+    ("text_layer"), else the first fallback that does: pymupdf4llm with vector graphics ignored
+    (text drawn on filled rectangles or among drawings is no longer taken for part of a
+    picture; "ignore_graphics"), then the text layer's own blocks in reading order
+    ("text_blocks"). When none does, the one that loses least, with its loss."""
+    best = ("text_layer", markdown, word_loss(text_layer, markdown))
+    for path, extract in (("ignore_graphics", _ignore_graphics_markdown), ("text_blocks", _text_blocks_markdown)):
+        if best[2].acceptable:
+            break
+        try:
+            candidate = extract(doc, index)
+        except MUPDF_ERRORS as exc:
+            log.warning("fallback extraction failed", extra={"page": index + 1, "path": path, "error": str(exc)})
+            continue
+        loss = word_loss(text_layer, candidate)
+        if loss.missing < best[2].missing:
+            best = (path, candidate, loss)
+    path, text, loss = best
+    return text, path, loss
+
+
+# A paragraph that is one short line set wholly in bold or in italic, starting like a title and
+# not ending like a sentence or a lead-in ("Note:"), is a heading at body size.
+_EMPHASIS_LINE = re.compile(r"^(\*\*|_)([A-Z0-9][^*_\n]{0,78}[^*_\n.,:;])\1$")
+_HEADING_LINE = re.compile(r"^(#{1,6}) ", re.MULTILINE)
+_HEADING_MAX_WORDS = 10
+
+
+def emphasis_headings(markdown: str) -> str:
+    """Headings that legacy pymupdf4llm misses because it ranks them by font size alone: bold
+    or italic headings at body size become markdown headings one level below the page's
+    deepest heading (level 2 on a page without any)."""
+    levels = [len(m.group(1)) for m in _HEADING_LINE.finditer(markdown)]
+    prefix = "#" * min(max(levels, default=1) + 1, 6) + " "
+    paragraphs = markdown.split("\n\n")
+    for n, paragraph in enumerate(paragraphs):
+        match = _EMPHASIS_LINE.match(paragraph.strip())
+        if match and len(match.group(2).split()) <= _HEADING_MAX_WORDS:
+            paragraphs[n] = prefix + match.group(2)
+    return "\n\n".join(paragraphs)
+
+
+def _ignore_graphics_markdown(doc: pymupdf.Document, index: int) -> str:
+    chunks = pymupdf_rag.to_markdown(
+        doc, pages=[index], page_chunks=True, hdr_info=pymupdf_rag.IdentifyHeaders(doc, pages=[index]),
+        ignore_images=True, ignore_graphics=True, detect_bg_color=False, table_strategy=None,
+    )
+    return str(chunks[0]["text"])
+
+
+def _text_blocks_markdown(doc: pymupdf.Document, index: int) -> str:
+    """Every text block of the page as a paragraph, in the order the page draws them (which
+    follows columns where sorting by position would interleave them)."""
+    blocks = doc.load_page(index).get_text("blocks")
+    paragraphs = (" ".join(block[4].split()) for block in blocks if block[6] == 0)
+    return "\n\n".join(p for p in paragraphs if p) + "\n"
 
 
 def _analysis(page: pymupdf.Page) -> tuple[str | None, bool]:
@@ -101,7 +186,7 @@ def _full_markdown(doc: pymupdf.Document, pages: list[int], mode: str) -> dict[i
     for index in pages:
         groups.setdefault(_analysis(doc.load_page(index)), []).append(index)
     out: dict[int, str] = {}
-    with _cell_text_once():
+    with cell_text_once():
         for (strategy, detect_bg_color), subset in groups.items():
             chunks = pymupdf4llm.to_markdown(
                 doc, pages=subset, page_chunks=True, hdr_info=headers, table_strategy=strategy,
@@ -131,7 +216,7 @@ def _use_mode(mode: str) -> None:
 
 
 @contextmanager
-def _cell_text_once() -> Iterator[None]:
+def cell_text_once() -> Iterator[None]:
     """PyMuPDF's ``Table.to_markdown`` calls ``table.extract_cells`` per cell, which rebuilds
     the whole page's character dictionary (``extractRAWDICT``) every time: a 1,000-cell table
     costs 1,000 page extractions (about 10 s on one dense page). Within this block each
@@ -160,7 +245,7 @@ class _RawDictOnce:
         self._textpage = textpage
         self._rawdict: dict[str, Any] | None = None
 
-    def extractRAWDICT(self) -> dict[str, Any]:  # noqa: N802 - the TextPage method's name
+    def extractRAWDICT(self) -> dict[str, Any]:
         if self._rawdict is None:
             self._rawdict = self._textpage.extractRAWDICT()
         return self._rawdict

@@ -17,6 +17,8 @@ from pagemill.pdf.chunks import chunk_pages
 from pagemill.pdf.damage import PageDamage
 from pagemill.pdf.document import MUPDF_ERRORS
 from pagemill.pdf.markdown import page_markdown
+from pagemill.pdf.ocr import OcrEngine
+from pagemill.pdf.page_text import PageTexts
 from pagemill.records import BatchResult, ImageOccurrence, PageRecord, SkippedImage
 from pagemill.settings import Settings
 
@@ -44,12 +46,16 @@ def extract_pages(
     last_page: int,
     settings: Settings,
     store_image: ImageSink,
+    ocr_skip: tuple[int, ...] = (),
+    ocr_engine: OcrEngine | None = None,
 ) -> BatchResult:
+    """ocr_engine: RapidOCR, built on the first page that needs it, when None."""
     started = time.perf_counter()
     result = BatchResult(
         document_id=document_id, batch_no=batch_no, first_page=first_page, last_page=last_page, seconds=0.0
     )
     images = _ImageCollector(doc, settings, store_image)
+    texts = PageTexts(settings, frozenset(ocr_skip), ocr_engine)
     text_only: set[int] = set()  # 0-based indexes of pages whose markdown must not touch images
     damage = PageDamage.of(doc)
     # Images and text are read before markdown: pymupdf4llm changes pages in place
@@ -59,7 +65,7 @@ def extract_pages(
         try:
             page = doc.load_page(page_no - 1)
             kept, risky = images.collect(page, page_no)
-            record = PageRecord(page_no=page_no, markdown="", char_count=len(page.get_text()),
+            record = PageRecord(page_no=page_no, markdown="", char_count=len(texts.read(page, page_no)),
                                 width=page.rect.width, height=page.rect.height, image_count=kept)
         except MUPDF_ERRORS as exc:
             # The batch goes on without it: the page is kept, empty, and the warning says why.
@@ -77,7 +83,9 @@ def extract_pages(
     readable = [p.page_no - 1 for p in result.pages if p.page_no not in damage.failed]
     markdown = page_markdown(doc, readable, text_only, settings.markdown_mode)
     for record in result.pages:
-        record.markdown = markdown.get(record.page_no - 1, "")
+        if record.page_no not in damage.failed:
+            texts.settle(doc, record, markdown[record.page_no - 1])
+    result.warnings.extend(texts.warnings())
     result.chunks = chunk_pages(result.pages, settings.chunk_chars)
     result.seconds = time.perf_counter() - started
     return result

@@ -35,7 +35,7 @@ def extract_batch(ctx: StageContext, spec: BatchSpec, cache: storage.SourceCache
     try:
         result = extract_pages(
             doc, document_id=spec.document_id, batch_no=spec.batch_no, first_page=spec.first_page,
-            last_page=spec.last_page, settings=ctx.settings, store_image=store_image,
+            last_page=spec.last_page, settings=ctx.settings, store_image=store_image, ocr_skip=spec.ocr_skip,
         )
     finally:
         doc.close()

@@ -42,9 +42,15 @@ def plan(ctx: StageContext, conn: Any, payload: PlanInput) -> dict[str, Any]:
             info = inspect_pdf(doc)
         finally:
             doc.close()
-    ranges = plan_batches(info.images_per_page, ctx.settings)
+    # Pages to OCR beyond the document's cap are not read (each batch gets its share to warn about).
+    to_ocr = info.ocr_pages[: ctx.settings.ocr_max_pages]
+    over_cap = info.ocr_pages[ctx.settings.ocr_max_pages :]
+    ranges = plan_batches(info.images_per_page, ctx.settings, frozenset(to_ocr))
     manifest = [
-        BatchSpec(document_id=document_id, source=source, batch_no=n, first_page=a, last_page=b)
+        BatchSpec(
+            document_id=document_id, source=source, batch_no=n, first_page=a, last_page=b,
+            ocr_skip=tuple(p for p in over_cap if a <= p <= b),
+        )
         for n, (a, b) in enumerate(ranges)
     ]
     manifest_key = keys.manifest_key(document_id)
@@ -52,6 +58,7 @@ def plan(ctx: StageContext, conn: Any, payload: PlanInput) -> dict[str, Any]:
     documents.set_page_count(conn, document_id, info.page_count)
     log.info(
         "planned", extra={"document_id": document_id, "pages": info.page_count, "batches": len(ranges),
+                          "ocr_pages": len(to_ocr), "ocr_over_cap": len(over_cap),
                           "seconds": round(time.monotonic() - started, 3)},
     )
     return {

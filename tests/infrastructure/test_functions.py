@@ -12,6 +12,7 @@ from pagemill import keys
 from tests.infrastructure.conftest import (
     BYO_SECRET,
     ROOT,
+    construct_template,
     functions_part,
     part_fixture,
 )
@@ -212,3 +213,21 @@ def test_every_key_a_stage_writes_is_one_its_role_may_put(resources: dict[str, A
     # AND a key outside them is refused (the check is not vacuous)
     assert not any(fnmatch.fnmatchcase(f"/{keys.manifest_key(DOCUMENT)}", p)
                    for p in put_targets(resources, "handler.collect_images"))
+
+
+def test_extract_batch_runs_a_pushed_image_with_ocr_when_one_is_named(tmp_path: Path) -> None:
+    # GIVEN the extract image (containers/extract/Dockerfile: the zip's handler plus OCR) pushed to ECR
+    uri = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/pagemill-extract:v1"
+    resources = construct_template(tmp_path, functions_part, extract_image_uri=uri).to_json()["Resources"]
+    functions = {r["Properties"].get("ImageConfig", {}).get("Command", [None])[0] or r["Properties"].get("Handler"): r
+                 for r in of_type(resources, "AWS::Lambda::Function").values()}
+    # THEN ExtractBatch runs that image with the same handler, memory and timeout; Plan stays a zip
+    extract = functions["handler.extract_batch"]["Properties"]
+    assert extract["PackageType"] == "Image" and "pagemill-extract:v1" in json.dumps(extract["Code"])
+    assert (extract["MemorySize"], extract["Timeout"]) == (3008, 300)
+    assert functions["handler.plan"]["Properties"]["Runtime"] == "python3.12"
+    # AND only ExtractBatch's role may pull it, from that repository only
+    arn = ":ecr:eu-west-1:123456789012:repository/pagemill-extract"
+    pulls = [s for p in of_type(resources, "AWS::IAM::Policy").values()
+             for s in p["Properties"]["PolicyDocument"]["Statement"] if "ecr:BatchGetImage" in actions_of(s)]
+    assert [s["Resource"] for s in pulls] == [{"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, arn]]}]

@@ -54,7 +54,7 @@ def test_records_round_trip_through_json_in_the_shape_s3_holds() -> None:
     # GIVEN a batch result and an understanding as the stages wrote them before (JSON in S3)
     stored = {"document_id": "d1", "batch_no": 0, "first_page": 1, "last_page": 1, "seconds": 0.5,
               "pages": [{"page_no": 1, "markdown": "# A", "char_count": 3, "width": 595.0, "height": 842.0,
-                         "image_count": 1}],
+                         "image_count": 1, "text_source": "text_layer", "ocr_confidence": None}],
               "chunks": [{"chunk_no": 0, "first_page": 1, "last_page": 1, "text": "A"}],
               "images": [{"sha256": "s", "page_no": 1, "bbox": [0.0, 0.0, 10.0, 10.0], "width": 10, "height": 10,
                           "ext": "png", "s3_key": "documents/d1/images/s.png", "size_bytes": 99}],
@@ -63,6 +63,9 @@ def test_records_round_trip_through_json_in_the_shape_s3_holds() -> None:
     # THEN it reads typed (a bbox is a tuple) and writes back exactly the same JSON
     assert result.images[0].bbox == (0.0, 0.0, 10.0, 10.0)
     assert json.loads(json.dumps(dump(result))) == stored
+    # AND a page written before pages recorded their text source reads as taken from the text layer
+    older = {k: v for k, v in stored["pages"][0].items() if k not in ("text_source", "ocr_confidence")}
+    assert load(BatchResult, {**stored, "pages": [older]}).pages[0].text_source == "text_layer"
     answer = {"doc_type": "datasheet", "summary": "s", "products": [{"name": "p", "attributes": {}, "page": None}],
               "input_tokens": 1, "output_tokens": 2, "status": "understood", "reason": None, "pages_read": 1,
               "truncated": False}

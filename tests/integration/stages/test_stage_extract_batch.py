@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import psycopg
+import pymupdf
 
 from pagemill import keys, storage
+from pagemill.pdf.completeness import word_loss
 from pagemill.pipeline.context import StageContext
 from pagemill.pipeline.extract_batch import extract_batch
+from pagemill.pipeline.plan import plan
 from pagemill.records import BatchResult, BatchSpec, load
 from pagemill.storage import SourceCache
-from tests.support.stages import Upload
+from pagemill_tools.scans import add_scan, known_text
+from tests.support.stages import (
+    Upload,
+    manifest_items,
+    plan_input,
+    upload_pdf,
+    with_settings,
+)
 
 
 def test_extract_batch_writes_its_pages_chunks_and_images(
@@ -45,3 +58,28 @@ def test_extract_batch_result_is_the_same_when_run_again(
     again = extract_batch(ctx, manifest[0], cache)
     after = load(BatchResult, storage.get_json(ctx.s3, ctx.work_bucket, again["result_key"]))
     assert (after.pages, after.chunks, after.images) == (before.pages, before.chunks, before.images)
+
+
+def test_extract_batch_reads_a_scan_with_ocr_and_warns_about_pages_over_the_cap(
+    ctx: StageContext, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    # GIVEN two scans of known text planned with a cap of one OCR page per document
+    doc = pymupdf.open()
+    texts = [known_text(seed, 60) for seed in (1, 2)]
+    for text in texts:
+        add_scan(doc, text, dpi=150)
+    path = tmp_path / "scans.pdf"
+    doc.save(path)
+    capped = with_settings(ctx, ocr_max_pages=1)
+    planned = plan(capped, conn, plan_input(upload_pdf(ctx.s3, path, "uploads/scans.pdf")))
+    [spec] = manifest_items(ctx, planned["manifest_key"])
+    # WHEN the batch is extracted
+    out = extract_batch(capped, spec, SourceCache(tmp_path / "sources"))
+    # THEN page 1's markdown and chunks are its OCR text, with where it came from and how sure
+    result = load(BatchResult, storage.get_json(ctx.s3, ctx.work_bucket, out["result_key"]))
+    first, second = result.pages
+    assert (first.text_source, second.text_source) == ("ocr", "text_layer")
+    assert 1 - word_loss(texts[0], first.markdown).fraction >= 0.9 and first.ocr_confidence > 0.8
+    assert 1 - word_loss(texts[0], " ".join(c.text for c in result.chunks)).fraction >= 0.9
+    # AND page 2, over the cap, is named in a warning that says what to do
+    assert [(w.code, w.pages) for w in result.warnings] == [("ocr_cap_reached", [2])]

@@ -6,18 +6,21 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pymupdf
 import pytest
 
 from pagemill import keys
 from pagemill.errors import NotAPdf
 from pagemill.pipeline.context import StageContext
 from pagemill.pipeline.plan import plan
+from pagemill_tools.scans import add_scan, known_text
 from tests.support.stages import (
     EXECUTION_ARN,
     Upload,
     manifest_items,
     plan_input,
     upload_pdf,
+    with_settings,
 )
 
 
@@ -64,3 +67,24 @@ def test_plan_of_a_file_that_is_not_a_pdf_is_an_input_error(
     with pytest.raises(NotAPdf):
         plan(ctx, conn, plan_input(source))
     assert ctx.s3.list_objects_v2(Bucket=ctx.work_bucket).get("KeyCount", 0) == 0
+
+
+def test_plan_marks_scans_over_the_ocr_cap_and_weighs_scans_in_batches(
+    ctx: StageContext, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    # GIVEN a text page then three scans, a cap of two OCR pages, and room for one scan per batch
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "A page with a text layer of its own, more than ten words long.")
+    for seed in range(3):
+        add_scan(doc, known_text(seed, 30), dpi=100)
+    path = tmp_path / "scans.pdf"
+    doc.save(path)
+    settings = ctx.settings
+    scan_cost = 1 + settings.image_page_cost + settings.ocr_page_cost
+    capped = with_settings(ctx, ocr_max_pages=2, batch_cost=scan_cost + 1 + settings.image_page_cost)
+    # WHEN Plan runs
+    planned = plan(capped, conn, plan_input(upload_pdf(ctx.s3, path, "uploads/scans.pdf")))
+    # THEN each batch holds at most one scan to read; the third scan, over the cap, is marked and
+    # weighs as an image page only
+    specs = manifest_items(ctx, planned["manifest_key"])
+    assert [(s.first_page, s.last_page, s.ocr_skip) for s in specs] == [(1, 2, ()), (3, 4, (4,))]

@@ -1,0 +1,218 @@
+"""Text for pages without a usable text layer: the page rendered at a bounded resolution,
+read by RapidOCR (PP-OCR detection and recognition models shipped inside its wheel, run on
+onnxruntime), turned upright, and laid out as paragraphs in reading order.
+
+RapidOCR's own line-orientation classifier is off: on long lines it flips good lines upside
+down and reads them as noise. The page's orientation is decided once for the whole page
+instead (``_upright``).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Protocol
+
+import numpy as np
+import pymupdf
+
+from pagemill.pdf.completeness import words
+from pagemill.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# A page needs OCR when its text layer holds fewer than this many words and images cover at
+# least this share of it (a scan, maybe with a stray page number or an OCR'd-elsewhere stamp).
+_FEW_WORDS = 10
+_IMAGE_COVER = 0.5
+# Lines read both ways to decide whether the page is upside down, and the margin by which the
+# turned reading must win (recognition scores are 0..1; an upside-down line scores about 0.7).
+_ORIENTATION_SAMPLES = 6
+_FLIP_MARGIN = 0.05
+
+
+class OcrEngine(Protocol):
+    """What pagemill needs from an OCR engine: RapidOCR's call."""
+
+    def __call__(self, img_content: Any, use_det: bool | None = None, use_cls: bool | None = None,
+                 use_rec: bool | None = None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class OcrText:
+    markdown: str
+    confidence: float  # mean recognition score of the page's lines, weighted by their length
+    rotation: int  # degrees (counter-clockwise) the rendered page was turned to read it
+
+
+@dataclass(frozen=True)
+class _Line:
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    text: str
+    score: float
+
+
+def needs_ocr(page: pymupdf.Page) -> bool:
+    """No text layer worth the name while images cover most of the page. Reads the page's
+    drawing list only: no image is decoded. A page without images is settled from its
+    resources alone (most text pages: Plan asks this of every page)."""
+    if not page.get_images() or sum(words(page.get_text()).values()) >= _FEW_WORDS:
+        return False
+    area = abs(page.rect)
+    if not area:
+        return False
+    covered = 0.0
+    for kind, bbox in page.get_bboxlog():
+        if kind == "fill-image":
+            covered += abs(pymupdf.Rect(bbox) & page.rect)
+    return covered / area >= _IMAGE_COVER
+
+
+def largest_image_pixels(page: pymupdf.Page) -> int:
+    """The pixel count of the page's largest image, from the image dictionaries alone."""
+    return max((item[2] * item[3] for item in page.get_images(full=True)), default=0)
+
+
+@lru_cache(maxsize=2)
+def rapidocr_engine(threads: int = 0) -> OcrEngine:
+    """One engine per process (loading the three models takes about a second). threads=0 lets
+    onnxruntime use every core. Imported here so pages with a text layer never load OpenCV."""
+    from rapidocr import RapidOCR
+
+    return RapidOCR(params={
+        "Global.log_level": "error",  # an empty page is not a warning here
+        "Global.use_cls": False,
+        "EngineConfig.onnxruntime.intra_op_num_threads": threads or -1,
+        "EngineConfig.onnxruntime.inter_op_num_threads": 1 if threads else -1,
+    })
+
+
+def render_for_ocr(page: pymupdf.Page, settings: Settings) -> np.ndarray:
+    """The page in grey at settings.ocr_dpi, scaled down so it holds at most
+    settings.ocr_max_pixels pixels."""
+    zoom = settings.ocr_dpi / 72
+    pixels = abs(page.rect) * zoom * zoom
+    if pixels > settings.ocr_max_pixels:
+        zoom *= (settings.ocr_max_pixels / pixels) ** 0.5
+    pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csGRAY, alpha=False)
+    return np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.stride)[:, : pix.width].copy()
+
+
+def ocr_image(engine: OcrEngine, image: np.ndarray) -> OcrText:
+    """The image's text, upright, as markdown paragraphs in reading order."""
+    rotation, lines = _upright(engine, image)
+    if not lines:
+        return OcrText(markdown="", confidence=0.0, rotation=rotation)
+    weight = sum(len(line.text) for line in lines)
+    confidence = sum(line.score * len(line.text) for line in lines) / weight if weight else 0.0
+    return OcrText(markdown=_markdown(lines), confidence=round(confidence, 4), rotation=rotation)
+
+
+def _read(engine: OcrEngine, image: np.ndarray) -> list[_Line]:
+    # RapidOCR keeps the switches of its last call: name all three every time.
+    result = engine(image, use_det=True, use_cls=False, use_rec=True)
+    if result.boxes is None:
+        return []
+    lines = []
+    for box, text, score in zip(result.boxes, result.txts, result.scores, strict=True):
+        if text.strip():
+            xs, ys = box[:, 0], box[:, 1]
+            lines.append(_Line(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()), text.strip(),
+                               float(score)))
+    return lines
+
+
+def _upright(engine: OcrEngine, image: np.ndarray) -> tuple[int, list[_Line]]:
+    """(rotation, lines) of the page read upright. Text lines are wider than tall, so a page
+    whose detected lines are mostly tall lies on its side; a few of its longest lines are then
+    read turned each way, and the page is turned the way they read best, then read again.
+    An upright page costs one reading plus those few lines."""
+    lines = _read(engine, image)
+    tall = sum((ln.y1 - ln.y0) * (ln.x1 - ln.x0) for ln in lines if ln.y1 - ln.y0 > 1.5 * (ln.x1 - ln.x0))
+    wide = sum((ln.y1 - ln.y0) * (ln.x1 - ln.x0) for ln in lines if ln.x1 - ln.x0 > 1.5 * (ln.y1 - ln.y0))
+    if tall > wide:
+        quarters = 1 if _sample_score(engine, image, lines, 1) >= _sample_score(engine, image, lines, 3) else 3
+    elif lines and _sample_score(engine, image, lines, 2) > _sample_score(engine, image, lines, 0) + _FLIP_MARGIN:
+        quarters = 2
+    else:
+        return 0, lines
+    return 90 * quarters, _read(engine, np.rot90(image, quarters).copy())
+
+
+def _sample_score(engine: OcrEngine, image: np.ndarray, lines: list[_Line], quarters: int) -> float:
+    """Mean recognition score of the page's longest lines, each turned ``quarters`` quarter turns
+    counter-clockwise (0: as they were read, without reading them again)."""
+    sample = sorted(lines, key=lambda ln: max(ln.x1 - ln.x0, ln.y1 - ln.y0), reverse=True)[:_ORIENTATION_SAMPLES]
+    if not quarters:
+        return statistics.fmean(line.score for line in sample)
+    scores = []
+    for line in sample:
+        crop = image[int(line.y0): int(line.y1) + 1, int(line.x0): int(line.x1) + 1]
+        result = engine(np.rot90(crop, quarters).copy(), use_det=False, use_cls=False, use_rec=True)
+        scores.append(float(result.scores[0]) if result.scores else 0.0)
+    return statistics.fmean(scores)
+
+
+def _markdown(lines: list[_Line]) -> str:
+    height = statistics.median(ln.y1 - ln.y0 for ln in lines)
+    paragraphs: list[str] = []
+    for column in _reading_order(lines, height):
+        rows = _rows(column)
+        current: list[str] = []
+        previous: _Line | None = None
+        for row in rows:
+            first = row[0]
+            if previous is not None and first.y0 - previous.y1 > 0.6 * height:
+                paragraphs.append(" ".join(current))
+                current = []
+            current.append(" ".join(line.text for line in row))
+            previous = max(row, key=lambda ln: ln.y1)
+        if current:
+            paragraphs.append(" ".join(current))
+    return "\n\n".join(paragraphs) + "\n"
+
+
+def _rows(lines: list[_Line]) -> list[list[_Line]]:
+    """Lines grouped into rows (vertical overlap of more than half a line), each left to right."""
+    rows: list[list[_Line]] = []
+    for line in sorted(lines, key=lambda ln: (ln.y0 + ln.y1) / 2):
+        middle = (line.y0 + line.y1) / 2
+        if rows and rows[-1][0].y0 <= middle <= rows[-1][0].y1:
+            rows[-1].append(line)
+        else:
+            rows.append([line])
+    return [sorted(row, key=lambda ln: ln.x0) for row in rows]
+
+
+def _reading_order(lines: list[_Line], height: float) -> list[list[_Line]]:
+    """Recursive XY-cut: the region is cut at its widest empty band across or down it (a gap
+    between columns must be at least a line high to count), top before bottom, left before
+    right, until no cut is left; each piece is one column of text."""
+    x_gap = _widest_gap([(ln.x0, ln.x1) for ln in lines])
+    y_gap = _widest_gap([(ln.y0, ln.y1) for ln in lines])
+    cut_down = x_gap is not None and x_gap[1] - x_gap[0] >= height
+    if cut_down and (y_gap is None or x_gap[1] - x_gap[0] >= y_gap[1] - y_gap[0]):
+        at = (x_gap[0] + x_gap[1]) / 2
+        first, second = [ln for ln in lines if ln.x1 <= at], [ln for ln in lines if ln.x1 > at]
+    elif y_gap is not None and y_gap[1] - y_gap[0] >= 0.6 * height:
+        at = (y_gap[0] + y_gap[1]) / 2
+        first, second = [ln for ln in lines if ln.y1 <= at], [ln for ln in lines if ln.y1 > at]
+    else:
+        return [lines]
+    return _reading_order(first, height) + _reading_order(second, height)
+
+
+def _widest_gap(spans: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """The widest interval that no span covers, between the first span's start and the last end."""
+    best: tuple[float, float] | None = None
+    reach = None
+    for start, end in sorted(spans):
+        if reach is not None and start > reach and (best is None or start - reach > best[1] - best[0]):
+            best = (reach, start)
+        reach = end if reach is None else max(reach, end)
+    return best
