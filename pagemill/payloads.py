@@ -97,6 +97,8 @@ class WriteInput:
     # None: the branch is not in this state machine's input at all (older executions).
     captions: CaptionsBranch | None = None
     understanding: UnderstandingBranch | None = None
+    # None: nothing was to be spoken (no summary, speech off), or an older execution.
+    speech: SpeechBranch | None = None
 
 
 @dataclass(frozen=True)
