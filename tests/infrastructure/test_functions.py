@@ -39,6 +39,7 @@ FUNCTIONS = {
     "handler.embed": ("lambdas/embed", 900, 3008),
     "handler.caption_batch": ("lambdas/caption", 300, 1024),
     "handler.understand": ("lambdas/caption", 300, 1024),
+    "handler.speak_summary": ("lambdas/speech", 120, 512),
     "handler.handler": ("lambdas/trigger", 30, 256),
     "handler.watch": ("lambdas/trigger", 60, 256),
     "handler.on_event": ("lambdas/migrate", 900, 512),
@@ -50,7 +51,7 @@ DATABASE_HANDLERS = ("handler.plan", "handler.write", "handler.record_failure", 
 
 PIPELINE_HANDLERS = (
     "handler.plan", "handler.extract_batch", "handler.collect_images", "handler.embed", "handler.caption_batch",
-    "handler.understand", "handler.write", "handler.record_failure",
+    "handler.understand", "handler.speak_summary", "handler.write", "handler.record_failure",
 )
 
 
