@@ -64,7 +64,7 @@ from pagemill.records import (
     load,
     load_list,
 )
-from pagemill.speech.outcome import FAILED, SpeechOutcome
+from pagemill.speech.outcome import FAILED, SPOKEN, SpeechOutcome
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def speech_outcome(speech: SpeechBranch | None) -> SpeechOutcome | None:
         return None
     if speech.error:
         return SpeechOutcome(FAILED, reason=explain_failure("SpeakSummary", speech.error, speech.cause))
-    return SpeechOutcome.spoken(speech)
+    return SpeechOutcome(SPOKEN, audio=speech)
 
 
 def _store_model_output(

@@ -19,22 +19,7 @@ SPEECH_MISSING = "speech_missing"
 class SpeechOutcome:
     status: str  # SPOKEN | FAILED
     reason: str | None = None  # why it failed
-    key: str | None = None
-    format: str | None = None
-    seconds: float | None = None
-    voice: str | None = None
-    engine: str | None = None
-    language: str | None = None
-    chars: int | None = None
-    cut: bool | None = None
-
-    @classmethod
-    def spoken(cls, result: SpeechBranch) -> SpeechOutcome:
-        """From SpeakSummary's result (pagemill.pipeline.speak_summary)."""
-        return cls(
-            SPOKEN, key=result.key, format=result.format, seconds=result.seconds, voice=result.voice,
-            engine=result.engine, language=result.language, chars=result.chars, cut=result.cut,
-        )
+    audio: SpeechBranch | None = None  # SpeakSummary's result, when spoken
 
     def warnings(self, document_id: str) -> list[DocumentWarning]:
         """What makes the document partial: its audio missing, why, and how to fill it."""
