@@ -201,6 +201,7 @@ WRITES = {
     "handler.embed": [keys.embeddings_prefix(DOCUMENT) + "index.json", keys.timing_key(DOCUMENT, "Embed")],
     "handler.caption_batch": [keys.caption_batch_key(DOCUMENT, 3), keys.timing_key(DOCUMENT, "Captions", "00003")],
     "handler.understand": [keys.understanding_key(DOCUMENT), keys.timing_key(DOCUMENT, "Understand")],
+    "handler.speak_summary": [keys.summary_audio_key(DOCUMENT, "mp3")],
 }
 
 
