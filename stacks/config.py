@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from aws_cdk import aws_logs as logs
 from constructs import Node
 
-from pagemill.settings import DeployedSettings, check_fields, check_voices, read, setting
+from pagemill.settings import (
+    DeployedSettings,
+    check_fields,
+    check_voices,
+    read,
+    setting,
+)
 
 # RDS gp3 storage: 20 GiB at least, 64 TiB at most.
 DATABASE_STORAGE_GIB = (20, 65_536)

@@ -23,7 +23,7 @@ def store_speech(conn: psycopg.Connection[Any], document_id: str, outcome: Speec
     assignments = ", ".join(f"speech_{column} = %s" for column in ("status", "reason", *AUDIO_COLUMNS))
     with unavailable_on_failure(f"storing the spoken summary of document {document_id}"), conn.transaction():
         updated = conn.execute(
-            f"update documents set {assignments}, updated_at = now() where id = %s",  # noqa: S608 (fixed names)
+            f"update documents set {assignments}, updated_at = now() where id = %s",
             (*values, document_id),
         ).rowcount
         if updated != 1:

@@ -45,7 +45,12 @@ from pagemill.db.understanding import (
     store_understanding,
 )
 from pagemill.db.write import write_document
-from pagemill.payloads import CaptionsBranch, SpeechBranch, UnderstandingBranch, WriteInput
+from pagemill.payloads import (
+    CaptionsBranch,
+    SpeechBranch,
+    UnderstandingBranch,
+    WriteInput,
+)
 from pagemill.pipeline import warnings as partial
 from pagemill.pipeline.context import (
     StageContext,

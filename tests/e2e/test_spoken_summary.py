@@ -14,8 +14,10 @@ import soundfile
 
 from pagemill import keys
 from pagemill.captions.caption import TOOL_NAME as CAPTION_TOOL
+from pagemill.speech.outcome import SPEECH_MISSING
 from pagemill_tools.engine.engine import LocalEngine
 from pagemill_tools.export import export_document
+from pagemill_tools.operate import local
 from tests.support.fake_anthropic import FakeAnthropic, tool_answer
 from tests.support.model_api import CAPTION, UNDERSTANDING, clear_tables, engine_for, run_catalog
 
@@ -104,7 +106,7 @@ def test_without_a_summary_nothing_is_spoken(api, speech_engine, db, tmp_path) -
     assert (row["status"], row["speech_status"], row["speech_key"]) == ("succeeded", None, None)
 
 
-def test_an_engine_failure_leaves_the_document_written_with_a_warning(api, speech_engine, db, tmp_path) -> None:
+def test_an_engine_failure_leaves_the_document_partial_and_a_redrive_fills_it(api, speech_engine, db, tmp_path) -> None:
     # GIVEN a summary in a language whose configured voice the engine does not have
     api.always(answering("Huonekaluluettelo tammituoleista ja mäntypöydistä.", "fi"))
     # WHEN a catalog runs
@@ -114,8 +116,20 @@ def test_an_engine_failure_leaves_the_document_written_with_a_warning(api, speec
     visited = set(speech_engine.visited_states(document.execution_arn))
     assert {"SpeakSummary", "SpeechFailed", "Write"} <= visited
     assert db.execute("select count(*) from pages where document_id = %s", (document.document_id,)).fetchone() == (2,)
-    # AND the document says the summary was not spoken, why, and how to fill it
+    # AND the document is partial: its warning says the summary was not spoken, why, and how to fill it
     row = speech_row(db, document.document_id)
-    assert row["speech_status"] == "failed" and row["speech_key"] is None
+    assert (row["status"], row["speech_status"], row["speech_key"]) == ("partial", "failed", None)
     assert "SpeakSummary failed with SpeechFailed" in row["speech_reason"]
     assert "voice does not exist" in row["speech_reason"]
+    [warning] = db.execute("select warnings from documents where id = %s", (document.document_id,)).fetchone()[0]
+    assert warning["code"] == SPEECH_MISSING and row["speech_reason"] in warning["message"]
+    assert f"pagemill redrive {document.document_id}" in warning["message"]
+
+    # WHEN the summary can be spoken again (the model now summarizes in English) and on-call redrives it
+    api.always(answering(SUMMARY, "en"))
+    again = speech_engine.submit(local.redrive_source(db, document.document_id))
+    speech_engine.wait([again])
+    # THEN it succeeded with its audio, the warning gone
+    row = speech_row(db, document.document_id)
+    assert (row["status"], row["speech_status"], row["speech_voice"]) == ("succeeded", "spoken", "en-us")
+    assert db.execute("select warnings from documents where id = %s", (document.document_id,)).fetchone() == ([],)

@@ -12,7 +12,12 @@ from pagemill import keys
 from pagemill.errors import SpeechUnavailable
 from stacks.config import ConfigError, PipelineConfig
 from tests.infrastructure.conftest import part_fixture, state_machine_part
-from tests.infrastructure.queries import Context, as_list, function_with, role_statements
+from tests.infrastructure.queries import (
+    Context,
+    as_list,
+    function_with,
+    role_statements,
+)
 
 template = part_fixture(state_machine_part)  # the functions with the state machine
 
@@ -71,7 +76,7 @@ def test_the_speech_function_may_call_polly_and_write_the_speech_prefix_only(res
     statements = role_statements(resources, function["Properties"]["Role"]["Fn::GetAtt"][0])
     granted = {(action, _target(resource)) for s in statements for action in as_list(s["Action"])
                for resource in as_list(s["Resource"])}
-    writes = {(a, t) for a, t in granted if a.startswith("s3:Put") or a.startswith("s3:Delete")}
+    writes = {(a, t) for a, t in granted if a.startswith(("s3:Put", "s3:Delete"))}
     assert writes == {("s3:PutObject", f"/{keys.speech_prefix('*')}*")}
     reads = {t for a, t in granted if a.startswith("s3:GetObject")}
     assert reads == {f"/{keys.understanding_key('*')}"}

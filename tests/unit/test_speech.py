@@ -74,7 +74,7 @@ def test_pieces_are_whole_sentences_that_give_back_the_text() -> None:
 def test_voices_are_configured_per_language_over_the_defaults() -> None:
     configured = parse_voices("de=Daniel:neural, EN=Ruth:generative,fr=Remi")
     assert configured == {"de": ("Daniel", "neural"), "en": ("Ruth", "generative"), "fr": ("Remi", None)}
-    pick = lambda language: choose_voice(  # noqa: E731
+    pick = lambda language: choose_voice(
         language, POLLY_VOICES, configured, default_language="en", fallback_engine="neural"
     )
     assert pick("de") == Voice("de", "Daniel", "neural")

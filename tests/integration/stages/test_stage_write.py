@@ -18,9 +18,9 @@ from pagemill.pipeline.context import ModelAccess, StageContext
 from pagemill.pipeline.embed import embed
 from pagemill.pipeline.understand import skip_understanding
 from pagemill.pipeline.warnings import CAPTIONS_MISSING
-from pagemill.speech.outcome import SPEECH_MISSING
 from pagemill.pipeline.write import CAPTION_BATCH_FAILED, write
 from pagemill.records import load, load_list
+from pagemill.speech.outcome import SPEECH_MISSING
 from pagemill.storage import get_json
 from tests.support.stages import EXECUTION_ARN, Upload
 
