@@ -71,6 +71,15 @@ class WorkerInterrupted(TransientError):
     the same input on a fresh worker can succeed."""
 
 
+class SpeechUnavailable(TransientError):
+    """The speech service refused for now (throttling, a service error, no answer in time)."""
+
+
+class SpeechFailed(PagemillError):
+    """The speech engine could not speak the summary (an unknown voice, a refused text, the engine
+    missing or crashing). Deterministic: never retried; the document goes on without audio."""
+
+
 class InternalError(PagemillError):
     """A defect or a broken invariant in pagemill itself (e.g. a batch result is missing)."""
 

@@ -77,3 +77,12 @@ def timings_prefix(document_id: str) -> str:
 def timing_key(document_id: str, state: str, item: str | None = None) -> str:
     """When one run of ``state`` (one map ``item`` of it) started and ended: pagemill.pipeline.timings."""
     return f"{timings_prefix(document_id)}{state}{f'-{item}' if item is not None else ''}.json"
+
+
+def speech_prefix(document_id: str) -> str:
+    """The document's audio (SpeakSummary may write only here)."""
+    return f"{document_prefix(document_id)}speech/"
+
+
+def summary_audio_key(document_id: str, ext: str) -> str:
+    return f"{speech_prefix(document_id)}summary.{ext}"

@@ -31,6 +31,31 @@ class DocumentInput:
 
 
 @dataclass(frozen=True)
+class SpeakSummaryInput:
+    """SpeakSummary's input: the document and its understanding (the summary and its language)."""
+
+    document_id: str
+    understanding_key: str
+
+
+@dataclass(frozen=True)
+class SpeechBranch:
+    """What SpeakSummary left: its audio (where, what, how long, who spoke it) as its result, or
+    the error and cause its Catch recorded."""
+
+    key: str | None = None
+    format: str | None = None
+    seconds: float | None = None
+    voice: str | None = None
+    engine: str | None = None
+    language: str | None = None  # the summary's language the voice speaks (ISO 639-1)
+    chars: int | None = None  # characters of the summary spoken
+    cut: bool | None = None  # the summary was longer than the cap: it was cut at a sentence end
+    error: str | None = None
+    cause: str | None = None
+
+
+@dataclass(frozen=True)
 class EmbedInput:
     document_id: str
     images_key: str
@@ -72,6 +97,8 @@ class WriteInput:
     # None: the branch is not in this state machine's input at all (older executions).
     captions: CaptionsBranch | None = None
     understanding: UnderstandingBranch | None = None
+    # None: nothing was to be spoken (no summary, speech off), or an older execution.
+    speech: SpeechBranch | None = None
 
 
 @dataclass(frozen=True)

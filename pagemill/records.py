@@ -184,3 +184,4 @@ class Understanding:
     reason: str | None = None
     pages_read: int = 0  # pages (whole or cut) included in the request
     truncated: bool = False  # the markdown was cut to fit the budget
+    language: str | None = None  # the summary's (ISO 639-1), as the model said; None: not said

@@ -21,6 +21,7 @@ from typing import Any
 ENV_PREFIX = "PAGEMILL_"
 MARKDOWN_MODES = ("legacy", "layout")
 CAPTION_PROVIDERS = ("anthropic", "bedrock", "off")
+SPEECH_ENGINES = ("polly", "local", "off")
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,18 @@ def check_fields(settings: Any, label: Callable[[str], str], error: type[ValueEr
             raise error(f"{label(f.name)} {problem}")
 
 
+def check_voices(settings: Any, names: Iterable[str], label: Callable[[str], str],
+                 error: type[ValueError] = ValueError) -> None:
+    """Each voice setting of ``names`` reads as language=voice[:engine],... (pagemill.speech.voices)."""
+    from pagemill.speech.voices import parse_voices
+
+    for name in names:
+        try:
+            parse_voices(getattr(settings, name), label(name))
+        except ValueError as exc:
+            raise error(str(exc)) from None
+
+
 def environment(settings: DeployedSettings, names: Iterable[str]) -> dict[str, str]:
     """The environment variables that carry ``names`` of ``settings`` to a function."""
     return {env_name(name): _text(getattr(settings, name)) for name in names}
@@ -143,6 +156,14 @@ class DeployedSettings:
     caption_batch_size: int = setting(5, low=1, high=50)
     # Input plus output tokens one document may spend on captions and understanding together.
     caption_token_budget: int = setting(200_000, low=1000)
+    # The spoken summary (SpeakSummary, pagemill.speech): "polly" (Amazon Polly: what the stack
+    # deploys), "local" (espeak-ng on this machine: what the local engine runs), "off" (no audio).
+    speech: str = setting("polly", choices=SPEECH_ENGINES)
+    # Voice and engine per summary language (ISO 639-1) over pagemill.speech.voices' defaults,
+    # e.g. "de=Daniel:neural,en=Ruth:generative" (checked by check_voices).
+    speech_voices: str = ""
+    # A longer summary is cut at the last sentence end within this many characters.
+    speech_max_chars: int = setting(1500, low=100)
 
 
 @dataclass(frozen=True)
@@ -186,6 +207,11 @@ class Settings(DeployedSettings):
     understanding_token_budget: int = setting(30_000, low=1000, why=" (instructions take about 600)")
     # DynamoDB table of the breaker and the per-document token budgets ("" = not configured).
     captions_table: str = ""
+    # espeak-ng's voices per language ("en=en-gb"), the voice of a summary whose language has
+    # none, and how long one summary may take to speak.
+    speech_local_voices: str = ""
+    speech_default_language: str = setting("en", not_blank=True)
+    speech_timeout_seconds: float = setting(30.0, low=0, low_exclusive=True)
     database_url: str | None = setting(None, env="DATABASE_URL")
 
     @classmethod
@@ -202,6 +228,7 @@ class Settings(DeployedSettings):
 
     def validate(self) -> None:
         check_fields(self, env_name)
+        check_voices(self, ("speech_voices", "speech_local_voices"), env_name)
         if self.caption_retry_max_seconds < self.caption_retry_base_seconds:
             raise ValueError(
                 f"{env_name('caption_retry_max_seconds')} must be at least {env_name('caption_retry_base_seconds')}"

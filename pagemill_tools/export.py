@@ -1,6 +1,6 @@
 """Export a processed document from PostgreSQL (and its images from S3) to a folder a person can
-open: page markdown, the images, the chunks and the document row (document.json: its status, the
-warnings of a partial document, its timings)."""
+open: page markdown, the images, the chunks, the document row (document.json: its status, the
+warnings of a partial document, its timings) and its spoken summary (summary.<ext>)."""
 
 from __future__ import annotations
 
@@ -48,4 +48,9 @@ def export_document(conn: Any, s3: Any, bucket: str, document_id: str, out_root:
         )
         for image_no, page_no, page_nos, ext, key in cur.fetchall():
             image_path(out_root, document_id, image_no, page_no, ext).write_bytes(get_bytes(s3, bucket, key))
+        cur.execute("select speech_key, speech_format from documents where id = %s and speech_status = 'spoken'",
+                    (document_id,))
+        spoken = cur.fetchone()
+        if spoken:
+            (out / f"summary.{spoken[1]}").write_bytes(get_bytes(s3, bucket, spoken[0]))
     return out

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from aws_cdk import aws_logs as logs
 from constructs import Node
 
-from pagemill.settings import DeployedSettings, check_fields, read, setting
+from pagemill.settings import (
+    DeployedSettings,
+    check_fields,
+    check_voices,
+    read,
+    setting,
+)
 
 # RDS gp3 storage: 20 GiB at least, 64 TiB at most.
 DATABASE_STORAGE_GIB = (20, 65_536)
@@ -170,6 +176,9 @@ class PipelineConfig(DeployedSettings):
                 "context 'anthropic_secret_arn' must be the ARN of a Secrets Manager secret holding the API key, "
                 f"got {self.anthropic_secret_arn!r}"
             )
+        if self.speech == "local":
+            raise ConfigError("context 'speech' must be 'polly' or 'off' on AWS: espeak-ng ('local') is the local engine's")
+        check_voices(self, ("speech_voices",), _context_key, ConfigError)
         if self.alarm_email is not None and not _EMAIL.match(self.alarm_email):
             raise ConfigError(f"context 'alarm_email' must be an e-mail address, got {self.alarm_email!r}")
         if self.log_retention_days not in _RETENTION:

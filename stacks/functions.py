@@ -27,6 +27,7 @@ ANY = "*"  # stands for a document id in the keys' IAM patterns
 PIPELINE_SETTINGS = ("batch_pages", "max_pages", "max_bytes", "markdown_mode")
 IMAGES_SETTINGS = ("gpu_min_images", "caption_provider", "caption_batch_size")
 CAPTION_SETTINGS = ("caption_provider", "caption_model", "caption_token_budget")
+SPEECH_SETTINGS = ("speech", "speech_voices", "speech_max_chars")
 
 
 @dataclass(frozen=True)
@@ -55,13 +56,15 @@ WATCH = HandlerSpec("lambdas/trigger", "handler.watch", Duration.seconds(60), 25
 # handler stops retrying in time to write what it has.
 CAPTION_BATCH = HandlerSpec("lambdas/caption", "handler.caption_batch", Duration.seconds(300), 1024)
 UNDERSTAND = HandlerSpec("lambdas/caption", "handler.understand", Duration.seconds(300), 1024)
+# A summary of at most speech_max_chars characters: one or two Polly requests and an MP3 encode.
+SPEAK_SUMMARY = HandlerSpec("lambdas/speech", "handler.speak_summary", Duration.seconds(120), 512)
 # Schema migrations at deploy (a custom resource): building an index over a large table takes
 # minutes, all on the database's side.
 MIGRATE = HandlerSpec("lambdas/migrate", "handler.on_event", Duration.seconds(900), 512)
 
 
 class PipelineFunctions(Construct):
-    """Plan, ExtractBatch, CollectImages, Embed, CaptionBatch, Understand, Write, RecordFailure, the
+    """Plan, ExtractBatch, CollectImages, Embed, CaptionBatch, Understand, SpeakSummary, Write, RecordFailure, the
     upload trigger, the running-executions watch and the deploy-time schema migration, each with
     least-privilege access to the bucket; those that talk to PostgreSQL read its secret and, when
     the database is the stack's own, run in its VPC. Each function carries ``pagemill:source``
@@ -92,6 +95,9 @@ class PipelineFunctions(Construct):
         }
         if captions.api_key_arn:
             caption_env["ANTHROPIC_SECRET_ARN"] = captions.api_key_arn
+        # UnderstandDocument says whether SpeakSummary runs; SpeakSummary speaks.
+        caption_env.update(environment(config, ("speech",)))
+        speech_env = {**pipeline_env, **environment(config, SPEECH_SETTINGS)}
         clip_env = {env_name("clip_dir"): CLIP_DIR}
         if config.clip_model_s3_uri:
             clip_env[env_name("clip_s3_uri")] = config.clip_model_s3_uri
@@ -110,6 +116,7 @@ class PipelineFunctions(Construct):
         self.embed = self._function("EmbedFunction", EMBED, {**images_env, **clip_env})
         self.caption_batch = self._function("CaptionBatchFunction", CAPTION_BATCH, caption_env)
         self.understand = self._function("UnderstandFunction", UNDERSTAND, caption_env)
+        self.speak_summary = self._function("SpeakSummaryFunction", SPEAK_SUMMARY, speech_env)
         self.write = self._function("WriteFunction", WRITE, pipeline_env, database)
         self.record_failure = self._function("RecordFailureFunction", RECORD_FAILURE, pipeline_env, database)
         self.settle = self._function("SettleFunction", SETTLE, {}, database)
@@ -147,6 +154,15 @@ class PipelineFunctions(Construct):
         # may put anywhere under documents/ already.
         for function in (self.collect_images, self.embed, self.caption_batch, self.understand):
             bucket.grant_put(function, keys.timings_prefix(ANY) + ANY)
+        # SpeakSummary reads the summary and writes its audio under the document's speech prefix only.
+        self.speak_summary.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"], resources=[bucket.arn_for_objects(keys.understanding_key(ANY))]
+        ))
+        self.speak_summary.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:PutObject"], resources=[bucket.arn_for_objects(keys.speech_prefix(ANY) + ANY)]
+        ))
+        # Polly's voices are not IAM resources: SynthesizeSpeech is authorized on "*" only.
+        self.speak_summary.add_to_role_policy(iam.PolicyStatement(actions=["polly:SynthesizeSpeech"], resources=["*"]))
         bucket.grant_read(self.write, documents)
         bucket.grant_read(self.record_failure, uploads)
         self._accept_findings(bucket)
@@ -185,7 +201,7 @@ class PipelineFunctions(Construct):
         """The functions the state machine invokes."""
         return (
             self.plan, self.extract_batch, self.collect_images, self.embed, self.caption_batch, self.understand,
-            self.write, self.record_failure,
+            self.speak_summary, self.write, self.record_failure,
         )
 
     def _function(

@@ -40,6 +40,7 @@ WILDCARD_RESOURCE_ACTIONS = {
     "ecs:StartTelemetrySession": "the ECS agent; CDK conditions it on this cluster's ARN",
     "logs:CreateLogStream": "the ECS agent's own logs (CDK's default instance policy)",
     "logs:PutLogEvents": "the ECS agent's own logs (CDK's default instance policy)",
+    "polly:SynthesizeSpeech": "Polly's voices are not IAM resources; its guide documents SynthesizeSpeech on '*'",
 }
 
 BUCKET_GRANT_ACTIONS = ("s3:GetBucket*", "s3:GetObject*", "s3:List*", "s3:Abort*")

@@ -11,6 +11,9 @@
                                                  └ failed ─► CaptionsFailed (images recorded as skipped)
                         HowToUnderstand? ─ none ─► NoUnderstanding
                                          └ lambda ─► UnderstandDocument (failed ─► UnderstandingFailed)
+                                                     → HowToSpeak? ─ none ─► NoSpeech
+                                                                   └ lambda ─► SpeakSummary → SummarySpoken
+                                                                                (failed ─► SpeechFailed)
     a failed Plan, ExtractPages, CollectImages, Enrich or Write ──► RecordFailure → DocumentFailed
 
 State names are what the Step Functions console shows. Every task has a timeout and retries
@@ -52,6 +55,7 @@ LIBRARY_TRANSIENT_ERRORS = (
     "StorageUnavailable",
     "StoreUnavailable",
     "WorkerInterrupted",
+    "SpeechUnavailable",
 )
 # A dependency was briefly unavailable: retry with backoff. Lambda's own errors, then pagemill's.
 TRANSIENT_ERRORS = (
@@ -371,8 +375,9 @@ class DocumentStateMachine(Construct):
         )
 
     def _understanding(self) -> sfn.IChainable:
-        """{"key": str | null, "error": str | null}: the model's reading of the document (type,
-        summary, products), or why there is none. Never fails the document."""
+        """{"key": str | null, "error": str | null, "speech": {...} | null}: the model's reading of
+        the document (type, summary, products), or why there is none, and its summary spoken (see
+        _speech). Never fails the document."""
         understand = _invoke(
             self,
             "UnderstandDocument",
@@ -380,8 +385,9 @@ class DocumentStateMachine(Construct):
             payload=_document(),
             result_selector={
                 "key": sfn.JsonPath.string_at("$.Payload.understanding_key"),
-                "error": sfn.JsonPath.string_at(JSON_NULL),
+                "speak_on": sfn.JsonPath.string_at("$.Payload.speak_on"),  # "none" | "lambda"
             },
+            result_path="$.understood",
         )
         understand.add_catch(
             sfn.Pass(
@@ -390,20 +396,67 @@ class DocumentStateMachine(Construct):
                 parameters={
                     "key": sfn.JsonPath.string_at(JSON_NULL),
                     "error": sfn.JsonPath.string_at("$.understanding_failed.Error"),
+                    "speech": sfn.JsonPath.string_at(JSON_NULL),
                 },
             ),
             errors=[sfn.Errors.ALL],
             result_path="$.understanding_failed",
         )
+        understand.next(self._speech())
         no_understanding = sfn.Pass(
             self,
             "NoUnderstanding",
-            parameters={"key": sfn.JsonPath.string_at(JSON_NULL), "error": sfn.JsonPath.string_at(JSON_NULL)},
+            parameters={
+                "key": sfn.JsonPath.string_at(JSON_NULL), "error": sfn.JsonPath.string_at(JSON_NULL),
+                "speech": sfn.JsonPath.string_at(JSON_NULL),
+            },
         )
         return (
             sfn.Choice(self, "HowToUnderstand?")
             .when(sfn.Condition.string_equals("$.images.understand_on", "none"), no_understanding)
             .when(sfn.Condition.string_equals("$.images.understand_on", "lambda"), understand)
+        )
+
+    def _speech(self) -> sfn.IChainable:
+        """After UnderstandDocument: its summary spoken when there is one and speech is on. The
+        branch's result gets "speech": SpeakSummary's result (key, format, seconds, voice, ...),
+        {"error", "cause"} when it failed after its retries (Write makes that a warning: the
+        document is partial, never failed), or null when nothing was to be spoken."""
+        key = sfn.JsonPath.string_at("$.understood.key")
+        no_error = sfn.JsonPath.string_at(JSON_NULL)
+        speak = _invoke(
+            self,
+            "SpeakSummary",
+            self._functions.speak_summary,
+            payload=sfn.TaskInput.from_object(
+                {"document_id": sfn.JsonPath.string_at("$.plan.document_id"), "understanding_key": key}
+            ),
+            result_selector={"audio": sfn.JsonPath.object_at("$.Payload")},
+            result_path="$.spoken",
+        )
+        speak.add_catch(
+            sfn.Pass(
+                self,
+                "SpeechFailed",
+                parameters={"key": key, "error": no_error, "speech": {
+                    "error": sfn.JsonPath.string_at("$.speech_failed.Error"),
+                    "cause": sfn.JsonPath.string_at("$.speech_failed.Cause"),
+                }},
+            ),
+            errors=[sfn.Errors.ALL],
+            result_path="$.speech_failed",
+        )
+        speak.next(sfn.Pass(
+            self, "SummarySpoken",
+            parameters={"key": key, "error": no_error, "speech": sfn.JsonPath.object_at("$.spoken.audio")},
+        ))
+        return (
+            sfn.Choice(self, "HowToSpeak?")
+            .when(sfn.Condition.string_equals("$.understood.speak_on", "lambda"), speak)
+            .otherwise(sfn.Pass(
+                self, "NoSpeech",
+                parameters={"key": key, "error": no_error, "speech": sfn.JsonPath.string_at(JSON_NULL)},
+            ))
         )
 
     def _no_images_to_embed(self) -> sfn.Pass:
@@ -504,6 +557,7 @@ class DocumentStateMachine(Construct):
                     "embeddings_index_key": sfn.JsonPath.string_at("$.enrich.embeddings.index_key"),
                     "captions": sfn.JsonPath.object_at("$.enrich.captions"),
                     "understanding": sfn.JsonPath.object_at("$.enrich.understanding"),
+                    "speech": sfn.JsonPath.object_at("$.enrich.understanding.speech"),
                     "execution_arn": sfn.JsonPath.execution_id,
                     "started_at": sfn.JsonPath.execution_start_time,
                 }

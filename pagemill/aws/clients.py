@@ -215,3 +215,36 @@ def _captions_table(settings: Settings) -> str:
     if not settings.captions_table:
         raise RuntimeError("PAGEMILL_CAPTIONS_TABLE is not set: the function was deployed without its table")
     return settings.captions_table
+
+
+# --- speech -----------------------------------------------------------------------------------
+
+
+def speech_engine() -> Any:
+    """The engine PAGEMILL_SPEECH names: Amazon Polly (with the speech timeout on its requests;
+    throttling is retried by the state machine, so the client tries each request twice at most),
+    or espeak-ng on this machine."""
+    s = handler_env().settings
+    return _speech_engine(s)
+
+
+@lru_cache(maxsize=2)
+def _speech_engine(settings: Settings) -> Any:
+    from botocore.config import Config
+
+    from pagemill.speech.espeak import EspeakEngine
+    from pagemill.speech.polly import PollyEngine
+    from pagemill.speech.voices import parse_voices
+
+    if settings.speech == "polly":
+        polly = boto3.client("polly", config=Config(
+            connect_timeout=5, read_timeout=settings.speech_timeout_seconds,
+            retries={"mode": "standard", "max_attempts": 2},
+        ))
+        return PollyEngine(polly, configured=parse_voices(settings.speech_voices),
+                           default_language=settings.speech_default_language)
+    if settings.speech == "local":
+        return EspeakEngine(configured=parse_voices(settings.speech_local_voices),
+                            default_language=settings.speech_default_language,
+                            timeout_seconds=settings.speech_timeout_seconds)
+    raise RuntimeError("PAGEMILL_SPEECH is off: SpeakSummary should not have run")

@@ -47,7 +47,8 @@ _OVERHEAD_TOKENS = 600
 INSTRUCTIONS = (
     "Below is the text of a PDF document as markdown, page by page, each page inside "
     '<page number="N"> tags. Call record_understanding with: document_type, the kind of document; '
-    f"summary, what the document is about in at most {MAX_SUMMARY_WORDS} words; products, every product "
+    f"summary, what the document is about in at most {MAX_SUMMARY_WORDS} words; language, the ISO 639-1 code "
+    "of the language the summary is written in; products, every product "
     "the document lists or describes, each with its name, its attributes as short string values "
     "(e.g. sku, price with currency, dimensions, material, colour) and the page number where it "
     "appears. Use only what the text says; an empty products list when it lists none."
@@ -61,6 +62,7 @@ UNDERSTANDING_TOOL: dict[str, Any] = {
         "properties": {
             "document_type": {"type": "string", "enum": list(DOCUMENT_TYPES)},
             "summary": {"type": "string", "description": f"At most {MAX_SUMMARY_WORDS} words."},
+            "language": {"type": "string", "description": "ISO 639-1 code of the summary's language, e.g. en."},
             "products": {
                 "type": "array",
                 "items": {
@@ -136,7 +138,9 @@ def understand_document(
             result = Understanding(None, None, status=SKIPPED, reason=MALFORMED_ANSWER, **common)
         else:
             doc_type, summary, products = parsed
-            result = Understanding(doc_type, summary, products, status=UNDERSTOOD, **common)
+            result = Understanding(
+                doc_type, summary, products, status=UNDERSTOOD, language=_language(call.tool_input), **common
+            )
     log.info("document understanding", extra={
         "status": result.status, "reason": result.reason, "doc_type": result.doc_type,
         "products": len(result.products), "pages_read": pages_read, "truncated": truncated,
@@ -202,3 +206,12 @@ def parse_understanding(
         products.append(Product(" ".join(name.split())[:300], attributes, page))
     return doc_type, summary, products
 
+
+
+def _language(tool_input: Mapping[str, Any]) -> str | None:
+    """The summary's language as an ISO 639-1 code, or None when the answer gave none that looks like one."""
+    value = tool_input.get("language")
+    if not isinstance(value, str):
+        return None
+    code = value.strip().lower().replace("_", "-").split("-")[0]
+    return code if 2 <= len(code) <= 3 and code.isalpha() else None

@@ -43,9 +43,11 @@ def skip_understanding(ctx: StageContext, payload: DocumentInput, reason: str) -
 def _store(ctx: StageContext, document_id: str, result: Understanding) -> dict[str, Any]:
     key = keys.understanding_key(document_id)
     storage.put_json(ctx.s3, ctx.work_bucket, key, dump(result))
+    # SpeakSummary runs next only for a summary, with speech on.
+    speak_on = "lambda" if result.summary and ctx.settings.speech != "off" else "none"
     return {"understanding_key": key, "status": result.status, "reason": result.reason,
             "products": len(result.products), "input_tokens": result.input_tokens,
-            "output_tokens": result.output_tokens}
+            "output_tokens": result.output_tokens, "speak_on": speak_on}
 
 
 def _markdown_pages(

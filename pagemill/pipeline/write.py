@@ -7,6 +7,8 @@ Where Write finds warnings (pagemill.records.DocumentWarning: code, message, pag
   could not recover;
 - the captions and understanding the model did not make because its API failed or a budget ran
   out (made here from the caption branch's results; no API key is a choice, not a loss);
+- the summary not spoken: SpeakSummary failed after its retries, its Catch put the error in the
+  understanding branch's result and Write is told through its payload (``WriteInput.speech``);
 - the hook for any other stage (an Enrich branch: embeddings for search, speech, ...): call
   ``pagemill.pipeline.warnings.report_warnings(ctx, document_id, "<branch>", warnings)`` each
   time the branch runs, with an empty list when nothing is missing. It writes
@@ -36,19 +38,26 @@ from pagemill.captions.caption import load_results, skipped, summarize
 from pagemill.clip.embed import load_embeddings
 from pagemill.db import documents
 from pagemill.db.connect import unavailable_on_failure
+from pagemill.db.speech import store_speech
 from pagemill.db.understanding import (
     store_caption_results,
     store_token_usage,
     store_understanding,
 )
 from pagemill.db.write import write_document
-from pagemill.payloads import CaptionsBranch, UnderstandingBranch, WriteInput
+from pagemill.payloads import (
+    CaptionsBranch,
+    SpeechBranch,
+    UnderstandingBranch,
+    WriteInput,
+)
 from pagemill.pipeline import warnings as partial
 from pagemill.pipeline.context import (
     StageContext,
     batch_results,
     load_manifest,
 )
+from pagemill.pipeline.record_failure import explain_failure
 from pagemill.pipeline.timings import state_seconds
 from pagemill.records import (
     SKIPPED,
@@ -60,6 +69,7 @@ from pagemill.records import (
     load,
     load_list,
 )
+from pagemill.speech.outcome import FAILED, SPOKEN, SpeechOutcome
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +78,8 @@ CAPTION_BATCH_FAILED = "caption batch failed"
 
 def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, Any]:
     """The document's rows, its embeddings, and what the model said about it (the outcomes of
-    the caption and understanding branches), in one transaction; returns the counts, the outcome
-    ("succeeded" or "partial") and the warnings' codes."""
+    the caption and understanding branches, and the summary spoken), in one transaction; returns
+    the counts, the outcome ("succeeded" or "partial") and the warnings' codes."""
     began = time.monotonic()
     document_id, execution_arn = payload.document_id, payload.execution_arn
     since = _epoch(payload.started_at)
@@ -98,6 +108,8 @@ def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, Any]:
     )
     found.extend(partial.caption_warnings(document_id, caption_results or []))
     found.extend(partial.understanding_warnings(document_id, answer))
+    spoken = speech_outcome(payload.speech)
+    found.extend(spoken.warnings(document_id) if spoken else [])
     found.extend(partial.reported_warnings(ctx, document_id, since=since))
     states = state_seconds(ctx, document_id, since=since)
     with unavailable_on_failure(f"writing document {document_id}"), conn.transaction():
@@ -109,6 +121,7 @@ def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, Any]:
             conn, document_id=document_id, batches=batches(), timings=timings, stats=stats, embeddings=embeddings
         )
         _store_model_output(conn, document_id, caption_results, answer)
+        store_speech(conn, document_id, spoken)
         warnings = partial.merged(found)
         status = documents.set_outcome(conn, document_id, warnings)
     seconds = round(time.monotonic() - began, 3)
@@ -151,6 +164,16 @@ def _load_model_output(
     else:
         answer = None
     return results, answer
+
+
+def speech_outcome(speech: SpeechBranch | None) -> SpeechOutcome | None:
+    """What SpeakSummary left: its audio, the reason it failed (its Catch's Error and Cause), or
+    None when nothing was to be spoken."""
+    if speech is None:
+        return None
+    if speech.error:
+        return SpeechOutcome(FAILED, reason=explain_failure("SpeakSummary", speech.error, speech.cause))
+    return SpeechOutcome(SPOKEN, audio=speech)
 
 
 def _store_model_output(

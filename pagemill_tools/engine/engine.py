@@ -76,6 +76,11 @@ def caption_environment(environ: Mapping[str, str], *, no_captions: bool) -> tup
     return {"PAGEMILL_CAPTION_PROVIDER": "anthropic", **passed}, None
 
 
+def speech_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """Locally summaries are spoken by espeak-ng (Polly is the stack's), unless PAGEMILL_SPEECH=off."""
+    return {"PAGEMILL_SPEECH": "off" if environ.get("PAGEMILL_SPEECH") == "off" else "local"}
+
+
 class LocalEngine:
     """Context manager: deploys the synthesized stack into moto and runs documents through it."""
 
@@ -156,7 +161,8 @@ class LocalEngine:
         captions, _ = caption_environment(
             {**os.environ, **self.options.function_env}, no_captions=self.options.no_captions
         )
-        overrides.update({**captions, **self.options.function_env})
+        speech = speech_environment({**os.environ, **self.options.function_env})
+        overrides.update({**captions, **speech, **self.options.function_env})
         base_env.update(overrides)  # the GPU container reads them too
         functions = {
             name: replace(spec, environment={**spec.environment, **overrides})

@@ -37,6 +37,7 @@ ABSENT = {
     "lambdas/embed": {"pymupdf", "psycopg", "anthropic"},
     "lambdas/extract": {"anthropic", "tokenizers"},
     "lambdas/migrate": {"pymupdf", "onnxruntime", "numpy", "anthropic", "PIL"},
+    "lambdas/speech": {"pymupdf", "onnxruntime", "numpy", "psycopg", "anthropic", "PIL"},
 }
 
 
@@ -178,7 +179,8 @@ def _imported_by_our_code(handler_dir: Path) -> set[str]:
 
 def _top_level(dist: metadata.Distribution) -> set[str]:
     """The importable top-level names a distribution installs."""
-    return {Path(f).parts[0].removesuffix(".py") for f in dist.files or () if ".dist-info" not in Path(f).parts[0]}
+    # A module's name is its file's up to the first dot: six.py, lameenc.cpython-312-x86_64-linux-gnu.so
+    return {Path(f).parts[0].split(".")[0] for f in dist.files or () if ".dist-info" not in Path(f).parts[0]}
 
 
 def _installed_and_imported(bundle: Path, source: str) -> tuple[dict[str, metadata.Distribution], set[str]]:

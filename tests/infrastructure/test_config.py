@@ -77,7 +77,8 @@ def test_the_stack_and_the_library_share_one_settings_contract() -> None:
     assert issubclass(PipelineConfig, DeployedSettings) and issubclass(Settings, DeployedSettings)
     assert shared == {
         "batch_pages", "max_pages", "max_bytes", "markdown_mode", "gpu_min_images", "caption_provider",
-        "caption_model", "caption_concurrency", "caption_batch_size", "caption_token_budget",
+        "caption_model", "caption_concurrency", "caption_batch_size", "caption_token_budget", "speech",
+        "speech_voices", "speech_max_chars",
     }
     # AND a value the library refuses, the stack refuses too, naming the context key or the variable
     with pytest.raises(ConfigError, match="context 'caption_batch_size' must be between 1 and 50"):

@@ -39,6 +39,7 @@ FUNCTIONS = {
     "handler.embed": ("lambdas/embed", 900, 3008),
     "handler.caption_batch": ("lambdas/caption", 300, 1024),
     "handler.understand": ("lambdas/caption", 300, 1024),
+    "handler.speak_summary": ("lambdas/speech", 120, 512),
     "handler.handler": ("lambdas/trigger", 30, 256),
     "handler.watch": ("lambdas/trigger", 60, 256),
     "handler.on_event": ("lambdas/migrate", 900, 512),
@@ -50,7 +51,7 @@ DATABASE_HANDLERS = ("handler.plan", "handler.write", "handler.record_failure", 
 
 PIPELINE_HANDLERS = (
     "handler.plan", "handler.extract_batch", "handler.collect_images", "handler.embed", "handler.caption_batch",
-    "handler.understand", "handler.write", "handler.record_failure",
+    "handler.understand", "handler.speak_summary", "handler.write", "handler.record_failure",
 )
 
 
@@ -200,6 +201,7 @@ WRITES = {
     "handler.embed": [keys.embeddings_prefix(DOCUMENT) + "index.json", keys.timing_key(DOCUMENT, "Embed")],
     "handler.caption_batch": [keys.caption_batch_key(DOCUMENT, 3), keys.timing_key(DOCUMENT, "Captions", "00003")],
     "handler.understand": [keys.understanding_key(DOCUMENT), keys.timing_key(DOCUMENT, "Understand")],
+    "handler.speak_summary": [keys.summary_audio_key(DOCUMENT, "mp3")],
 }
 
 

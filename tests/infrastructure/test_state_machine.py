@@ -40,6 +40,7 @@ LAMBDA_TASKS = {
     "EmbedOnLambda": "handler.embed",
     "CaptionBatch": "handler.caption_batch",
     "UnderstandDocument": "handler.understand",
+    "SpeakSummary": "handler.speak_summary",
     "Write": "handler.write",
     "RecordFailure": "handler.record_failure",
 }
@@ -205,6 +206,7 @@ def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
         "embeddings_index_key.$": "$.enrich.embeddings.index_key",
         "captions.$": "$.enrich.captions",
         "understanding.$": "$.enrich.understanding",
+        "speech.$": "$.enrich.understanding.speech",
         "execution_arn.$": "$$.Execution.Id",
         "started_at.$": "$$.Execution.StartTime",
     }

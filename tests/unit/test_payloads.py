@@ -68,5 +68,7 @@ def test_records_round_trip_through_json_in_the_shape_s3_holds() -> None:
     assert load(BatchResult, {**stored, "pages": [older]}).pages[0].text_source == "text_layer"
     answer = {"doc_type": "datasheet", "summary": "s", "products": [{"name": "p", "attributes": {}, "page": None}],
               "input_tokens": 1, "output_tokens": 2, "status": "understood", "reason": None, "pages_read": 1,
-              "truncated": False}
+              "truncated": False, "language": "en"}
     assert dump(load(Understanding, answer)) == answer
+    # AND one written before the summary's language was asked for reads as "not said"
+    assert load(Understanding, {k: v for k, v in answer.items() if k != "language"}).language is None

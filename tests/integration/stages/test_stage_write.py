@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
 import pytest
 
+from pagemill import keys
 from pagemill.captions.client import NO_API_KEY
 from pagemill.clip.model import ClipModel
 from pagemill.errors import ExecutionCancelled
@@ -18,6 +20,7 @@ from pagemill.pipeline.understand import skip_understanding
 from pagemill.pipeline.warnings import CAPTIONS_MISSING
 from pagemill.pipeline.write import CAPTION_BATCH_FAILED, write
 from pagemill.records import load, load_list
+from pagemill.speech.outcome import SPEECH_MISSING
 from pagemill.storage import get_json
 from tests.support.stages import EXECUTION_ARN, Upload
 
@@ -79,3 +82,33 @@ def test_write_of_a_cancelled_execution_changes_nothing(
     with pytest.raises(ExecutionCancelled):
         write(ctx, conn, write_input(document))
     assert db.execute("select count(*) from pages where document_id = %s", (document.document_id,)).fetchone() == (0,)
+
+
+def test_write_records_the_spoken_summary_and_why_one_is_missing(
+    ctx: StageContext, conn: psycopg.Connection[Any], db: psycopg.Connection[Any], document: DocumentInput,
+) -> None:
+    doc_id = document.document_id
+    columns = ("select speech_status, speech_reason, speech_key, speech_format, speech_seconds, speech_voice,"
+               " speech_engine, speech_language, speech_chars, speech_cut from documents where id = %s")
+    key = keys.summary_audio_key(doc_id, "mp3")
+    # GIVEN SpeakSummary spoke the summary (its result, as SummarySpoken passes it on)
+    spoken = {"key": key, "format": "mp3", "seconds": 3.5, "voice": "Joanna", "engine": "neural", "language": "en",
+              "chars": 48, "cut": False, "error": None, "cause": None}
+    # WHEN Write runs THEN the document succeeded, and says where the audio is, what it is and who spoke it
+    assert write(ctx, conn, write_input(document, speech=spoken))["status"] == "succeeded"
+    assert db.execute(columns, (doc_id,)).fetchone() == (
+        "spoken", None, key, "mp3", 3.5, "Joanna", "neural", "en", 48, False)
+    # GIVEN a later run whose SpeakSummary failed (SpeechFailed, what its Catch recorded)
+    cause = json.dumps({"errorType": "SpeechFailed", "errorMessage": "Polly EngineNotSupportedException: no neural"})
+    # WHEN Write runs again THEN the document is partial: the audio is gone from the row, the reason says
+    # why, and the warning how to fill it
+    counts = write(ctx, conn, write_input(document, speech={"error": "SpeechFailed", "cause": cause}))
+    assert (counts["status"], counts["warnings"]) == ("partial", [SPEECH_MISSING])
+    reason = "SpeakSummary failed with SpeechFailed: Polly EngineNotSupportedException: no neural"
+    assert db.execute(columns, (doc_id,)).fetchone() == ("failed", reason, *([None] * 8))
+    status, [warning] = db.execute("select status, warnings from documents where id = %s", (doc_id,)).fetchone()
+    assert status == "partial" and warning["code"] == SPEECH_MISSING
+    assert reason in warning["message"] and f"pagemill redrive {doc_id}" in warning["message"]
+    # AND with nothing to speak, nothing is recorded, and nothing is missing
+    assert write(ctx, conn, write_input(document, speech=None))["status"] == "succeeded"
+    assert db.execute(columns, (doc_id,)).fetchone() == (None,) * 10
