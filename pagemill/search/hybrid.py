@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from pagemill.text_embed.embedder import TextEmbedder
 
 MODES = ("hybrid", "keyword", "vector")
+# "all": a chunk must hold every word of the query (websearch_to_tsquery's AND); "any": it must
+# hold one, ranked by how many and how close (ts_rank_cd). Questions in a person's words rarely
+# have all their words in one chunk: bench/bench_retrieval.py measures both.
+MATCHES = ("any", "all")
 CAPTION_CONFIG = "english"
 _HEADLINE = "StartSel=«, StopSel=», MaxWords=40, MinWords=15, MaxFragments=2, FragmentDelimiter= … "
 
@@ -95,11 +99,14 @@ def search(
     image_query: np.ndarray | None = None,
     candidates: int | None = None,
     rrf_k: int = RRF_K,
+    match: str = "any",
 ) -> list[SearchHit]:
     """Hits for ``text``, best first. ``embedder`` embeds the query for the chunk vector list (the
     configured chunk model); ``image_query`` is the query's CLIP text vector for the image list."""
     if mode not in MODES:
         raise SearchUnavailable(f"search mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if match not in MATCHES:
+        raise SearchUnavailable(f"match must be one of {', '.join(MATCHES)}, not {match!r}")
     if not text.strip():
         raise SearchUnavailable("nothing to search for: the query is empty")
     if limit < 1:
@@ -108,7 +115,7 @@ def search(
         raise SearchUnavailable("vector search needs a text embedder: chunk embeddings are off")
     k = candidates or max(4 * limit, 40)
     params: dict[str, Any] = {"q": text, "cfgs": list(CONFIGS), "k": k, "rrf_k": rrf_k,
-                              "limit": limit, "headline": _HEADLINE, "caption_cfg": CAPTION_CONFIG}
+                              "limit": limit, "headline": _HEADLINE, "caption_cfg": CAPTION_CONFIG, "any": match == "any"}
     lists: list[sql.Composable] = []
     chunk_where, image_where = _filters(filters, params)
     join_documents = sql.SQL(" join documents d on d.id = c.document_id" if filters.doc_type else "")
@@ -117,17 +124,17 @@ def search(
         lists.append(sql.SQL(
             "select 'chunk' as kind, document_id, chunk_no as item_no, 'keyword' as list,"
             " row_number() over (order by r desc, document_id, chunk_no) as rank from ("
-            " select c.document_id, c.chunk_no, ts_rank_cd(c.tsv, q.tq) as r"
+            " select c.document_id, c.chunk_no, {rank} as r"
             " from chunks c join q on c.ts_config = q.cfg and c.tsv @@ q.tq{join} where {where}"
             " order by r desc, c.document_id, c.chunk_no limit %(k)s) s"
-        ).format(join=join_documents, where=chunk_where))
+        ).format(rank=_rank("c.tsv", "q"), join=join_documents, where=chunk_where))
         lists.append(sql.SQL(
             "select 'image', document_id, image_no, 'keyword',"
             " row_number() over (order by r desc, document_id, image_no) from ("
-            " select i.document_id, i.image_no, ts_rank_cd(i.caption_tsv, cq.tq) as r"
+            " select i.document_id, i.image_no, {rank} as r"
             " from images i join cq on i.caption_tsv @@ cq.tq{join} where {where}"
             " order by r desc, i.document_id, i.image_no limit %(k)s) s"
-        ).format(join=join_documents_i, where=image_where))
+        ).format(rank=_rank("i.caption_tsv", "cq"), join=join_documents_i, where=image_where))
     if mode in ("hybrid", "vector") and embedder is not None:
         params["v"] = embedder.query(text)
         params["model"] = embedder.model
@@ -159,11 +166,18 @@ def search(
 
 
 _FUSED = """
-with q as (
+with parsed as (
     select cfg::regconfig as cfg, websearch_to_tsquery(cfg::regconfig, %(q)s) as tq
-    from unnest(%(cfgs)s::text[]) as cfg
+    from unnest(%(cfgs)s::text[] || %(caption_cfg)s::text) as cfg
 ),
-cq as (select websearch_to_tsquery(%(caption_cfg)s::regconfig, %(q)s) as tq),
+-- "any": the AND of the parsed query's terms becomes an OR; the text form holds the lexemes
+-- already stemmed, and tsquery input does not stem them again.
+q as (
+    select distinct on (cfg) cfg, tq as tq_all,
+           case when %(any)s then replace(tq::text, ' & ', ' | ')::tsquery else tq end as tq
+    from parsed
+),
+cq as (select tq, tq_all from q where cfg = %(caption_cfg)s::regconfig),
 ranked (kind, document_id, item_no, list, rank) as ({lists}),
 fused as (
     select kind, document_id, item_no, sum(1.0 / (%(rrf_k)s + rank)) as score,
@@ -183,6 +197,13 @@ left join images i on f.kind = 'image' and i.document_id = f.document_id and i.i
 order by f.score desc, f.kind, f.document_id, f.item_no
 limit %(limit)s
 """
+
+
+def _rank(tsv: str, query: str) -> sql.Composable:
+    """Cover density of the terms found, and a whole point more for holding every term: in
+    "any" mode a chunk with all the words outranks one with most of them close together."""
+    return sql.SQL("ts_rank_cd({tsv}, {q}.tq) + ({tsv} @@ {q}.tq_all)::int").format(
+        tsv=sql.SQL(tsv), q=sql.Identifier(query))
 
 
 def _filters(filters: SearchFilters, params: dict[str, Any]) -> tuple[sql.Composable, sql.Composable]:

@@ -39,6 +39,12 @@ QUESTIONS = {
     1: "monetary policy tightening to fight rising prices",
     4: "doctor visit for illness",
 }
+# Long enough for its language to be recognised (English: stemmed, stop words dropped).
+MANUAL_TEXT = (
+    "The suspension bridge manual: inspect the steel cables every spring and after every storm. Look for "
+    "broken wires, rust at the anchors and loose clamps, and write down what you find in the log that is "
+    "kept in the office at the north tower, so that the next crew can see what was done and when it was done."
+)
 REPORT = "a" * 32
 MANUAL = "b" * 32
 
@@ -70,7 +76,7 @@ def _image(n: int, page_no: int) -> ImageOccurrence:
 def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
     with connect(database_url) as c:
         _document(c, REPORT, TOPICS, vectors=True, images=[_image(1, 2), _image(2, 5)])
-        _document(c, MANUAL, ["The suspension bridge manual: inspect the steel cables every spring."], vectors=True)
+        _document(c, MANUAL, [MANUAL_TEXT], vectors=True)
         c.execute("update images set caption = 'a chart of interest rates over ten years' where image_no = 0")
         c.execute("update images set caption = 'a stethoscope on a hospital bed' where image_no = 1")
         c.execute("update documents set doc_type = 'manual' where id = %s", (MANUAL,))
@@ -98,8 +104,8 @@ def test_an_exact_phrase_ranks_its_chunk_first(conn: Any, mode: str) -> None:
 @pytest.mark.parametrize("topic", sorted(QUESTIONS))
 def test_a_question_in_other_words_finds_its_chunk_by_vector_only(conn: Any, topic: int) -> None:
     question = QUESTIONS[topic]
-    # GIVEN a question sharing no word with its chunk: full text finds nothing
-    assert chunk_hits(search(conn, question, mode="keyword", limit=5)) == []
+    # GIVEN a question sharing no word with its chunk: full text does not find it
+    assert (REPORT, topic) not in chunk_hits(search(conn, question, mode="keyword", limit=10))
     # WHEN searching by vector with the offline model  THEN the chunk comes first
     hits = search(conn, question, mode="vector", limit=3, embedder=local_embedder("wordllama"))
     assert chunk_hits(hits)[0] == (REPORT, topic)
