@@ -24,7 +24,7 @@ class PlanInput:
 
 @dataclass(frozen=True)
 class DocumentInput:
-    """CollectImages' and UnderstandDocument's input: the planned document."""
+    """CollectImages', UnderstandDocument's and EmbedChunks' input: the planned document."""
 
     document_id: str
     manifest_key: str
@@ -63,6 +63,17 @@ class UnderstandingBranch:
 
 
 @dataclass(frozen=True)
+class ChunkVectorsBranch:
+    """EmbedChunks' outcome: where the chunk vectors are and the model that made them, or why
+    there are none (``error``: the embedding service gave none; the document is still written)."""
+
+    key: str | None = None
+    model: str | None = None
+    chunks: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class WriteInput:
     document_id: str
     manifest_key: str
@@ -72,6 +83,8 @@ class WriteInput:
     # None: the branch is not in this state machine's input at all (older executions).
     captions: CaptionsBranch | None = None
     understanding: UnderstandingBranch | None = None
+    # None: chunk embeddings are off in this state machine.
+    chunk_vectors: ChunkVectorsBranch | None = None
 
 
 @dataclass(frozen=True)

@@ -12,19 +12,21 @@ from pagemill import keys, storage
 from pagemill.captions.caption import load_results, skipped, summarize
 from pagemill.clip.embed import load_embeddings
 from pagemill.db import documents
+from pagemill.db.chunk_vectors import build_index, index_exists
 from pagemill.db.connect import unavailable_on_failure
 from pagemill.db.understanding import (
     store_caption_results,
     store_token_usage,
     store_understanding,
 )
-from pagemill.db.write import write_document
-from pagemill.payloads import CaptionsBranch, UnderstandingBranch, WriteInput
+from pagemill.db.write import ChunkVectors, write_document
+from pagemill.payloads import CaptionsBranch, ChunkVectorsBranch, UnderstandingBranch, WriteInput
 from pagemill.pipeline.context import (
     StageContext,
     batch_results,
     load_manifest,
 )
+from pagemill.pipeline.embed_chunks import load_chunk_vectors
 from pagemill.records import (
     SKIPPED,
     BatchResult,
@@ -41,8 +43,8 @@ CAPTION_BATCH_FAILED = "caption batch failed"
 
 
 def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, int]:
-    """The document's rows, its embeddings, and what the model said about it (the outcomes of
-    the caption and understanding branches), in one transaction."""
+    """The document's rows, its image and chunk embeddings, and what the model said about it (the
+    outcomes of the caption and understanding branches), in one transaction."""
     began = time.monotonic()
     document_id, execution_arn, started_at = payload.document_id, payload.execution_arn, payload.started_at
     manifest = load_manifest(ctx, payload.manifest_key)
@@ -63,6 +65,7 @@ def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, int]:
     # execution's) are held for the database work only.
     index_key = payload.embeddings_index_key
     embeddings = load_embeddings(ctx.s3, ctx.work_bucket, index_key) if index_key else None
+    vectors = _chunk_vectors(ctx, payload.chunk_vectors, stats)
     caption_results, answer = _load_model_output(
         ctx, document_id, payload.captions or CaptionsBranch(), payload.understanding or UnderstandingBranch()
     )
@@ -72,7 +75,8 @@ def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, int]:
         if execution_arn:
             documents.ensure_not_cancelled(conn, execution_arn)
         counts = write_document(
-            conn, document_id=document_id, batches=batches(), timings=timings, stats=stats, embeddings=embeddings
+            conn, document_id=document_id, batches=batches(), timings=timings, stats=stats, embeddings=embeddings,
+            chunk_vectors=vectors,
         )
         _store_model_output(conn, document_id, caption_results, answer)
     timings.update({"extract_seconds_sum": round(extract_seconds, 3), "write_seconds": round(time.monotonic() - began, 3)})
@@ -81,7 +85,22 @@ def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, int]:
             (datetime.now(timezone.utc) - datetime.fromisoformat(started_at.replace("Z", "+00:00"))).total_seconds(), 3
         )
     documents.set_timings(conn, document_id, timings)
+    if vectors is not None and len(vectors.vectors) and not index_exists(conn, vectors.model):
+        # The first document of a model: its index starts small and grows with each Write.
+        # `pagemill reembed` (a bulk load) drops it and builds it once over all rows instead.
+        build_index(conn, vectors.model, len(vectors.vectors[0]))
     return {"pages": counts.pages, "chunks": counts.chunks, "images": counts.images}
+
+
+def _chunk_vectors(ctx: StageContext, branch: ChunkVectorsBranch | None, stats: dict[str, Any]) -> ChunkVectors | None:
+    """EmbedChunks' vectors, or None (embeddings off, or the service gave none: then the reason
+    is kept in the document's stats, and `pagemill reembed` can fill them in)."""
+    if branch is None:
+        return None
+    stats["chunk_vectors"] = {"model": branch.model, "error": branch.error}
+    if not branch.key or not branch.model:
+        return None
+    return ChunkVectors(branch.model, load_chunk_vectors(ctx.s3, ctx.work_bucket, branch.key))
 
 
 def _load_model_output(
