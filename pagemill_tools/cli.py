@@ -284,7 +284,16 @@ def demo(
     sample.parent.mkdir(parents=True, exist_ok=True)
     truth = make_catalog(sample)
     err.print(f"sample catalog: {sample} ({truth.page_count} pages, {truth.distinct_images} distinct images)")
-    run([sample], as_json=False, out_dir=out_dir, database_url=database_url, no_captions=no_captions)
+    from pagemill.settings import Settings
+    from pagemill_tools.searching import TEST_MODEL_NOTE
+
+    try:
+        run([sample], as_json=False, out_dir=out_dir, database_url=database_url, no_captions=no_captions)
+    finally:
+        if not Settings.from_env().clip_dir:
+            err.print(f"[yellow]note:[/yellow] {TEST_MODEL_NOTE}", highlight=False)
+        err.print('find things: .venv/bin/pagemill search "red leather chair"  (chunks and images, ranked)',
+                  highlight=False)
 
 
 # --- operate: status, cancel, redrive ------------------------------------------------------

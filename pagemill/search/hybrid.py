@@ -35,6 +35,7 @@ MODES = ("hybrid", "keyword", "vector")
 # hold one, ranked by how many and how close (ts_rank_cd). Questions in a person's words rarely
 # have all their words in one chunk: bench/bench_retrieval.py measures both.
 MATCHES = ("any", "all")
+RANK_POOL = 2_000
 CAPTION_CONFIG = "english"
 _HEADLINE = "StartSel=«, StopSel=», MaxWords=40, MinWords=15, MaxFragments=2, FragmentDelimiter= … "
 
@@ -115,19 +116,29 @@ def search(
         raise SearchUnavailable("vector search needs a text embedder: chunk embeddings are off")
     k = candidates or max(4 * limit, 40)
     params: dict[str, Any] = {"q": text, "cfgs": list(CONFIGS), "k": k, "rrf_k": rrf_k,
-                              "limit": limit, "headline": _HEADLINE, "caption_cfg": CAPTION_CONFIG, "any": match == "any"}
+                              "limit": limit, "headline": _HEADLINE, "caption_cfg": CAPTION_CONFIG, "any": match == "any", "pool": RANK_POOL}
     lists: list[sql.Composable] = []
     chunk_where, image_where = _filters(filters, params)
     join_documents = sql.SQL(" join documents d on d.id = c.document_id" if filters.doc_type else "")
     join_documents_i = sql.SQL(" join documents d on d.id = i.document_id" if filters.doc_type else "")
     if mode in ("hybrid", "keyword"):
+        # Ranking reads every matching row's tsvector, so it is bounded: chunks holding every
+        # word first, then ("any") chunks holding some, at most RANK_POOL of each, as the index
+        # returns them. A common word at a million chunks would otherwise rank a hundred
+        # thousand rows per query.
+        match_any = sql.SQL(
+            " union all (select c.document_id, c.chunk_no, c.tsv, q.tq, q.tq_all"
+            " from chunks c join q on c.ts_config = q.cfg and c.tsv @@ q.tq{join}"
+            " where {where} and not c.tsv @@ q.tq_all limit %(pool)s)"
+        ).format(join=join_documents, where=chunk_where) if match == "any" else sql.SQL("")
         lists.append(sql.SQL(
             "select 'chunk' as kind, document_id, chunk_no as item_no, 'keyword' as list,"
             " row_number() over (order by r desc, document_id, chunk_no) as rank from ("
-            " select c.document_id, c.chunk_no, {rank} as r"
-            " from chunks c join q on c.ts_config = q.cfg and c.tsv @@ q.tq{join} where {where}"
-            " order by r desc, c.document_id, c.chunk_no limit %(k)s) s"
-        ).format(rank=_rank("c.tsv", "q"), join=join_documents, where=chunk_where))
+            " select m.document_id, m.chunk_no, {rank} as r from ("
+            " (select c.document_id, c.chunk_no, c.tsv, q.tq, q.tq_all"
+            " from chunks c join q on c.ts_config = q.cfg and c.tsv @@ q.tq_all{join} where {where} limit %(pool)s)"
+            "{match_any}) m order by r desc, m.document_id, m.chunk_no limit %(k)s) s"
+        ).format(rank=_rank("m.tsv", "m"), join=join_documents, where=chunk_where, match_any=match_any))
         lists.append(sql.SQL(
             "select 'image', document_id, image_no, 'keyword',"
             " row_number() over (order by r desc, document_id, image_no) from ("
