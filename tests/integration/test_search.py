@@ -183,3 +183,30 @@ def test_reembedding_replaces_every_vector_once(conn: Any) -> None:
     assert index_exists(conn, new.model) and not index_exists(conn, old.model)
     assert chunk_hits(search(conn, QUESTIONS[1], mode="vector", limit=3, embedder=old)) == []
     assert chunk_hits(search(conn, QUESTIONS[1], mode="vector", limit=3, embedder=new))[0] == (REPORT, 1)
+
+
+def test_the_search_command_prints_hits_of_both_kinds_and_says_the_clip_model_is_a_test_model(
+    conn: Any, database_url: str, tmp_path: Any
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from pagemill_tools.cli import app
+
+    runner = CliRunner(env={"PAGEMILL_HOME": str(tmp_path), "PAGEMILL_CLIP_DIR": None})
+    result = runner.invoke(app, ["search", "interest rates", "--json", "--limit", "5", "--database-url", database_url])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)
+    assert {h["kind"] for h in hits} == {"chunk", "image"}
+    chunk = next(h for h in hits if h["kind"] == "chunk")
+    assert chunk["document_id"] == REPORT and (chunk["first_page"], chunk["last_page"]) == (2, 2)
+    assert "«interest»" in chunk["text"]
+    image = next(h for h in hits if h["kind"] == "image")
+    assert image["page_no"] == 2 and image["caption"] and image["out"].endswith(".png")
+    assert "test CLIP model" in result.stderr
+    refused = runner.invoke(app, ["search", "x", "--mode", "fuzzy", "--database-url", database_url])
+    assert refused.exit_code == 2 and "search mode must be one of" in refused.output
+    # reembed with the configured model: every chunk already has its vector, nothing is written
+    again = runner.invoke(app, ["reembed", "--database-url", database_url])
+    assert again.exit_code == 0 and again.stdout.startswith("0 chunks re-embedded with wordllama-l2-supercat-256")
