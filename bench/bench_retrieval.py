@@ -97,6 +97,7 @@ def main() -> None:
             began = time.perf_counter()
             vectors = embedder.passages(texts)
             speeds[name] = len(texts) / (time.perf_counter() - began)
+            print(f"{name}: {speeds[name]:,.1f} chunks/s on one thread", flush=True)
             with scratch_database(server_url) as url, connect(url) as conn:
                 migrate(conn)
                 register_document(conn, document_id=DOC, sha256=DOC * 2, size_bytes=1,
@@ -109,6 +110,7 @@ def main() -> None:
                         rows.append((f"keyword ({match} words)", "-", *score(conn, "keyword", None, spans, match)))
                 for mode in ("vector", "hybrid"):
                     rows.append((mode, name, *score(conn, mode, embedder, spans, "any")))
+                print("  " + "; ".join(f"{m} {e}: hit@5 {h:.3f} MRR {r:.3f}" for m, e, h, r in rows), flush=True)
     baseline = max(r[3] for r in rows if r[0].startswith("keyword"))
     print(f"\n{'mode':<22}{'embedder':<12}{'hit@5':>8}{'MRR':>8}{'MRR vs keyword':>16}")
     for mode, name, hit5, mrr in rows:
