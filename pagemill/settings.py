@@ -113,6 +113,7 @@ class Settings:
             "PAGEMILL_CAPTION_TOKEN_BUDGET": self.caption_token_budget,
             "PAGEMILL_CAPTION_MAX_ATTEMPTS": self.caption_max_attempts,
             "PAGEMILL_BREAKER_FAILURE_THRESHOLD": self.breaker_failure_threshold,
+            "PAGEMILL_TITAN_CONCURRENCY": self.titan_concurrency,
         }
         for name, value in at_least_one.items():
             if value < 1:

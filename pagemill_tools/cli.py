@@ -228,6 +228,7 @@ def reembed(
     from pagemill.db.chunk_vectors import reembed as run_reembed
     from pagemill.db.connect import connect
     from pagemill.settings import Settings
+    from pagemill.text_embed.embedder import EmbeddingUnavailable
     from pagemill_tools.searching import text_embedder
 
     embedder = text_embedder(Settings.from_env())
@@ -238,8 +239,13 @@ def reembed(
         TextColumn("re-embedding chunks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
     ) as progress:
         task = progress.add_task("chunks", total=None)
-        counts = run_reembed(conn, embedder, batch_size=batch_size,
-                             on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+        try:
+            counts = run_reembed(conn, embedder, batch_size=batch_size,
+                                 on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+        except EmbeddingUnavailable as exc:
+            err.print(f"[red]the embedding service gave no vectors ({exc.reason}): the chunks done so far are "
+                      "kept; run `pagemill reembed` again to go on[/red]", highlight=False)
+            raise typer.Exit(1) from exc
         stored = models_stored(conn)
     out.print(f"{counts.chunks} chunks re-embedded with {counts.model}; index built in {counts.index_seconds:.1f} s; "
               f"chunks per model now: {stored}", highlight=False)
