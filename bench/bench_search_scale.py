@@ -77,6 +77,7 @@ def load(conn: Any, rows: int, vocab: list[str], rng: np.random.Generator, centr
     p /= p.sum()
     words = np.array(vocab)
     conn.execute("drop index chunks_tsv_idx")
+    conn.execute("insert into text_search_configs values ('english')")
     conn.commit()
     documents = (rows + CHUNKS_PER_DOCUMENT - 1) // CHUNKS_PER_DOCUMENT
     with conn.cursor() as cur, cur.copy("COPY documents (id, sha256, status) FROM STDIN") as copy:

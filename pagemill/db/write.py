@@ -107,6 +107,8 @@ def write_document(
             """,
             (pages, Jsonb(timings), Jsonb(stats), ts_config, document_id),
         )
+        if chunks:
+            conn.execute("insert into text_search_configs values (%s) on conflict do nothing", (ts_config,))
     return WriteCounts(pages=pages, chunks=chunks, images=len(images))
 
 

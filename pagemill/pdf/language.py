@@ -36,6 +36,3 @@ def text_search_config(text: str) -> str:
     if top < _MIN_SHARE * len(words) or top < _MIN_LEAD * second:
         return SIMPLE
     return best
-
-# Every configuration text_search_config can answer (what a search must parse the query with).
-CONFIGS = (SIMPLE, *_STOP_WORDS)

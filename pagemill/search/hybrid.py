@@ -24,7 +24,6 @@ import numpy as np
 from psycopg import sql
 
 from pagemill.errors import InputError
-from pagemill.pdf.language import CONFIGS
 from pagemill.search.fusion import RRF_K
 
 if TYPE_CHECKING:
@@ -115,7 +114,7 @@ def search(
     if mode == "vector" and embedder is None and image_query is None:
         raise SearchUnavailable("vector search needs a text embedder: chunk embeddings are off")
     k = candidates or max(4 * limit, 40)
-    params: dict[str, Any] = {"q": text, "cfgs": list(CONFIGS), "k": k, "rrf_k": rrf_k,
+    params: dict[str, Any] = {"q": text, "k": k, "rrf_k": rrf_k,
                               "limit": limit, "headline": _HEADLINE, "caption_cfg": CAPTION_CONFIG, "any": match == "any", "pool": RANK_POOL}
     lists: list[sql.Composable] = []
     chunk_where, image_where = _filters(filters, params)
@@ -128,7 +127,7 @@ def search(
         # thousand rows per query.
         match_any = sql.SQL(
             " union all (select c.document_id, c.chunk_no, c.tsv, q.tq, q.tq_all"
-            " from chunks c join q on c.ts_config = q.cfg and c.tsv @@ q.tq{join}"
+            " from chunks c join q on q.for_chunks and c.ts_config = q.cfg and c.tsv @@ q.tq{join}"
             " where {where} and not c.tsv @@ q.tq_all limit %(pool)s)"
         ).format(join=join_documents, where=chunk_where) if match == "any" else sql.SQL("")
         lists.append(sql.SQL(
@@ -136,14 +135,14 @@ def search(
             " row_number() over (order by r desc, document_id, chunk_no) as rank from ("
             " select m.document_id, m.chunk_no, {rank} as r from ("
             " (select c.document_id, c.chunk_no, c.tsv, q.tq, q.tq_all"
-            " from chunks c join q on c.ts_config = q.cfg and c.tsv @@ q.tq_all{join} where {where} limit %(pool)s)"
+            " from chunks c join q on q.for_chunks and c.ts_config = q.cfg and c.tsv @@ q.tq_all{join} where {where} limit %(pool)s)"
             "{match_any}) m order by r desc, m.document_id, m.chunk_no limit %(k)s) s"
         ).format(rank=_rank("m.tsv", "m"), join=join_documents, where=chunk_where, match_any=match_any))
         lists.append(sql.SQL(
             "select 'image', document_id, image_no, 'keyword',"
             " row_number() over (order by r desc, document_id, image_no) from ("
             " select i.document_id, i.image_no, {rank} as r"
-            " from images i join cq on i.caption_tsv @@ cq.tq{join} where {where}"
+            " from images i join q cq on cq.for_captions and i.caption_tsv @@ cq.tq{join} where {where}"
             " order by r desc, i.document_id, i.image_no limit %(k)s) s"
         ).format(rank=_rank("i.caption_tsv", "cq"), join=join_documents_i, where=image_where))
     if mode in ("hybrid", "vector") and embedder is not None:
@@ -178,17 +177,18 @@ def search(
 
 _FUSED = """
 with parsed as (
-    select cfg::regconfig as cfg, websearch_to_tsquery(cfg::regconfig, %(q)s) as tq
-    from unnest(%(cfgs)s::text[] || %(caption_cfg)s::text) as cfg
+    select cfg, websearch_to_tsquery(cfg, %(q)s) as tq,
+           cfg in (select ts_config from text_search_configs) as for_chunks,
+           cfg = %(caption_cfg)s::regconfig as for_captions
+    from (select ts_config as cfg from text_search_configs union select %(caption_cfg)s::regconfig) as cfgs
 ),
 -- "any": the AND of the parsed query's terms becomes an OR; the text form holds the lexemes
 -- already stemmed, and tsquery input does not stem them again.
 q as (
-    select distinct on (cfg) cfg, tq as tq_all,
-           case when %(any)s then replace(tq::text, ' & ', ' | ')::tsquery else tq end as tq
+    select cfg, tq as tq_all, case when %(any)s then replace(tq::text, ' & ', ' | ')::tsquery else tq end as tq,
+           for_chunks, for_captions
     from parsed
 ),
-cq as (select tq, tq_all from q where cfg = %(caption_cfg)s::regconfig),
 ranked (kind, document_id, item_no, list, rank) as ({lists}),
 fused as (
     select kind, document_id, item_no, sum(1.0 / (%(rrf_k)s + rank)) as score,

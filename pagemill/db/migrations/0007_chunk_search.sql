@@ -22,3 +22,8 @@ create index chunks_tsv_idx on chunks using gin (tsv);
 alter table images
     add column caption_tsv tsvector generated always as (to_tsvector('english', coalesce(caption, ''))) stored;
 create index images_caption_tsv_idx on images using gin (caption_tsv);
+
+-- The configurations chunks are indexed with (Write adds its document's). A search parses the
+-- query once per configuration listed here: one that no chunk uses would cost a wasted scan, as
+-- the GIN index cannot tell configurations apart.
+create table text_search_configs (ts_config regconfig primary key);
