@@ -9,6 +9,7 @@ Queries: 3 mid-frequency words (keyword), a fresh clustered vector (vector), bot
 through pagemill.search.hybrid.search, limit 10, after one warm-up pass.
 
     python -m bench.bench_search_scale [--rows 1000000] [--queries 200] [URL]
+    python -m bench.bench_search_scale --loaded DATABASE_URL   # queries only, on a database it loaded
 """
 
 from __future__ import annotations
@@ -126,10 +127,22 @@ def latencies(conn: Any, mode: str, queries: list[tuple[str, np.ndarray]], embed
     return out
 
 
+def measure(conn: Any, queries: list[tuple[str, np.ndarray]], embedder: FixedEmbedder) -> dict[str, Any]:
+    results = {}
+    print(f"\n{'mode':<10}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}")
+    for mode in ("keyword", "vector", "hybrid"):
+        latencies(conn, mode, queries[:20], embedder)  # warm the caches
+        ms = latencies(conn, mode, queries, embedder)
+        results[mode] = {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}
+        print(f"{mode:<10}{results[mode]['p50_ms']:>10.1f}{results[mode]['p95_ms']:>10.1f}{max(ms):>10.1f}", flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--loaded", help="a database this bench loaded before: measure the queries only")
     parser.add_argument("url", nargs="?")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -138,6 +151,13 @@ def main() -> None:
     mid = vocab[200:3000]
     queries = [(" ".join(rng.choice(mid, 3)), unit_vectors(rng, centres, 1)[0]) for _ in range(args.queries)]
     embedder = FixedEmbedder()
+    if args.loaded:
+        with connect(args.loaded) as conn:
+            rows = conn.execute("select count(*) from chunks").fetchone()[0]
+            print(f"{rows:,} chunks already loaded, {args.queries} queries per mode")
+            results = measure(conn, queries, embedder)
+        record("search_scale_queries", {"rows": rows, "latency": results})
+        return
     with server(args.url or Settings.from_env().database_url) as server_url, scratch_database(server_url) as url, \
             connect(url) as conn:
         migrate(conn)
@@ -148,13 +168,7 @@ def main() -> None:
             size = admin.execute("select pg_size_pretty(pg_total_relation_size('chunks'))").fetchone()[0]
         print(f"load: COPY {loaded['copy_s']:.0f} s ({args.rows / loaded['copy_s']:,.0f} rows/s), GIN build "
               f"{loaded['gin_s']:.0f} s, HNSW halfvec build {loaded['hnsw_s']:.0f} s; table + indexes {size}")
-        results = {}
-        print(f"\n{'mode':<10}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}")
-        for mode in ("keyword", "vector", "hybrid"):
-            latencies(conn, mode, queries[:20], embedder)  # warm the caches
-            ms = latencies(conn, mode, queries, embedder)
-            results[mode] = {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}
-            print(f"{mode:<10}{results[mode]['p50_ms']:>10.1f}{results[mode]['p95_ms']:>10.1f}{max(ms):>10.1f}")
+        results = measure(conn, queries, embedder)
     record("search_scale", {"rows": args.rows, **loaded, "size": size, "latency": results})
 
 

@@ -34,7 +34,7 @@ MODES = ("hybrid", "keyword", "vector")
 # hold one, ranked by how many and how close (ts_rank_cd). Questions in a person's words rarely
 # have all their words in one chunk: bench/bench_retrieval.py measures both.
 MATCHES = ("any", "all")
-RANK_POOL = 2_000
+RANK_POOL = 1_000
 CAPTION_CONFIG = "english"
 _HEADLINE = "StartSel=«, StopSel=», MaxWords=40, MinWords=15, MaxFragments=2, FragmentDelimiter= … "
 
@@ -121,23 +121,25 @@ def search(
     join_documents = sql.SQL(" join documents d on d.id = c.document_id" if filters.doc_type else "")
     join_documents_i = sql.SQL(" join documents d on d.id = i.document_id" if filters.doc_type else "")
     if mode in ("hybrid", "keyword"):
-        # Ranking reads every matching row's tsvector, so it is bounded: chunks holding every
-        # word first, then ("any") chunks holding some, at most RANK_POOL of each, as the index
-        # returns them. A common word at a million chunks would otherwise rank a hundred
-        # thousand rows per query.
-        match_any = sql.SQL(
+        # Ranking reads every matching row's tsvector, so it is bounded: up to RANK_POOL chunks
+        # holding every word; only when fewer than ``k`` do, up to RANK_POOL holding some (in
+        # "any" mode), as the index returns them. A common word at 200k chunks would otherwise
+        # rank tens of thousands of rows per query.
+        some_words = sql.SQL(
             " union all (select c.document_id, c.chunk_no, c.tsv, q.tq, q.tq_all"
             " from chunks c join q on q.for_chunks and c.ts_config = q.cfg and c.tsv @@ q.tq{join}"
-            " where {where} and not c.tsv @@ q.tq_all limit %(pool)s)"
+            " where {where} and not c.tsv @@ q.tq_all and (select count(*) from every_word) < %(k)s"
+            " limit %(pool)s)"
         ).format(join=join_documents, where=chunk_where) if match == "any" else sql.SQL("")
         lists.append(sql.SQL(
             "select 'chunk' as kind, document_id, chunk_no as item_no, 'keyword' as list,"
             " row_number() over (order by r desc, document_id, chunk_no) as rank from ("
-            " select m.document_id, m.chunk_no, {rank} as r from ("
-            " (select c.document_id, c.chunk_no, c.tsv, q.tq, q.tq_all"
-            " from chunks c join q on q.for_chunks and c.ts_config = q.cfg and c.tsv @@ q.tq_all{join} where {where} limit %(pool)s)"
-            "{match_any}) m order by r desc, m.document_id, m.chunk_no limit %(k)s) s"
-        ).format(rank=_rank("m.tsv", "m"), join=join_documents, where=chunk_where, match_any=match_any))
+            " with every_word as materialized (select c.document_id, c.chunk_no, c.tsv, q.tq, q.tq_all"
+            " from chunks c join q on q.for_chunks and c.ts_config = q.cfg and c.tsv @@ q.tq_all{join}"
+            " where {where} limit %(pool)s)"
+            " select m.document_id, m.chunk_no, {rank} as r from ((select * from every_word){some_words}) m"
+            " order by r desc, m.document_id, m.chunk_no limit %(k)s) s"
+        ).format(rank=_rank("m.tsv", "m"), join=join_documents, where=chunk_where, some_words=some_words))
         lists.append(sql.SQL(
             "select 'image', document_id, image_no, 'keyword',"
             " row_number() over (order by r desc, document_id, image_no) from ("
