@@ -69,7 +69,7 @@ class ChunkVectorsBranch:
 
     key: str | None = None
     model: str | None = None
-    chunks: int = 0
+    chunks: int = 0  # vectors stored
     error: str | None = None
 
 

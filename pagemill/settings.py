@@ -74,8 +74,10 @@ class Settings:
     titan_model_id: str = "amazon.titan-embed-text-v2:0"
     titan_dimensions: int = 1024
     titan_normalize: bool = True
-    # Bedrock requests in flight per invocation (Titan embeds one text per request).
+    # Bedrock requests in flight per invocation (Titan embeds one text per request), and the input
+    # tokens one document's chunks may spend (5M: a 10,000-page book is about 3.5M; $0.10).
     titan_concurrency: int = 4
+    titan_token_budget: int = 5_000_000
     database_url: str | None = None
 
     @classmethod
@@ -114,6 +116,7 @@ class Settings:
             "PAGEMILL_CAPTION_MAX_ATTEMPTS": self.caption_max_attempts,
             "PAGEMILL_BREAKER_FAILURE_THRESHOLD": self.breaker_failure_threshold,
             "PAGEMILL_TITAN_CONCURRENCY": self.titan_concurrency,
+            "PAGEMILL_TITAN_TOKEN_BUDGET": self.titan_token_budget,
         }
         for name, value in at_least_one.items():
             if value < 1:

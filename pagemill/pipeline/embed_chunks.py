@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pagemill import keys, storage
+from pagemill.errors import InternalError
 from pagemill.payloads import ChunkVectorsBranch, DocumentInput
 from pagemill.pipeline.context import StageContext, batch_results, load_manifest
 from pagemill.records import dump
@@ -33,8 +34,10 @@ log = logging.getLogger(__name__)
 SLICE = 256
 
 
-def embed_chunks(ctx: StageContext, payload: DocumentInput, embedder: TextEmbedder) -> dict[str, Any]:
-    """The branch's outcome for Write (payloads.ChunkVectorsBranch)."""
+def embed_chunks(ctx: StageContext, payload: DocumentInput, embedder: TextEmbedder | None) -> dict[str, Any]:
+    """The branch's outcome for Write (payloads.ChunkVectorsBranch; ``chunks``: vectors stored)."""
+    if embedder is None:
+        raise InternalError("EmbedChunks ran with chunk embeddings off (PAGEMILL_TEXT_EMBEDDER=off)")
     document_id = payload.document_id
     manifest = load_manifest(ctx, payload.manifest_key)
     texts = [
@@ -49,7 +52,7 @@ def embed_chunks(ctx: StageContext, payload: DocumentInput, embedder: TextEmbedd
     except EmbeddingUnavailable as exc:
         log.warning("chunk embeddings unavailable", extra={"document_id": document_id, "model": embedder.model,
                                                            "reason": exc.reason, "chunks": len(texts)})
-        return dump(ChunkVectorsBranch(model=embedder.model, chunks=len(texts), error=exc.reason))
+        return dump(ChunkVectorsBranch(model=embedder.model, error=exc.reason))
     buffer = io.BytesIO()
     np.save(buffer, vectors)
     key = keys.chunk_vectors_key(document_id)
