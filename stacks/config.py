@@ -12,6 +12,9 @@ from constructs import Node
 
 MARKDOWN_MODES = ("legacy", "layout")
 CAPTION_PROVIDERS = ("anthropic", "bedrock", "off")
+# "e5" is not offered here: its engine and weights (95 MB) do not fit the embed bundle.
+TEXT_EMBEDDERS = ("titan", "wordllama", "off")
+TITAN_DIMENSIONS = (256, 512, 1024)
 # RDS gp3 storage: 20 GiB at least, 64 TiB at most.
 DATABASE_STORAGE_GIB = (20, 65_536)
 
@@ -130,6 +133,12 @@ class PipelineConfig:
     caption_batch_size: int = 5
     # Input plus output tokens one document may spend on captions and understanding together.
     caption_token_budget: int = 200_000
+    # Chunk embeddings for `pagemill search` (EmbedChunks in Enrich): "titan" (Bedrock Titan Text
+    # Embeddings V2; bench/RESULTS.md, "Retrieval"), "wordllama" (the offline static model, in the
+    # Lambda bundle), "off" (keyword search only). A change needs `pagemill reembed`.
+    text_embedder: str = "titan"
+    titan_model_id: str = "amazon.titan-embed-text-v2:0"
+    titan_dimensions: int = 1024
     # Where alarms and failed-document notices are e-mailed (the SNS topic exists either way).
     alarm_email: str | None = None
 
@@ -198,6 +207,14 @@ class PipelineConfig:
                 f"got {self.anthropic_secret_arn!r}"
             )
         _between("caption_concurrency", self.caption_concurrency, 1, 1000)
+        if self.text_embedder not in TEXT_EMBEDDERS:
+            raise ConfigError(f"context 'text_embedder' must be one of {TEXT_EMBEDDERS}, got {self.text_embedder!r}")
+        if self.titan_dimensions not in TITAN_DIMENSIONS:
+            raise ConfigError(f"context 'titan_dimensions' must be one of {TITAN_DIMENSIONS}, got {self.titan_dimensions}")
+        if not re.match(r"^amazon\.titan-embed-text-v2[\w.:-]*$", self.titan_model_id):
+            raise ConfigError(
+                f"context 'titan_model_id' must be a Titan Text Embeddings V2 model id, got {self.titan_model_id!r}"
+            )
         _between("caption_batch_size", self.caption_batch_size, 1, 50)
         _at_least("caption_token_budget", self.caption_token_budget, 1000)
         if self.alarm_email is not None and not _EMAIL.match(self.alarm_email):

@@ -11,6 +11,7 @@
                                                  └ failed ─► CaptionsFailed (images recorded as skipped)
                         HowToUnderstand? ─ none ─► NoUnderstanding
                                          └ lambda ─► UnderstandDocument (failed ─► UnderstandingFailed)
+                        EmbedChunks (failed ─► ChunkVectorsFailed)   unless text_embedder is off
     a failed Plan, ExtractPages, CollectImages, Enrich or Write ──► RecordFailure → DocumentFailed
 
 State names are what the Step Functions console shows. Every task has a timeout and retries
@@ -304,13 +305,53 @@ class DocumentStateMachine(Construct):
                 "embeddings": sfn.JsonPath.object_at("$[0]"),
                 "captions": sfn.JsonPath.object_at("$[1]"),
                 "understanding": sfn.JsonPath.object_at("$[2]"),
+                **({"chunk_vectors": sfn.JsonPath.object_at("$[3]")} if self._functions.embed_chunks else {}),
             },
             result_path="$.enrich",
         )
         enrich.branch(how_to_embed)
         enrich.branch(self._captions())
         enrich.branch(self._understanding())
+        if self._functions.embed_chunks:
+            enrich.branch(self._chunk_vectors(self._functions.embed_chunks))
         return enrich
+
+    def _chunk_vectors(self, function: lambda_.Function) -> sfn.IChainable:
+        """{"key", "model", "chunks", "error"}: the chunk vectors for search. An embedding service
+        that gives none is an answer (error set), not a failure; a crash past the retries is
+        caught the same way. Never fails the document: its chunks are written without vectors."""
+        embed_chunks = _invoke(
+            self,
+            "EmbedChunks",
+            function,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "document_id": sfn.JsonPath.string_at("$.plan.document_id"),
+                    "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key"),
+                }
+            ),
+            result_selector={
+                "key": sfn.JsonPath.string_at("$.Payload.key"),
+                "model": sfn.JsonPath.string_at("$.Payload.model"),
+                "chunks": sfn.JsonPath.number_at("$.Payload.chunks"),
+                "error": sfn.JsonPath.string_at("$.Payload.error"),
+            },
+        )
+        embed_chunks.add_catch(
+            sfn.Pass(
+                self,
+                "ChunkVectorsFailed",
+                parameters={
+                    "key": sfn.JsonPath.string_at(JSON_NULL),
+                    "model": sfn.JsonPath.string_at(JSON_NULL),
+                    "chunks": 0,
+                    "error": sfn.JsonPath.string_at("$.chunk_vectors_failed.Error"),
+                },
+            ),
+            errors=[sfn.Errors.ALL],
+            result_path="$.chunk_vectors_failed",
+        )
+        return embed_chunks
 
     def _captions(self) -> sfn.IChainable:
         """{"prefix": str | null, "error": str | null}: where the caption batches' results are
@@ -495,6 +536,10 @@ class DocumentStateMachine(Construct):
                     "embeddings_index_key": sfn.JsonPath.string_at("$.enrich.embeddings.index_key"),
                     "captions": sfn.JsonPath.object_at("$.enrich.captions"),
                     "understanding": sfn.JsonPath.object_at("$.enrich.understanding"),
+                    **(
+                        {"chunk_vectors": sfn.JsonPath.object_at("$.enrich.chunk_vectors")}
+                        if self._functions.embed_chunks else {}
+                    ),
                     "execution_arn": sfn.JsonPath.execution_id,
                     "started_at": sfn.JsonPath.execution_start_time,
                 }

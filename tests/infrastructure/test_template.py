@@ -30,6 +30,7 @@ LAMBDA_TASKS = {
     "EmbedOnLambda": "handler.embed",
     "CaptionBatch": "handler.caption_batch",
     "UnderstandDocument": "handler.understand",
+    "EmbedChunks": "handler.embed_chunks",
     "Write": "handler.write",
     "RecordFailure": "handler.record_failure",
 }
@@ -194,6 +195,7 @@ def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
         "embeddings_index_key.$": "$.enrich.embeddings.index_key",
         "captions.$": "$.enrich.captions",
         "understanding.$": "$.enrich.understanding",
+        "chunk_vectors.$": "$.enrich.chunk_vectors",
         "execution_arn.$": "$$.Execution.Id",
         "started_at.$": "$$.Execution.StartTime",
     }
@@ -269,7 +271,7 @@ def test_enrich_is_a_parallel_that_routes_images_three_ways(definition: dict[str
     }
     # AND the Parallel's result has each branch's under $.enrich
     assert enrich["ResultSelector"] == {
-        "embeddings.$": "$[0]", "captions.$": "$[1]", "understanding.$": "$[2]"
+        "embeddings.$": "$[0]", "captions.$": "$[1]", "understanding.$": "$[2]", "chunk_vectors.$": "$[3]"
     }
     assert enrich["ResultPath"] == "$.enrich"
 
@@ -314,6 +316,58 @@ def test_understanding_branch_catches_into_a_skip(definition: dict[str, Any]) ->
     assert understand["Catch"] == [
         {"ErrorEquals": ["States.ALL"], "ResultPath": "$.understanding_failed", "Next": "UnderstandingFailed"}
     ]
+
+
+def test_chunk_vectors_branch_never_fails_the_document_and_reaches_write(definition: dict[str, Any]) -> None:
+    branch = definition["States"]["Enrich"]["Branches"][3]
+    states = branch["States"]
+    assert branch["StartAt"] == "EmbedChunks"
+    embed_chunks = states["EmbedChunks"]
+    assert embed_chunks["Parameters"]["Payload"] == {
+        "document_id.$": "$.plan.document_id", "manifest_key.$": "$.plan.manifest_key"
+    }
+    assert set(embed_chunks["ResultSelector"]) == {"key.$", "model.$", "chunks.$", "error.$"}
+    assert embed_chunks["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.chunk_vectors_failed", "Next": "ChunkVectorsFailed"}
+    ]
+    assert states["ChunkVectorsFailed"]["Parameters"]["error.$"] == "$.chunk_vectors_failed.Error"
+    assert definition["States"]["Write"]["Parameters"]["Payload"]["chunk_vectors.$"] == "$.enrich.chunk_vectors"
+
+
+def test_embed_chunks_may_invoke_only_the_titan_model(resources: dict[str, Any]) -> None:
+    function = _function(resources, "handler.embed_chunks")
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert (variables["PAGEMILL_TEXT_EMBEDDER"], variables["PAGEMILL_TITAN_DIMENSIONS"]) == ("titan", "1024")
+    statements = role_statements(resources, function["Properties"]["Role"]["Fn::GetAtt"][0])
+    bedrock = [s for s in statements if any(a.startswith("bedrock:") for a in _actions(s))]
+    assert [_actions(s) for s in bedrock] == [["bedrock:InvokeModel"]]
+    assert json.dumps(bedrock[0]["Resource"]).endswith(
+        '"::foundation-model/amazon.titan-embed-text-v2:0"]]}'
+    ), bedrock[0]["Resource"]
+    assert _put_targets(resources, "handler.embed_chunks") == ["/documents/*/chunk-vectors.npy"]
+    # No other function may call Bedrock with the default (anthropic) caption provider.
+    for handler in FUNCTIONS:
+        if handler != "handler.embed_chunks":
+            role = _function(resources, handler)["Properties"]["Role"]["Fn::GetAtt"][0]
+            assert not any(a.startswith("bedrock:") for s in role_statements(resources, role) for a in _actions(s))
+
+
+def test_chunk_embeddings_off_leave_no_state_and_no_function(synthesize: Any, tmp_path: Path) -> None:
+    from tests.infrastructure.conftest import definition_of
+
+    template = synthesize(tmp_path, text_embedder="off").to_json()
+    definition = definition_of(template)
+    assert len(definition["States"]["Enrich"]["Branches"]) == 3
+    assert "chunk_vectors.$" not in definition["States"]["Write"]["Parameters"]["Payload"]
+    handlers = {f["Properties"]["Handler"] for f in of_type(template["Resources"], "AWS::Lambda::Function").values()}
+    assert "handler.embed_chunks" not in handlers
+
+
+def test_text_embedders_match_the_library() -> None:
+    from pagemill.settings import TEXT_EMBEDDERS as LIBRARY
+    from stacks.config import TEXT_EMBEDDERS
+
+    assert set(TEXT_EMBEDDERS) <= set(LIBRARY)
 
 
 def test_caption_functions_share_a_table_and_read_the_key_secret(resources: dict[str, Any]) -> None:
@@ -468,6 +522,7 @@ FUNCTIONS = {
     "handler.embed": ("lambdas/embed", 900, 3008),
     "handler.caption_batch": ("lambdas/caption", 300, 1024),
     "handler.understand": ("lambdas/caption", 300, 1024),
+    "handler.embed_chunks": ("lambdas/embed", 900, 1024),
     "handler.handler": ("lambdas/trigger", 30, 256),
     "handler.watch": ("lambdas/trigger", 60, 256),
     "handler.on_event": ("lambdas/migrate", 900, 512),
@@ -475,7 +530,7 @@ FUNCTIONS = {
 DATABASE_HANDLERS = ("handler.plan", "handler.write", "handler.record_failure", "handler.settle", "handler.on_event")
 PIPELINE_HANDLERS = (
     "handler.plan", "handler.extract_batch", "handler.collect_images", "handler.embed", "handler.caption_batch",
-    "handler.understand", "handler.write", "handler.record_failure",
+    "handler.understand", "handler.embed_chunks", "handler.write", "handler.record_failure",
 )
 
 
