@@ -148,7 +148,7 @@ def search(
             " order by r desc, i.document_id, i.image_no limit %(k)s) s"
         ).format(rank=_rank("i.caption_tsv", "cq"), join=join_documents_i, where=image_where))
     if mode in ("hybrid", "vector") and embedder is not None:
-        params["v"] = embedder.query(text)
+        params["v"] = _vector_text(embedder.query(text))
         params["model"] = embedder.model
         distance = sql.SQL("{expr} <=> %(v)s::halfvec({dim})").format(
             expr=chunk_vector(embedder.dim, "c"), dim=sql.Literal(embedder.dim))
@@ -160,11 +160,11 @@ def search(
             " where c.embedding_model = {model} and {where} order by {distance} limit %(k)s) s"
         ).format(distance=distance, join=join_documents, model=sql.Literal(embedder.model), where=chunk_where))
     if mode in ("hybrid", "vector") and image_query is not None:
-        params["iv"] = np.asarray(image_query, dtype=np.float32)
+        params["iv"] = _vector_text(image_query)
         lists.append(sql.SQL(
             "select 'image', document_id, image_no, 'vector', row_number() over (order by dist, document_id, image_no)"
-            " from (select i.document_id, i.image_no, i.embedding <=> %(iv)s as dist from images i{join}"
-            " where i.embedding is not null and {where} order by i.embedding <=> %(iv)s limit %(k)s) s"
+            " from (select i.document_id, i.image_no, i.embedding <=> %(iv)s::vector as dist from images i{join}"
+            " where i.embedding is not null and {where} order by i.embedding <=> %(iv)s::vector limit %(k)s) s"
         ).format(join=join_documents_i, where=image_where))
     if not lists:
         return []
@@ -210,6 +210,11 @@ left join images i on f.kind = 'image' and i.document_id = f.document_id and i.i
 order by f.score desc, f.kind, f.document_id, f.item_no
 limit %(limit)s
 """
+
+
+def _vector_text(vector: np.ndarray) -> str:
+    """pgvector's text form: the query needs no vector adapter on the caller's connection."""
+    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector, dtype=np.float32).ravel()) + "]"
 
 
 def _rank(tsv: str, query: str) -> sql.Composable:
