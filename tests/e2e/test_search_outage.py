@@ -1,0 +1,41 @@
+"""An embedding service outage, end to end: EmbedChunks on Titan through moto's bedrock-runtime
+(which answers every InvokeModel with an empty body: no vector) gives no vectors; the document is
+still written, its chunks without vectors, and the reason recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pagemill_tools.engine.engine import EngineOptions, LocalEngine
+from pagemill_tools.sample import make_catalog
+
+
+@pytest.fixture(scope="module")
+def engine(engine_home: Path, module_database_url: str) -> Iterator[LocalEngine]:
+    options = EngineOptions(home=engine_home, database_url=module_database_url, workers=2,
+                            function_env={"PAGEMILL_TEXT_EMBEDDER": "titan", "PAGEMILL_CAPTION_MAX_ATTEMPTS": "2",
+                                          "PAGEMILL_CAPTION_RETRY_BASE_SECONDS": "0"})
+    with LocalEngine(options) as running:
+        yield running
+
+
+def test_an_embedding_outage_writes_the_document_without_chunk_vectors(
+    engine: LocalEngine, db, tmp_path: Path
+) -> None:
+    catalog = tmp_path / "catalog.pdf"
+    make_catalog(catalog, pages=3)
+    run = engine.submit(catalog)
+    engine.wait([run])
+    # THEN the execution went through EmbedChunks and Write, never RecordFailure
+    visited = engine.visited_states(run.execution_arn)
+    assert run.status == "SUCCEEDED" and "EmbedChunks" in visited and "RecordFailure" not in visited
+    total, embedded = db.execute(
+        "select count(*), count(embedding) from chunks where document_id = %s", (run.document_id,)
+    ).fetchone()
+    assert total > 0 and embedded == 0
+    stats = db.execute("select stats from documents where id = %s", (run.document_id,)).fetchone()[0]
+    assert stats["chunk_vectors"]["model"] == "bedrock:amazon.titan-embed-text-v2:0:1024:norm"
+    assert stats["chunk_vectors"]["error"].startswith("malformed answer")
