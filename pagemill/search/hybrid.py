@@ -170,9 +170,14 @@ def search(
         return []
     query = sql.SQL(_FUSED).format(lists=sql.SQL(" union all ").join(lists))
     with conn.transaction():
-        # Filtered HNSW scans keep reading the graph until they have k rows (pgvector 0.8).
-        conn.execute("select set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-                     (str(min(max(k, 40), 1000)),))
+        # Filtered HNSW scans keep reading the graph until they have k rows (pgvector 0.8). The
+        # tsqueries come from a CTE, so the planner cannot see how selective they are and would
+        # scan every chunk's tsvector instead of the GIN index (0.5 s at 200k chunks, not 50 ms).
+        conn.execute(
+            "select set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+            " set_config('enable_seqscan', 'off', true)",
+            (str(min(max(k, 40), 1000)),),
+        )
         rows = conn.execute(query, params).fetchall()
     return [_hit(row) for row in rows]
 
