@@ -129,6 +129,16 @@ def _invoke(
     return task
 
 
+def _planned_document() -> sfn.TaskInput:
+    """The input of the states that read a planned document (payloads.DocumentInput)."""
+    return sfn.TaskInput.from_object(
+        {
+            "document_id": sfn.JsonPath.string_at("$.plan.document_id"),
+            "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key"),
+        }
+    )
+
+
 def execution_status_pattern(state_machine: sfn.IStateMachine, *statuses: str) -> events.EventPattern:
     """EventBridge's event for executions of ``state_machine`` ending in one of ``statuses``."""
     return events.EventPattern(
@@ -270,12 +280,7 @@ class DocumentStateMachine(Construct):
             self,
             "CollectImages",
             self._functions.collect_images,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "document_id": sfn.JsonPath.string_at("$.plan.document_id"),
-                    "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key"),
-                }
-            ),
+            payload=_planned_document(),
             result_selector={
                 "image_count": sfn.JsonPath.number_at("$.Payload.image_count"),
                 "images_key": sfn.JsonPath.string_at("$.Payload.images_key"),
@@ -324,12 +329,7 @@ class DocumentStateMachine(Construct):
             self,
             "EmbedChunks",
             function,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "document_id": sfn.JsonPath.string_at("$.plan.document_id"),
-                    "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key"),
-                }
-            ),
+            payload=_planned_document(),
             result_selector={
                 "key": sfn.JsonPath.string_at("$.Payload.key"),
                 "model": sfn.JsonPath.string_at("$.Payload.model"),
@@ -402,12 +402,7 @@ class DocumentStateMachine(Construct):
             self,
             "UnderstandDocument",
             self._functions.understand,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "document_id": sfn.JsonPath.string_at("$.plan.document_id"),
-                    "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key"),
-                }
-            ),
+            payload=_planned_document(),
             result_selector={
                 "key": sfn.JsonPath.string_at("$.Payload.understanding_key"),
                 "error": sfn.JsonPath.string_at(JSON_NULL),
