@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """CDK entry: one stack, configured by the ``context`` block of cdk.json, checked by cdk-nag's
-AWS Solutions rules (the findings the stack accepts, with reasons, are in stacks/nag.py)."""
+AWS Solutions rules (each construct accepts its findings, with reasons, beside its resources)."""
 
 from aws_cdk import App, Aspects
 from cdk_nag import AwsSolutionsChecks

@@ -4,10 +4,11 @@ progress reporting agree on every key."""
 from __future__ import annotations
 
 UPLOADS_PREFIX = "uploads/"
+DOCUMENTS_PREFIX = "documents/"
 
 
 def document_prefix(document_id: str) -> str:
-    return f"documents/{document_id}/"
+    return f"{DOCUMENTS_PREFIX}{document_id}/"
 
 
 def manifest_key(document_id: str) -> str:

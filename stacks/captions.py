@@ -9,6 +9,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from stacks import nag
 from stacks.config import PipelineConfig
 from stacks.grants import grant_secret_read
 
@@ -36,11 +37,10 @@ class CaptionState(Construct):
         # to fill after the first deploy.
         self.api_key_arn: str | None = None
         self._created: secretsmanager.Secret | None = None
-        if config.caption_provider != "anthropic":
-            return
-        if config.anthropic_secret_arn:
+        anthropic = config.caption_provider == "anthropic"
+        if anthropic and config.anthropic_secret_arn:
             self.api_key_arn = config.anthropic_secret_arn
-        else:
+        elif anthropic:
             self._created = secretsmanager.Secret(
                 self, "ApiKey", description="Anthropic API key for pagemill captions (the key as plain text)"
             )
@@ -49,6 +49,11 @@ class CaptionState(Construct):
                 self, "ApiKeySecret", value=self._created.secret_name,
                 description="aws secretsmanager put-secret-value --secret-id <this> --secret-string <key>",
             )
+        nag.accept(
+            self, "SMG4",
+            "The Anthropic API key is issued in the Anthropic console; there is no API a rotation function could "
+            "call to issue a new one. Rotate by putting a new value into the secret.",
+        )
 
     def grant_api_key(self, function: lambda_.Function) -> None:
         secret = self._created or self.api_key_arn

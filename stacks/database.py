@@ -28,7 +28,6 @@ Functions connect with the secret's username and password and the proxy's endpoi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from aws_cdk import Duration, Names, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -37,11 +36,10 @@ from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from stacks import nag
+from stacks.alarms import AlarmSpec
 from stacks.config import PipelineConfig
 from stacks.network import Network
-
-if TYPE_CHECKING:
-    from stacks.monitoring import Monitoring
 
 PORT = 5432
 DATABASE_NAME = "pagemill"
@@ -179,36 +177,49 @@ class Database(Construct):
             secret=self.secret, host=self.proxy.endpoint, vpc=vpc, subnets=subnets,
             security_group=self.clients,
         )
+        nag.accept(
+            self.instance, "RDS3",
+            "Single-AZ by default for cost; database_multi_az=true adds a standby. Daily backups "
+            "(database_backup_days) and a final snapshot cover data loss; during an outage Write fails with "
+            "DatabaseUnavailable, which the state machine retries with backoff.",
+        )
+        nag.accept(
+            self.instance, "RDS11",
+            "The default port 5432: only the proxy's and the rotation function's security groups reach the "
+            "instance, in subnets without a route out; another port number hides nothing from either.",
+        )
 
     @property
     def proxy_connection_limit(self) -> int:
         return self.max_connections * PROXY_MAX_CONNECTIONS_PERCENT // 100
 
-    def watch(self, monitoring: Monitoring) -> None:
-        """The instance's CPU, connections and memory, and the proxy's clients, into the alarm topic."""
-        monitoring.add_alarm(
-            "DatabaseCpu", self.instance.metric_cpu_utilization(statistic="Average"), CPU_ALARM_PERCENT,
-            f"pagemill: PostgreSQL CPU is at {CPU_ALARM_PERCENT} % or more",
-        )
+    def alarms(self) -> list[AlarmSpec]:
+        """The instance's CPU, connections and memory, and the proxy's clients, for Monitoring."""
         near_limit = int(self.proxy_connection_limit * CONNECTIONS_ALARM_SHARE)
-        monitoring.add_alarm(
-            "DatabaseConnections", self.instance.metric_database_connections(statistic="Maximum"), near_limit,
-            f"pagemill: PostgreSQL has {near_limit} connections or more, near the proxy's pool of "
-            f"{self.proxy_connection_limit} (max_connections {self.max_connections})",
-        )
-        monitoring.add_alarm(
-            "DatabaseFreeableMemory", self.instance.metric_freeable_memory(statistic="Minimum"),
-            FREEABLE_MEMORY_ALARM_BYTES,
-            f"pagemill: PostgreSQL has {FREEABLE_MEMORY_ALARM_BYTES // 2**20} MiB of freeable memory or less",
-            below=True,
-        )
         # More clients than the database has connections: each borrow may now wait for another
         # client's transaction, and pinned sessions exhaust the pool.
         client_connections = cloudwatch.Metric(
             namespace="AWS/RDS", metric_name="ClientConnections",
             dimensions_map={"ProxyName": self.proxy.db_proxy_name}, statistic="Maximum",
         )
-        monitoring.add_alarm(
-            "DatabaseProxyClients", client_connections, self.max_connections,
-            f"pagemill: RDS Proxy has {self.max_connections} client connections or more (max_connections)",
-        )
+        return [
+            AlarmSpec(
+                "DatabaseCpu", self.instance.metric_cpu_utilization(statistic="Average"), CPU_ALARM_PERCENT,
+                f"pagemill: PostgreSQL CPU is at {CPU_ALARM_PERCENT} % or more",
+            ),
+            AlarmSpec(
+                "DatabaseConnections", self.instance.metric_database_connections(statistic="Maximum"), near_limit,
+                f"pagemill: PostgreSQL has {near_limit} connections or more, near the proxy's pool of "
+                f"{self.proxy_connection_limit} (max_connections {self.max_connections})",
+            ),
+            AlarmSpec(
+                "DatabaseFreeableMemory", self.instance.metric_freeable_memory(statistic="Minimum"),
+                FREEABLE_MEMORY_ALARM_BYTES,
+                f"pagemill: PostgreSQL has {FREEABLE_MEMORY_ALARM_BYTES // 2**20} MiB of freeable memory or less",
+                below=True,
+            ),
+            AlarmSpec(
+                "DatabaseProxyClients", client_connections, self.max_connections,
+                f"pagemill: RDS Proxy has {self.max_connections} client connections or more (max_connections)",
+            ),
+        ]

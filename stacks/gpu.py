@@ -30,19 +30,19 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from pagemill import keys
+from stacks import nag
 from stacks.config import PipelineConfig
-from stacks.functions import REPO_ROOT
 from stacks.network import Network
-from stacks.storage import DOCUMENTS_PREFIX
+from stacks.paths import CONTAINER_SOURCE, LIBRARY_DIR, REPO_ROOT
 
-CONTAINER_SOURCE = "containers/clip-gpu"
 CONTAINER_NAME = "clip"
 # The build context is the repository root (the Dockerfile copies pagemill/ and its own folder):
 # everything else stays out of it, so staging and hashing the asset does not walk .venv,
 # node_modules, cdk.out, build, tests... Docker's syntax: exclude all, then re-include.
 BUILD_CONTEXT_EXCLUDE = (
     "*",
-    "!pagemill",
+    f"!{LIBRARY_DIR}",
     f"!{CONTAINER_SOURCE}",
     "**/__pycache__",
     "**/*.pyc",
@@ -153,13 +153,35 @@ class GpuEmbedding(Construct):
         # (states:SendTask* is granted by the state machine, scoped to it.)
         self.task_role = self.task_definition.task_role
         self.task_role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{DOCUMENTS_PREFIX}*")])
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{keys.DOCUMENTS_PREFIX}*")])
         )
         self.task_role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{DOCUMENTS_PREFIX}*/embeddings/*")]
+                actions=["s3:PutObject"], resources=[bucket.arn_for_objects(keys.embeddings_prefix("*") + "*")]
             )
         )
+        self._accept_findings(bucket)
+
+    def _accept_findings(self, bucket: s3.IBucket) -> None:
+        nag.accept(
+            self.auto_scaling_group, "AS3",
+            "ECS managed scaling drives this group (0..gpu_max_instances); task failures and timeouts alarm "
+            "through the Monitoring topic, instance launches and terminations need no separate notice.",
+        )
+        nag.accept(
+            self.task_definition, "ECS2",
+            "The one environment variable is the worker's heartbeat interval, not a secret; the task token and "
+            "S3 keys arrive as per-task overrides.",
+        )
+        nag.accept(
+            self.instance_role, "IAM5",
+            "CDK's ECS capacity policy: ecs:Submit* (container and task state reports) on this cluster only.",
+            "Action::ecs:Submit*",
+        )
+        nag.accept_wildcard_resource(self.instance_role)
+        if self.task_definition.execution_role:  # made by CDK for the image pull and the log driver
+            nag.accept_wildcard_resource(self.task_definition.execution_role)
+        nag.accept_bucket_keys(self.task_role, bucket)
 
     def _image(self, config: PipelineConfig) -> ecs.ContainerImage:
         """The pushed image named in the configuration (pulled with the execution role), or the

@@ -15,6 +15,8 @@ state the duration, errors and throttles of the function behind it and of the GP
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cdk_monitoring_constructs as monitoring
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -28,15 +30,16 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from stacks.state_machine import execution_status_pattern
+from pagemill import metrics
+from stacks.alarms import AlarmSpec
+from stacks.events import execution_status_pattern
 
 # A function whose p99 duration passes this share of its timeout is about to start timing out.
 DURATION_ALARM_SHARE = 0.8
 PERIOD = Duration.minutes(5)
 GPU_TASK_RESOURCE = "arn:aws:states:::ecs:runTask.waitForTaskToken"
 # What the handlers publish with Powertools (EMF): namespace and the service dimension it adds.
-NAMESPACE = "Pagemill"
-SERVICE = {"service": "pagemill"}
+SERVICE = {"service": metrics.SERVICE}
 WATCH_SCHEDULE = Duration.minutes(5)
 
 
@@ -52,7 +55,9 @@ class Monitoring(Construct):
         dead_letter_queue: sqs.IQueue,
         alarm_email: str | None,
         stuck_after: Duration,
+        alarms: Sequence[AlarmSpec] = (),
     ) -> None:
+        """``alarms``: what other constructs ask to be paged on (the database's)."""
         super().__init__(scope, id_)
         self.topic = sns.Topic(self, "Alarms", display_name="pagemill alarms", enforce_ssl=True)
         if alarm_email:
@@ -94,7 +99,7 @@ class Monitoring(Construct):
             self, "WatchSchedule", description="Measure the running document executions (stuck alarm)",
             schedule=events.Schedule.rate(WATCH_SCHEDULE), targets=[targets.LambdaFunction(watch, retry_attempts=0)],
         )
-        oldest_running = _pagemill_metric("OldestRunningExecutionSeconds", "Maximum", PERIOD)
+        oldest_running = _pagemill_metric(metrics.OLDEST_RUNNING_EXECUTION_SECONDS, "Maximum", PERIOD)
         self.add_alarm(
             "ExecutionStuck", oldest_running, stuck_after.to_seconds(),
             f"pagemill: a document execution has been running for more than {stuck_after.to_minutes()} minutes",
@@ -118,6 +123,8 @@ class Monitoring(Construct):
         )
 
         self._dashboard(state_machine, functions, stuck_after)
+        for alarm in alarms:
+            self.add_alarm(alarm.id_, alarm.metric, alarm.threshold, alarm.description, below=alarm.below)
 
     def _dashboard(
         self, state_machine: sfn.StateMachine, functions: dict[str, lambda_.Function], stuck_after: Duration
@@ -136,27 +143,27 @@ class Monitoring(Construct):
             alarm_friendly_name="Throughput",
             metric_groups=[
                 monitoring.CustomMetricGroup(title="Documents per minute", metrics=[
-                    _pagemill_metric("DocumentsSucceeded", "Sum", minute, "succeeded"),
-                    _pagemill_metric("DocumentsFailed", "Sum", minute, "failed"),
+                    _pagemill_metric(metrics.DOCUMENTS_SUCCEEDED, "Sum", minute, "succeeded"),
+                    _pagemill_metric(metrics.DOCUMENTS_FAILED, "Sum", minute, "failed"),
                 ]),
                 monitoring.CustomMetricGroup(title="Pages and images per minute", metrics=[
-                    _pagemill_metric("PagesExtracted", "Sum", minute, "pages extracted"),
-                    _pagemill_metric("ImagesExtracted", "Sum", minute, "images extracted"),
-                    _pagemill_metric("ImagesEmbedded", "Sum", minute, "images embedded"),
-                    _pagemill_metric("ImagesCaptioned", "Sum", minute, "images captioned"),
+                    _pagemill_metric(metrics.PAGES_EXTRACTED, "Sum", minute, "pages extracted"),
+                    _pagemill_metric(metrics.IMAGES_EXTRACTED, "Sum", minute, "images extracted"),
+                    _pagemill_metric(metrics.IMAGES_EMBEDDED, "Sum", minute, "images embedded"),
+                    _pagemill_metric(metrics.IMAGES_CAPTIONED, "Sum", minute, "images captioned"),
                 ]),
                 monitoring.CustomMetricGroup(title="Failures by error class", metrics=[
                     monitoring.CustomMetricSearch(
-                        namespace=NAMESPACE, search_query='MetricName="DocumentsFailedByClass"',
-                        dimensions_map={**SERVICE, "ErrorClass": "*"}, statistic=monitoring.MetricStatistic.SUM,
-                        period=PERIOD, label="${PROP('Dim.ErrorClass')}",
+                        namespace=metrics.NAMESPACE, search_query=f'MetricName="{metrics.DOCUMENTS_FAILED_BY_CLASS}"',
+                        dimensions_map={**SERVICE, metrics.ERROR_CLASS_DIMENSION: "*"}, statistic=monitoring.MetricStatistic.SUM,
+                        period=PERIOD, label=f"${{PROP('Dim.{metrics.ERROR_CLASS_DIMENSION}')}}",
                     ),
                 ]),
                 monitoring.CustomMetricGroup(
                     title="Running executions",
                     metrics=[
-                        _pagemill_metric("RunningExecutions", "Maximum", PERIOD, "running"),
-                        _pagemill_metric("OldestRunningExecutionSeconds", "Maximum", PERIOD, "oldest (s)"),
+                        _pagemill_metric(metrics.RUNNING_EXECUTIONS, "Maximum", PERIOD, "running"),
+                        _pagemill_metric(metrics.OLDEST_RUNNING_EXECUTION_SECONDS, "Maximum", PERIOD, "oldest (s)"),
                     ],
                     horizontal_annotations=[cloudwatch.HorizontalAnnotation(
                         value=stuck_after.to_seconds(), label="stuck",
@@ -195,5 +202,5 @@ class Monitoring(Construct):
 
 def _pagemill_metric(name: str, statistic: str, period: Duration, label: str | None = None) -> cloudwatch.Metric:
     return cloudwatch.Metric(
-        namespace=NAMESPACE, metric_name=name, dimensions_map=SERVICE, statistic=statistic, period=period, label=label
+        namespace=metrics.NAMESPACE, metric_name=name, dimensions_map=SERVICE, statistic=statistic, period=period, label=label
     )

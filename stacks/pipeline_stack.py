@@ -1,5 +1,6 @@
-"""The pagemill stack: composes storage, network, database, functions, the GPU service and the state
-machine from one config."""
+"""The pagemill stack: composes storage, network, database, functions, the GPU service, the state
+machine and monitoring from one config, and wires them where they meet. Each construct owns its
+resources, grants and cdk-nag acceptances; none imports another's module but for its type."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from stacks.functions import PipelineFunctions
 from stacks.gpu import GpuEmbedding
 from stacks.migrations import SchemaMigrations
 from stacks.monitoring import Monitoring
-from stacks.nag import suppress_findings
 from stacks.network import Network
 from stacks.state_machine import DocumentStateMachine
 from stacks.storage import Storage
@@ -39,19 +39,13 @@ class PipelineStack(Stack):
         functions = PipelineFunctions(
             self, "Functions", bucket=storage.bucket, captions=captions, database=access, config=config
         )
-        migrations = SchemaMigrations(
+        SchemaMigrations(
             self, "Migrations", function=functions.migrate, log_retention=config.log_retention,
             after=[database, network] if database else [],
         )
         gpu = GpuEmbedding(self, "Gpu", bucket=storage.bucket, network=network, config=config)
         documents = DocumentStateMachine(
             self, "Documents", functions=functions, gpu=gpu, bucket=storage.bucket, config=config
-        )
-
-        monitoring = Monitoring(
-            self, "Monitoring", state_machine=documents.state_machine, dead_letter_queue=storage.dead_letter_queue,
-            alarm_email=config.alarm_email, watch=functions.watch,
-            stuck_after=Duration.minutes(config.stuck_after_minutes), functions=functions.by_name,
         )
 
         # The trigger starts executions; the upload rule invokes the trigger.
@@ -61,18 +55,14 @@ class PipelineStack(Stack):
         documents.state_machine.grant(functions.watch, "states:ListExecutions")
         storage.trigger_on_upload(functions.trigger)
         documents.settle_ended_executions(functions.settle, dead_letter_queue=storage.dead_letter_queue)
-        if database:
-            database.watch(monitoring)
 
-        self.storage = storage
-        self.network = network
-        self.database = database
-        self.migrations = migrations
-        self.captions = captions
-        self.monitoring = monitoring
-        self.functions = functions
-        self.gpu = gpu
-        self.documents = documents
+        monitoring = Monitoring(
+            self, "Monitoring", state_machine=documents.state_machine, dead_letter_queue=storage.dead_letter_queue,
+            alarm_email=config.alarm_email, watch=functions.watch,
+            stuck_after=Duration.minutes(config.stuck_after_minutes), functions=functions.by_name,
+            alarms=database.alarms() if database else (),
+        )
+
         CfnOutput(self, "BucketName", value=storage.bucket.bucket_name, description="Upload PDFs under uploads/")
         CfnOutput(self, "StateMachineArn", value=documents.state_machine.state_machine_arn)
         CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn, description="Alarms and failed documents")
@@ -81,4 +71,3 @@ class PipelineStack(Stack):
                       description="PostgreSQL for the functions (TLS; from inside the VPC)")
             CfnOutput(self, "DatabaseSecretArn", value=database.secret.secret_arn,
                       description="PostgreSQL username and password (rotated every 30 days)")
-        suppress_findings(self)

@@ -35,12 +35,15 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
+from cdk_nag import RegexAppliesTo
 from constructs import Construct
 
+from pagemill import keys
+from stacks import nag
 from stacks.config import GPU_TASK_TIMEOUT_SECONDS, PipelineConfig
+from stacks.events import execution_status_pattern
 from stacks.functions import PipelineFunctions
 from stacks.gpu import GpuEmbedding
-from stacks.storage import DOCUMENTS_PREFIX
 
 # pagemill's TransientError family (pagemill.errors, pagemill.clip.errors; the infrastructure
 # tests keep the two in step): a dependency was briefly unavailable, or a worker was stopped.
@@ -102,6 +105,21 @@ def _crash_retry() -> dict[str, Any]:
     }
 
 
+def _payload_fields(**kinds: type) -> dict[str, str]:
+    """A Lambda task's ResultSelector that keeps these fields of the function's result, each a
+    str, int or dict (a string, a number or an object in the state)."""
+    at = {str: sfn.JsonPath.string_at, int: sfn.JsonPath.number_at, dict: sfn.JsonPath.object_at}
+    return {name: at[kind](f"$.Payload.{name}") for name, kind in kinds.items()}
+
+
+def _document() -> sfn.TaskInput:
+    """The payload of a task that reads the document's batches: its id and its manifest's key."""
+    return sfn.TaskInput.from_object(
+        {"document_id": sfn.JsonPath.string_at("$.plan.document_id"),
+         "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key")}
+    )
+
+
 def _invoke(
     scope: Construct,
     name: str,
@@ -127,25 +145,6 @@ def _invoke(
     task.add_retry(**_transient_retry(transient_attempts))
     task.add_retry(**_crash_retry())
     return task
-
-
-def _planned_document() -> sfn.TaskInput:
-    """The input of the states that read a planned document (payloads.DocumentInput)."""
-    return sfn.TaskInput.from_object(
-        {
-            "document_id": sfn.JsonPath.string_at("$.plan.document_id"),
-            "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key"),
-        }
-    )
-
-
-def execution_status_pattern(state_machine: sfn.IStateMachine, *statuses: str) -> events.EventPattern:
-    """EventBridge's event for executions of ``state_machine`` ending in one of ``statuses``."""
-    return events.EventPattern(
-        source=["aws.states"],
-        detail_type=["Step Functions Execution Status Change"],
-        detail={"stateMachineArn": [state_machine.state_machine_arn], "status": list(statuses)},
-    )
 
 
 class DocumentStateMachine(Construct):
@@ -179,11 +178,34 @@ class DocumentStateMachine(Construct):
         )
         # ExtractPages' ItemReader reads the batch manifest that Plan wrote under documents/.
         self.state_machine.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{DOCUMENTS_PREFIX}*")])
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{keys.DOCUMENTS_PREFIX}*")])
         )
         # The GPU worker answers EmbedOnGpu's task token (SendTaskSuccess/Failure/Heartbeat on
         # this state machine; CDK runs the task and passes its roles itself).
         self.state_machine.grant_task_response(gpu.task_role)
+        self._accept_findings()
+
+    def _accept_findings(self) -> None:
+        machine = self.state_machine
+        nag.accept(
+            machine, "SF1",
+            "A Standard workflow: Step Functions keeps every execution's full event history (console, "
+            "GetExecutionHistory) for 90 days. CloudWatch gets the ERROR level with execution data, for "
+            "Logs Insights and alarms, not a paid second copy of every state transition.",
+        )
+        nag.accept(
+            machine, "IAM5",
+            "CDK's LambdaInvoke grant: each pipeline function and its versions and aliases (ARN:*), nothing else.",
+            *(f"Resource::<{nag.logical_id(function)}.Arn>:*" for function in self._functions.pipeline),
+        )
+        nag.accept(
+            machine, "IAM5",
+            "Distributed Map child executions are named by Step Functions at run time; the grant is limited to "
+            "this state machine's executions.",
+            RegexAppliesTo(regex=r"/^Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:.*$/"),
+        )
+        nag.accept_bucket_keys(machine, self._bucket)
+        nag.accept_wildcard_resource(machine)
 
     def settle_ended_executions(self, function: lambda_.IFunction, *, dead_letter_queue: sqs.IQueue) -> events.Rule:
         """An execution stopped or timed out as a whole ends without its Catch, so RecordFailure
@@ -229,13 +251,9 @@ class DocumentStateMachine(Construct):
             payload=sfn.TaskInput.from_object(
                 {"source": sfn.JsonPath.object_at("$.source"), "execution_arn": sfn.JsonPath.execution_id}
             ),
-            result_selector={
-                "document_id": sfn.JsonPath.string_at("$.Payload.document_id"),
-                "page_count": sfn.JsonPath.number_at("$.Payload.page_count"),
-                "batch_count": sfn.JsonPath.number_at("$.Payload.batch_count"),
-                "manifest_key": sfn.JsonPath.string_at("$.Payload.manifest_key"),
-                "duplicate": sfn.JsonPath.object_at("$.Payload.duplicate"),
-            },
+            result_selector=_payload_fields(
+                document_id=str, page_count=int, batch_count=int, manifest_key=str, duplicate=dict
+            ),
             result_path="$.plan",
         )
 
@@ -247,10 +265,7 @@ class DocumentStateMachine(Construct):
                 "ExtractBatch",
                 self._functions.extract_batch,
                 payload=sfn.TaskInput.from_json_path_at("$"),
-                result_selector={
-                    "result_key": sfn.JsonPath.string_at("$.Payload.result_key"),
-                    "pages": sfn.JsonPath.number_at("$.Payload.pages"),
-                },
+                result_selector=_payload_fields(result_key=str, pages=int),
             ),
             tolerated_failure_count=0,
         )
@@ -280,16 +295,14 @@ class DocumentStateMachine(Construct):
             self,
             "CollectImages",
             self._functions.collect_images,
-            payload=_planned_document(),
-            result_selector={
-                "image_count": sfn.JsonPath.number_at("$.Payload.image_count"),
-                "images_key": sfn.JsonPath.string_at("$.Payload.images_key"),
-                "embed_on": sfn.JsonPath.string_at("$.Payload.embed_on"),  # "none" | "lambda" | "gpu"
-                "caption_on": sfn.JsonPath.string_at("$.Payload.caption_on"),  # "none" | "map"
-                "caption_batches_key": sfn.JsonPath.string_at("$.Payload.caption_batches_key"),
-                "captions_prefix": sfn.JsonPath.string_at("$.Payload.captions_prefix"),
-                "understand_on": sfn.JsonPath.string_at("$.Payload.understand_on"),  # "none" | "lambda"
-            },
+            payload=_document(),
+            # embed_on: "none" | "lambda" | "gpu"
+            # caption_on: "none" | "map"
+            # understand_on: "none" | "lambda"
+            result_selector=_payload_fields(
+                image_count=int, images_key=str, embed_on=str, caption_on=str, caption_batches_key=str,
+                captions_prefix=str, understand_on=str,
+            ),
             result_path="$.images",
         )
 
@@ -329,13 +342,8 @@ class DocumentStateMachine(Construct):
             self,
             "EmbedChunks",
             function,
-            payload=_planned_document(),
-            result_selector={
-                "key": sfn.JsonPath.string_at("$.Payload.key"),
-                "model": sfn.JsonPath.string_at("$.Payload.model"),
-                "chunks": sfn.JsonPath.number_at("$.Payload.chunks"),
-                "error": sfn.JsonPath.string_at("$.Payload.error"),
-            },
+            payload=_document(),
+            result_selector=_payload_fields(key=str, model=str, chunks=int, error=str),
         )
         embed_chunks.add_catch(
             sfn.Pass(
@@ -365,10 +373,7 @@ class DocumentStateMachine(Construct):
                 "CaptionBatch",
                 self._functions.caption_batch,
                 payload=sfn.TaskInput.from_json_path_at("$"),
-                result_selector={
-                    "captioned": sfn.JsonPath.number_at("$.Payload.captioned"),
-                    "skipped": sfn.JsonPath.number_at("$.Payload.skipped"),
-                },
+                result_selector=_payload_fields(captioned=int, skipped=int),
             ),
             tolerated_failure_percentage=100,
         )
@@ -402,7 +407,7 @@ class DocumentStateMachine(Construct):
             self,
             "UnderstandDocument",
             self._functions.understand,
-            payload=_planned_document(),
+            payload=_document(),
             result_selector={
                 "key": sfn.JsonPath.string_at("$.Payload.understanding_key"),
                 "error": sfn.JsonPath.string_at(JSON_NULL),
@@ -451,10 +456,7 @@ class DocumentStateMachine(Construct):
                     "images_key": sfn.JsonPath.string_at("$.images.images_key"),
                 }
             ),
-            result_selector={
-                "index_key": sfn.JsonPath.string_at("$.Payload.index_key"),
-                "count": sfn.JsonPath.number_at("$.Payload.count"),
-            },
+            result_selector=_payload_fields(index_key=str, count=int),
         )
 
     def _embed_on_gpu(self) -> tasks.EcsRunTask:
@@ -467,8 +469,9 @@ class DocumentStateMachine(Construct):
             "TASK_TOKEN": sfn.JsonPath.task_token,
             "IMAGES_BUCKET": self._bucket.bucket_name,
             "IMAGES_KEY": sfn.JsonPath.string_at("$.images.images_key"),
+            # JsonPath.format puts the document id where keys.embeddings_prefix has "{}".
             "OUT_PREFIX": sfn.JsonPath.format(
-                f"{DOCUMENTS_PREFIX}{{}}/embeddings/", sfn.JsonPath.string_at("$.plan.document_id")
+                keys.embeddings_prefix("{}"), sfn.JsonPath.string_at("$.plan.document_id")
             ),
         }
         task = tasks.EcsRunTask(
@@ -539,11 +542,7 @@ class DocumentStateMachine(Construct):
                     "started_at": sfn.JsonPath.execution_start_time,
                 }
             ),
-            result_selector={
-                "pages": sfn.JsonPath.number_at("$.Payload.pages"),
-                "chunks": sfn.JsonPath.number_at("$.Payload.chunks"),
-                "images": sfn.JsonPath.number_at("$.Payload.images"),
-            },
+            result_selector=_payload_fields(pages=int, chunks=int, images=int),
             result_path="$.written",
         )
 
@@ -555,10 +554,7 @@ class DocumentStateMachine(Construct):
             payload=sfn.TaskInput.from_object(
                 {"state": sfn.JsonPath.entire_payload, "execution_arn": sfn.JsonPath.execution_id}
             ),
-            result_selector={
-                "error": sfn.JsonPath.string_at("$.Payload.error"),
-                "reason": sfn.JsonPath.string_at("$.Payload.reason"),
-            },
+            result_selector=_payload_fields(error=str, reason=str),
             result_path="$.recorded",
             transient_attempts=RECORD_FAILURE_ATTEMPTS,
         )

@@ -12,8 +12,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-UPLOADS_PREFIX = "uploads/"
-DOCUMENTS_PREFIX = "documents/"
+from pagemill.keys import UPLOADS_PREFIX
+from stacks import nag
+
 # EventBridge wildcards are case-sensitive: accept the two spellings people actually use.
 UPLOAD_KEY_PATTERNS = (f"{UPLOADS_PREFIX}*.pdf", f"{UPLOADS_PREFIX}*.PDF")
 
@@ -55,6 +56,15 @@ class Storage(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=Duration.days(14),
+        )
+        nag.accept(
+            self.bucket, "S1",
+            "Object access is by the pipeline's own roles; an access-log bucket would be a second bucket, and the "
+            "local engine deploys the template's single bucket. Audit object access with CloudTrail S3 data events.",
+        )
+        nag.accept(
+            self.dead_letter_queue, "SQS3",
+            "This queue is the dead-letter queue (of the upload rule's target and the trigger's async invocations).",
         )
 
     def trigger_on_upload(self, function: lambda_.IFunction) -> events.Rule:

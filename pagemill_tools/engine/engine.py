@@ -32,7 +32,7 @@ from pagemill.records import SourceObject
 from pagemill_tools.clip_testmodel import ensure_test_model
 from pagemill_tools.engine.containers import INTERPRETER_FIXES, LocalContainers
 from pagemill_tools.engine.lambda_runtime import LambdaRuntime
-from pagemill_tools.engine.runbook import WRITE_EVERY_S, RunBook
+from pagemill_tools.engine.runbook import WRITE_EVERY_S, DocumentRun, RunBook
 from pagemill_tools.engine.synth import PROJECT_ROOT, synthesize
 from pagemill_tools.engine.template import REGION, LocalDeployment, load_deployment
 from pagemill_tools.operate.progress import document_progress, read_history
@@ -41,21 +41,6 @@ log = logging.getLogger(__name__)
 
 _TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 _CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
-
-
-@dataclass
-class DocumentRun:
-    """One input file's journey through the local pipeline."""
-
-    path: Path
-    source: SourceObject
-    document_id: str
-    execution_arn: str
-    page_count: int | None = None
-    pages_done: int = 0
-    status: str = "RUNNING"  # the execution's status
-    started_at: float = field(default_factory=time.monotonic)
-    seconds: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,15 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from pagemill.db.connect import connect
 from pagemill.errors import DatabaseUnavailable
+from pagemill.records import SourceObject
 from pagemill_tools.engine import local_runs
 from pagemill_tools.operate.progress import current_state, read_history
-
-if TYPE_CHECKING:
-    from pagemill_tools.engine.engine import DocumentRun
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,21 @@ WRITE_EVERY_S = 1.0
 # After the database failed, bookkeeping waits this long before trying again.
 RETRY_AFTER_S = 5.0
 _FAILED = object()
+
+
+@dataclass
+class DocumentRun:
+    """One input file's journey through the local pipeline."""
+
+    path: Path
+    source: SourceObject
+    document_id: str
+    execution_arn: str
+    page_count: int | None = None
+    pages_done: int = 0
+    status: str = "RUNNING"  # the execution's status
+    started_at: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
 
 
 class RunBook:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -32,3 +33,49 @@ class Context:
 
     def try_get_context(self, key: str) -> Any:
         return self.values.get(key)
+
+
+def states_of(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every state, including those inside a Map's ItemProcessor and a Parallel's branches."""
+    for name, state in states.items():
+        yield name, state
+        if "ItemProcessor" in state:
+            yield from states_of(state["ItemProcessor"]["States"])
+        for branch in state.get("Branches", []):
+            yield from states_of(branch["States"])
+
+
+def tasks_of(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in states_of(definition["States"]) if s["Type"] == "Task"}
+
+
+def pagemill_functions(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """pagemill's own functions (not CDK's custom-resource provider), by their source metadata."""
+    return {
+        k: v for k, v in of_type(resources, "AWS::Lambda::Function").items() if "pagemill:source" in v["Metadata"]
+    }
+
+
+def function_with(resources: dict[str, Any], handler: str) -> dict[str, Any]:
+    matches = [
+        r for r in of_type(resources, "AWS::Lambda::Function").values() if r["Properties"]["Handler"] == handler
+    ]
+    assert len(matches) == 1, f"expected one function with handler {handler}, found {len(matches)}"
+    return matches[0]
+
+
+def actions_of(statement: dict[str, Any]) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else actions
+
+
+def object_suffixes(statement: dict[str, Any]) -> list[str]:
+    """The object part of each bucket-ARN Fn::Join in a statement's Resource."""
+    targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    return [t["Fn::Join"][1][-1] for t in targets if isinstance(t, dict) and "Fn::Join" in t]
+
+
+def the_one(resources: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The properties of the one resource of ``kind``."""
+    (resource,) = of_type(resources, kind).values()
+    return resource["Properties"]

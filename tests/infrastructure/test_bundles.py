@@ -104,7 +104,7 @@ def lambda_runtime() -> Path:
 
 @pytest.fixture(scope="session")
 def bundles() -> Callable[[str], Path]:
-    from stacks.functions import LocalPythonBundler
+    from stacks.bundling import LocalPythonBundler
 
     def bundle(source: str) -> Path:
         bundler = LocalPythonBundler(ROOT / source, PYTHON)
@@ -144,7 +144,7 @@ def test_bundle_imports_its_handlers_with_nothing_but_the_bundle(
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_bundle_fits_lambda(source: str, bundles: Callable[[str], Path]) -> None:
-    from stacks.functions import LAMBDA_UNZIPPED_LIMIT_BYTES
+    from stacks.bundling import LAMBDA_UNZIPPED_LIMIT_BYTES
 
     bundle = bundles(source)
     size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file() and not p.is_symlink())
@@ -176,6 +176,18 @@ def _imported_by_our_code(handler_dir: Path) -> set[str]:
     return found
 
 
+def _top_level(dist: metadata.Distribution) -> set[str]:
+    """The importable top-level names a distribution installs."""
+    return {Path(f).parts[0].removesuffix(".py") for f in dist.files or () if ".dist-info" not in Path(f).parts[0]}
+
+
+def _installed_and_imported(bundle: Path, source: str) -> tuple[dict[str, metadata.Distribution], set[str]]:
+    """The bundle's distributions by normalized name, and those the handler's code imports."""
+    distributions = {_normalized(d.metadata["Name"]): d for d in metadata.distributions(path=[str(bundle)])}
+    imports = _imported_by_our_code(ROOT / source)
+    return distributions, {name for name, dist in distributions.items() if _top_level(dist) & imports}
+
+
 def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -187,13 +199,7 @@ def _requirement_names(text: str) -> list[str]:
 @pytest.mark.parametrize("source", SOURCES)
 def test_bundle_holds_only_what_its_handler_imports(source: str, bundles: Callable[[str], Path]) -> None:
     bundle = bundles(source)
-    distributions = {_normalized(d.metadata["Name"]): d for d in metadata.distributions(path=[str(bundle)])}
-    imports = _imported_by_our_code(ROOT / source)
-
-    def top_level(dist: metadata.Distribution) -> set[str]:
-        return {Path(f).parts[0].removesuffix(".py") for f in dist.files or () if ".dist-info" not in Path(f).parts[0]}
-
-    imported = {name for name, dist in distributions.items() if top_level(dist) & imports}
+    distributions, imported = _installed_and_imported(bundle, source)
     required_by_imported = {
         _normalized(re.match(r"[A-Za-z0-9._-]+", r)[0]) for name in imported for r in distributions[name].requires or ()
     }
@@ -204,3 +210,46 @@ def test_bundle_holds_only_what_its_handler_imports(source: str, bundles: Callab
     # And the big packages of other stages stay out
     present = {entry.name for entry in bundle.iterdir()} & ABSENT.get(source, set())
     assert not present, f"{source}'s bundle holds {sorted(present)}, which its handler never imports"
+
+
+# What only the developer harness uses: a module importing any of these must never be deployed.
+HARNESS_IMPORTS = {"moto", "typer", "rich", "aws_cdk", "pytest", "pagemill_tools"}
+
+
+def _imports_of(path: Path) -> set[str]:
+    """Top-level names ``path`` imports, anywhere in it (under TYPE_CHECKING and in functions too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_bundle_holds_no_harness_module(source: str, bundles: Callable[[str], Path]) -> None:
+    # GIVEN the bundle's own code: the handler modules and the library beside them
+    bundle = bundles(source)
+    ours = [*bundle.glob("*.py"), *(bundle / "pagemill").rglob("*.py")]
+    assert ours and not (bundle / "pagemill_tools").exists()
+    # THEN none of it imports the harness (the local engine, the CLI, CDK, test tools)
+    harness = {str(p.relative_to(bundle)): sorted(_imports_of(p) & HARNESS_IMPORTS) for p in ours}
+    assert not {k: v for k, v in harness.items() if v}, f"{source}'s bundle carries harness modules"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_package_in_a_bundle_is_one_its_handler_needs(source: str, bundles: Callable[[str], Path]) -> None:
+    # GIVEN the distributions pip installed into the bundle
+    distributions, needed = _installed_and_imported(bundles(source), source)
+    # WHEN we follow what the handler's code imports, and what those packages require, transitively
+    pending = list(needed)
+    while pending:
+        for requirement in distributions[pending.pop()].requires or ():
+            name = _normalized(re.match(r"[A-Za-z0-9._-]+", requirement)[0])
+            if name in distributions and name not in needed:
+                needed.add(name)
+                pending.append(name)
+    # THEN nothing else is in the bundle
+    assert set(distributions) <= needed, f"{source}'s bundle holds {sorted(set(distributions) - needed)} unneeded"
+

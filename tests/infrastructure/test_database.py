@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from pagemill.db import connect
+from tests.infrastructure.conftest import BYO_SECRET, construct_template
 from tests.infrastructure.queries import Context, as_list, of_type, role_statements
 
 pytestmark = pytest.mark.xdist_group("infrastructure")
 
 DATABASE_HANDLERS = {"handler.plan", "handler.write", "handler.record_failure", "handler.settle", "handler.on_event"}
-BYO_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pagemill/db-AbCdEf"
 
 
 def _one(resources: dict[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
@@ -340,10 +340,19 @@ def test_bring_your_own_database_creates_none_and_still_migrates(
                 if a["Properties"].get("Namespace") == "AWS/RDS"]
 
 
-def test_database_settings_reach_the_stack(synthesize: Callable[..., Any], tmp_path: Path) -> None:
-    # GIVEN other settings, as `cdk deploy -c key=value` passes them (strings)
-    resources = synthesize(
-        tmp_path, database_instance_class="r7g.large", database_storage_gib="50", database_max_storage_gib="400",
+def test_database_settings_reach_the_stack(tmp_path: Path) -> None:
+    from stacks.database import Database
+    from stacks.network import Network
+
+    built: list[Database] = []
+
+    def database_part(stack: Any, config: Any) -> None:
+        network = Network(stack, "Network", isolated_subnets=True, log_retention=config.log_retention)
+        built.append(Database(stack, "Database", network=network, config=config))
+
+    # GIVEN other settings, as `cdk deploy -c key=value` passes them (strings), for the database alone
+    resources = construct_template(
+        tmp_path, database_part, database_instance_class="r7g.large", database_storage_gib="50", database_max_storage_gib="400",
         database_max_connections="1000", database_multi_az="true", database_backup_days="14",
         database_deletion_protection="false",
     ).to_json()["Resources"]
@@ -357,11 +366,9 @@ def test_database_settings_reach_the_stack(synthesize: Callable[..., Any], tmp_p
     assert instance["DeletionPolicy"] == "Snapshot"  # a final snapshot either way
     _, parameters = _one(resources, "AWS::RDS::DBParameterGroup")
     assert parameters["Properties"]["Parameters"]["max_connections"] == "1000"
-    connections = next(
-        a["Properties"] for a in of_type(resources, "AWS::CloudWatch::Alarm").values()
-        if a["Properties"].get("MetricName") == "DatabaseConnections"
-    )
-    assert connections["Threshold"] == 720  # 90 % of 80 % of 1000
+    # AND the connections alarm it asks Monitoring for (which pages the topic: above) follows
+    (connections,) = [a for a in built[0].alarms() if a.id_ == "DatabaseConnections"]
+    assert connections.threshold == 720  # 90 % of 80 % of 1000
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,122 @@
+"""How a function's code is packaged, locally and without Docker.
+
+Each function's asset is its handler folder (``lambdas/<stage>``): pip installs the folder's
+requirements.txt for Lambda's platform (x86_64, CPython 3.12) and the handler modules plus the
+``pagemill`` package are copied beside them. The library is copied as files; the stack never
+imports it beyond its pure contract modules (settings, keys, metrics, errors).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import aws_lambda as lambda_
+
+from stacks.paths import LIBRARY_DIR, REPO_ROOT
+
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+LAMBDA_PYTHON = RUNTIME.name.removeprefix("python")  # the CPython version the bundles' wheels are for
+# PyMuPDF, onnxruntime and numpy publish x86_64 manylinux wheels that fit Lambda; no arm64 here.
+ARCHITECTURE = lambda_.Architecture.X86_64
+# Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34): any of these wheel tags load there.
+PIP_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64", "manylinux_2_34_x86_64")
+# Required by the BundlingOptions API only: local bundling always succeeds or raises, so Docker is never run.
+BUNDLING_IMAGE = DockerImage.from_registry("public.ecr.aws/sam/build-python3.12")
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+# Removed from a bundle after pip: what Lambda's Python runtime already provides (boto3 and its
+# dependencies, the serverless-python-requirements "noDeploy" list), console scripts, test
+# suites, C headers, and onnxruntime's C-API library (the Python binding does not load it).
+# Without this the extract bundle is about 300 MB, over Lambda's 250 MB.
+PRUNED = (
+    "boto3", "boto3-*.dist-info", "botocore", "botocore-*.dist-info", "s3transfer", "s3transfer-*.dist-info",
+    "jmespath", "jmespath-*.dist-info", "urllib3", "urllib3-*.dist-info", "dateutil", "python_dateutil-*.dist-info",
+    "six.py", "six-*.dist-info", "bin", "**/tests", "pymupdf/mupdf-devel", "onnxruntime/capi/libonnxruntime.so.*",
+)
+LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
+
+
+def _pip_command(requirements: Path, target: str, python_version: str) -> list[str]:
+    platforms = [arg for platform in PIP_PLATFORMS for arg in ("--platform", platform)]
+    return [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+        "--requirement", str(requirements), *platforms, "--only-binary=:all:", "--python-version", python_version,
+        "--implementation", "cp", "--target", target,
+    ]
+
+
+@jsii.implements(ILocalBundling)
+class LocalPythonBundler:
+    """Builds a function's deployment folder on this machine: platform wheels + handler + library.
+
+    ``python_version`` is Lambda's CPython; another version builds the same bundle for that
+    interpreter (the bundle tests import it on this machine's Python)."""
+
+    def __init__(self, source: Path, python_version: str = LAMBDA_PYTHON) -> None:
+        self.source = source
+        self.python_version = python_version
+
+    def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
+        self.bundle(Path(output_dir))
+        return True
+
+    def bundle(self, out: Path) -> int:
+        """Build the bundle into ``out``; returns its unzipped size in bytes."""
+        requirements = self.source / "requirements.txt"
+        command = _pip_command(requirements, str(out), self.python_version)
+        proc = subprocess.run(command, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"bundling {self.source.relative_to(REPO_ROOT)} failed: pip exited with {proc.returncode}\n"
+                f"{proc.stderr[-3000:]}"
+            )
+        _prune(out)
+        for module in sorted(self.source.glob("*.py")):
+            shutil.copy2(module, out / module.name)
+        shutil.copytree(REPO_ROOT / LIBRARY_DIR, out / LIBRARY_DIR, ignore=_IGNORED, dirs_exist_ok=True)
+        size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and not p.is_symlink())
+        if size > LAMBDA_UNZIPPED_LIMIT_BYTES:
+            raise RuntimeError(
+                f"the bundle of {self.source.relative_to(REPO_ROOT)} is {size / 2**20:.0f} MiB unzipped, over "
+                f"Lambda's {LAMBDA_UNZIPPED_LIMIT_BYTES / 2**20:.0f} MiB: trim {self.source.name}/requirements.txt"
+            )
+        return size
+
+    def content_hash(self) -> str:
+        """Everything that goes into the bundle: the handler folder, the library and the pip recipe.
+        CDK re-bundles exactly when this changes (the default would hash the handler folder alone
+        and miss changes to the library)."""
+        recipe = _pip_command(Path("requirements.txt"), "out", self.python_version)[3:]
+        digest = hashlib.sha256(" ".join([*recipe, *PRUNED]).encode())
+        for root in (self.source, REPO_ROOT / LIBRARY_DIR):
+            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                if "__pycache__" in path.parts or path.suffix == ".pyc":
+                    continue
+                digest.update(str(path.relative_to(REPO_ROOT)).encode())
+                digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+
+def _prune(bundle: Path) -> None:
+    for pattern in PRUNED:
+        for path in sorted(bundle.glob(pattern), reverse=True):  # deepest first
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+
+
+def bundled_code(source: str) -> lambda_.Code:
+    """The asset of the handler folder ``source`` (relative to the repository root)."""
+    bundler = LocalPythonBundler(REPO_ROOT / source)
+    return lambda_.Code.from_asset(
+        str(bundler.source),
+        asset_hash_type=AssetHashType.CUSTOM,
+        asset_hash=bundler.content_hash(),
+        bundling=BundlingOptions(image=BUNDLING_IMAGE, local=bundler),
+    )
