@@ -64,3 +64,21 @@ def understanding_key(document_id: str) -> str:
 def chunk_vectors_key(document_id: str) -> str:
     """EmbedChunks' output: every chunk's text vector, in document chunk order (np.save format)."""
     return f"{document_prefix(document_id)}chunk-vectors.npy"
+
+
+def warnings_prefix(document_id: str) -> str:
+    return f"{document_prefix(document_id)}warnings/"
+
+
+def warnings_key(document_id: str, source: str) -> str:
+    """What the stage ``source`` (e.g. "embed", "speech") reports missing: pagemill.pipeline.warnings."""
+    return f"{warnings_prefix(document_id)}{source}.json"
+
+
+def timings_prefix(document_id: str) -> str:
+    return f"{document_prefix(document_id)}timings/"
+
+
+def timing_key(document_id: str, state: str, item: str | None = None) -> str:
+    """When one run of ``state`` (one map ``item`` of it) started and ended: pagemill.pipeline.timings."""
+    return f"{timings_prefix(document_id)}{state}{f'-{item}' if item is not None else ''}.json"

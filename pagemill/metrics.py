@@ -20,6 +20,7 @@ PRODUCTS_FOUND = "ProductsFound"
 MODEL_INPUT_TOKENS = "ModelInputTokens"
 MODEL_OUTPUT_TOKENS = "ModelOutputTokens"
 DOCUMENTS_SUCCEEDED = "DocumentsSucceeded"
+DOCUMENTS_PARTIAL = "DocumentsPartial"  # finished with warnings: something expected is missing
 DOCUMENTS_FAILED = "DocumentsFailed"
 DOCUMENTS_FAILED_BY_CLASS = "DocumentsFailedByClass"
 RUNNING_EXECUTIONS = "RunningExecutions"

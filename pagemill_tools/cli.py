@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -64,7 +64,11 @@ def run(
         bool, typer.Option("--no-captions", help="Do not caption images or read documents with the model.")
     ] = False,
 ) -> None:
-    """Run each PDF through the full state machine, locally."""
+    """Run each PDF through the full state machine, locally.
+
+    Exit code: 0 every document succeeded; 3 none failed but some are partial (finished, something
+    missing: see their warnings); 1 any failed or was cancelled; 130 interrupted (Ctrl-C, SIGTERM:
+    its documents are cancelled; a second Ctrl-C exits at once); 2 no such input."""
     from pagemill_tools.engine.run import expand_inputs
 
     try:
@@ -81,7 +85,36 @@ def run(
 
 def _run_files(files: list[Path], *, as_json: bool, out_dir: Path, url: str, workers: int, no_captions: bool) -> int:
     """Run files through the local engine with progress bars and print the results; the exit
-    code: 0 only if every document succeeded."""
+    code as `pagemill run --help` says."""
+    from pagemill_tools import exit_codes
+    from pagemill_tools.engine.interrupt import stop_on_signals
+
+    try:
+        with stop_on_signals() as stop:
+            results = _run_with_progress(files, as_json=as_json, out_dir=out_dir, url=url, workers=workers,
+                                         no_captions=no_captions, stop=stop)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/yellow]")
+        _exit_now(exit_codes.INTERRUPTED)
+    if stop.reason:
+        err.print(f"[yellow]{stop.reason}: documents still running were cancelled; "
+                  "`pagemill redrive DOC` runs one again[/yellow]", highlight=False)
+        _exit_now(exit_codes.INTERRUPTED)
+    return exit_codes.for_statuses(r.status for r in results)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit without the interpreter's teardown: the engine, its workers and the database work are
+    already closed, and tearing down moto's backends and the native libraries takes seconds on a
+    busy machine, which a person who pressed Ctrl-C should not wait for."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run_with_progress(
+    files: list[Path], *, as_json: bool, out_dir: Path, url: str, workers: int, no_captions: bool, stop: Any
+) -> list:
     from pagemill_tools.engine.engine import EngineOptions, caption_environment
     from pagemill_tools.engine.run import run_documents
 
@@ -102,38 +135,40 @@ def _run_files(files: list[Path], *, as_json: bool, out_dir: Path, url: str, wor
                 tasks[r.execution_arn], total=r.page_count, completed=r.pages_done, state=r.status.lower()
             )
 
-        results = run_documents(files, options, out_dir=out_dir, on_progress=update, on_submitted=submitted)
+        results = run_documents(files, options, out_dir=out_dir, on_progress=update, on_submitted=submitted, stop=stop)
     if as_json:
         out.print_json(json.dumps([r.public() for r in results]))
     else:
         _summary(results, url, out_dir, caption_note)
-    return 0 if all(r.status == "succeeded" for r in results) else 1
-
-
-_STATES = ("Plan", "ExtractPages", "Enrich", "Write", "RecordFailure")
+    return results
 
 
 def _summary(results: list, url: str, out_dir: Path, caption_note: str | None) -> None:
-    states = [s for s in _STATES if any(s in r.state_seconds for r in results)]
+    # Seconds per state, as documents.timings records them (in the pipeline's order).
+    by_doc = [r.timings.get("states", {}) for r in results]
+    states = list(dict.fromkeys(s for seconds in by_doc for s in seconds))
     table = Table(title="pagemill run")
     table.add_column("document", no_wrap=True)
     table.add_column("status", no_wrap=True)
     for column in ("pages", "chunks", "images", "seconds", *(f"{s} s" for s in states)):
         table.add_column(column, justify="right")
-    for r in results:
+    for r, seconds in zip(results, by_doc):
         status = _styled(r.status)
         if r.duplicate:
             status += " (duplicate)"
         table.add_row(
             Path(r.source).name, status, str(r.pages), str(r.chunks), str(r.images), f"{r.seconds:.1f}",
-            *(f"{r.state_seconds[s]:.1f}" if s in r.state_seconds else "" for s in states),
+            *(f"{seconds[s]:.1f}" if s in seconds else "" for s in states),
         )
     out.print(table)
     for r in results:
+        name = Path(r.source).name
         if r.error:
-            out.print(f"[red]{Path(r.source).name}[/red]: {r.error}")
+            out.print(f"[red]{name}[/red]: {r.error}")
         elif r.out:
-            out.print(f"{Path(r.source).name}: {r.out}/", highlight=False)
+            out.print(f"{name}: {r.out}/", highlight=False)
+        for warning in r.warnings:
+            out.print(f"[magenta]{name}[/magenta]: {_warning_line(warning)}")
     if caption_note:
         out.print(caption_note, highlight=False)
     out.print(f'database: psql "{url}"', highlight=False, soft_wrap=True)
@@ -305,7 +340,10 @@ def demo(
 # --- operate: status, cancel, redrive ------------------------------------------------------
 
 _T = TypeVar("_T")
-_STYLES = {"succeeded": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
+_STYLES = {
+    "succeeded": "green", "partial": "magenta", "failed": "red", "cancelled": "yellow", "interrupted": "yellow",
+    "running": "cyan",
+}
 
 DocOption = Annotated[
     str, typer.Argument(help="A document id, a PDF that was run, an execution ARN or name, or (--aws) an upload key.")
@@ -391,8 +429,8 @@ def status(
     region: RegionOption = None,
     database_url: AwsDatabaseOption = None,
 ) -> None:
-    """A document's state, progress (pages done/total), current state and error; or the most recent ones.
-    Exit code 1 when the document failed, was cancelled or is not found."""
+    """A document's state, progress (pages done/total), current state, error and warnings; or the most
+    recent ones. Exit code 0 running or succeeded, 3 partial, 1 failed, cancelled, interrupted or not found."""
     from pagemill_tools.operate import aws as on_aws
     from pagemill_tools.operate import local
 
@@ -466,8 +504,10 @@ def redrive(
     workers: Annotated[int, typer.Option(help="Locally: Lambda worker processes.")] = os.cpu_count() or 2,
     no_captions: Annotated[bool, typer.Option("--no-captions")] = False,
 ) -> None:
-    """Run a failed or cancelled document again. On AWS: RedriveExecution where it resumes the work,
-    else a new execution of the same upload (`<name>-r<N>`). Locally: the file it came from, through the engine."""
+    """Run a failed, cancelled, interrupted or partial document again. On AWS: RedriveExecution where it
+    resumes the work, else a new execution of the same upload (`<name>-r<N>`). Locally: the file it came
+    from, through the engine; a partial document's rows are replaced (none duplicated) and what was
+    missing (captions, understanding) is made where it can be now. Exit codes locally: as `pagemill run`."""
     from pagemill_tools.operate import aws as on_aws
     from pagemill_tools.operate import local
 
@@ -488,12 +528,17 @@ def redrive(
     _operate(act)
 
 
+def _warning_line(warning: dict[str, Any]) -> str:
+    return f"{warning['code']}: {warning['message']}"
+
+
 def _show_status(s: DocumentStatus, as_json: bool) -> int:
     from pagemill.records import dump
+    from pagemill_tools import exit_codes
 
     if as_json:
         out.print_json(json.dumps(dump(s)))
-        return 0 if s.healthy else 1
+        return exit_codes.for_statuses([s.status])
     table = Table(show_header=False, title=f"document {s.document_id or s.execution_arn}")
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
@@ -508,13 +553,14 @@ def _show_status(s: DocumentStatus, as_json: bool) -> int:
         "started": f"{s.started_at:%Y-%m-%d %H:%M:%S %Z}" if s.started_at else None,
         "updated": f"{s.updated_at:%Y-%m-%d %H:%M:%S %Z}" if s.updated_at else None,
     }
+    rows["warnings"] = "\n".join(_warning_line(w) for w in s.warnings)
     for name, value in rows.items():
         if value:
             table.add_row(name, value)
     out.print(table)
     if s.note:
         out.print(s.note, highlight=False)
-    return 0 if s.healthy else 1
+    return exit_codes.for_statuses([s.status])
 
 
 def _show_list(listing: StatusList, as_json: bool) -> int:
@@ -524,13 +570,14 @@ def _show_list(listing: StatusList, as_json: bool) -> int:
         out.print_json(json.dumps(dump(listing)))
         return 0
     table = Table(title="pagemill status (" + ", ".join(f"{n} {k}" for k, n in sorted(listing.counts.items())) + ")")
-    for column in ("document / execution", "status", "progress", "state", "updated", "error"):
+    for column in ("document / execution", "status", "progress", "state", "updated", "error / warnings"):
         table.add_column(column)
     for s in listing.items:
         when = s.updated_at or s.started_at
+        problem = f"{s.error_class}: {s.error}" if s.error_class else ", ".join(w["code"] for w in s.warnings)
         table.add_row(
             s.document_id or s.execution_arn.rsplit(":", 1)[-1], _styled(s.status), _progress(s), s.current_state or "",
-            f"{when:%Y-%m-%d %H:%M:%S}" if when else "", f"{s.error_class}: {s.error}" if s.error_class else "",
+            f"{when:%Y-%m-%d %H:%M:%S}" if when else "", problem,
         )
     out.print(table)
     return 0

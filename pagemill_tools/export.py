@@ -1,5 +1,6 @@
 """Export a processed document from PostgreSQL (and its images from S3) to a folder a person can
-open: page markdown, the images, the chunks and the document row."""
+open: page markdown, the images, the chunks and the document row (document.json: its status, the
+warnings of a partial document, its timings)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def export_document(conn: Any, s3: Any, bucket: str, document_id: str, out_root:
     with conn.cursor() as cur:
         cur.execute(
             "select id, sha256, size_bytes, page_count, status, error_class, error, failed_state, "
-            "execution_arn, timings, stats from documents where id = %s",
+            "execution_arn, warnings, timings, stats from documents where id = %s",
             (document_id,),
         )
         row = cur.fetchone()

@@ -146,6 +146,10 @@ class PipelineFunctions(Construct):
             captions.grant_api_key(function)
             if config.caption_provider == "bedrock":
                 _grant_bedrock_invoke(function)
+        # Every timed stage records its timings (pagemill.pipeline.timings); Plan and ExtractBatch
+        # may put anywhere under documents/ already.
+        for function in (self.collect_images, self.embed, self.caption_batch, self.understand):
+            bucket.grant_put(function, keys.timings_prefix(ANY) + ANY)
         bucket.grant_read(self.write, documents)
         bucket.grant_read(self.record_failure, uploads)
         self._accept_findings(bucket)

@@ -32,7 +32,7 @@ from constructs import Construct
 
 from pagemill import metrics
 from stacks.alarms import AlarmSpec
-from stacks.events import execution_status_pattern
+from stacks.events import PARTIAL_OUTPUT, execution_status_pattern
 
 # A function whose p99 duration passes this share of its timeout is about to start timing out.
 DURATION_ALARM_SHARE = 0.8
@@ -121,6 +121,19 @@ class Monitoring(Construct):
             event_pattern=execution_status_pattern(state_machine, "FAILED", "TIMED_OUT", "ABORTED"),
             targets=[targets.SnsTopic(self.topic)],
         )
+        # And every partial one: the execution succeeded, Write said partial (its warnings' codes
+        # are in the output; `pagemill status --aws` shows them, the row holds the messages).
+        events.Rule(
+            self,
+            "DocumentPartial",
+            description="A document finished partial: something expected is missing (see its warnings)",
+            event_pattern=execution_status_pattern(state_machine, "SUCCEEDED", output_wildcards=PARTIAL_OUTPUT),
+            targets=[targets.SnsTopic(self.topic)],
+        )
+        self.add_alarm(
+            "DocumentsPartial", _pagemill_metric(metrics.DOCUMENTS_PARTIAL, "Sum", PERIOD), 1,
+            "pagemill: documents finished partial (content, captions or understanding missing: see their warnings)",
+        )
 
         self._dashboard(state_machine, functions, stuck_after)
         for alarm in alarms:
@@ -144,6 +157,7 @@ class Monitoring(Construct):
             metric_groups=[
                 monitoring.CustomMetricGroup(title="Documents per minute", metrics=[
                     _pagemill_metric(metrics.DOCUMENTS_SUCCEEDED, "Sum", minute, "succeeded"),
+                    _pagemill_metric(metrics.DOCUMENTS_PARTIAL, "Sum", minute, "partial"),
                     _pagemill_metric(metrics.DOCUMENTS_FAILED, "Sum", minute, "failed"),
                 ]),
                 monitoring.CustomMetricGroup(title="Pages and images per minute", metrics=[

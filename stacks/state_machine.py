@@ -107,8 +107,9 @@ def _crash_retry() -> dict[str, Any]:
 
 def _payload_fields(**kinds: type) -> dict[str, str]:
     """A Lambda task's ResultSelector that keeps these fields of the function's result, each a
-    str, int or dict (a string, a number or an object in the state)."""
-    at = {str: sfn.JsonPath.string_at, int: sfn.JsonPath.number_at, dict: sfn.JsonPath.object_at}
+    str, int, dict or list (a string, a number, an object or an array in the state)."""
+    at = {str: sfn.JsonPath.string_at, int: sfn.JsonPath.number_at, dict: sfn.JsonPath.object_at,
+          list: sfn.JsonPath.list_at}
     return {name: at[kind](f"$.Payload.{name}") for name, kind in kinds.items()}
 
 
@@ -542,7 +543,9 @@ class DocumentStateMachine(Construct):
                     "started_at": sfn.JsonPath.execution_start_time,
                 }
             ),
-            result_selector=_payload_fields(pages=int, chunks=int, images=int),
+            # status: succeeded or partial, and the warnings' codes (their messages are in the row):
+            # `pagemill status --aws` and the DocumentPartial rule read them.
+            result_selector=_payload_fields(pages=int, chunks=int, images=int, status=str, warnings=list),
             result_path="$.written",
         )
 

@@ -22,12 +22,13 @@ _RESERVE_SECONDS = 15.0
 _TOKENS = {m.MODEL_INPUT_TOKENS: "input_tokens", m.MODEL_OUTPUT_TOKENS: "output_tokens"}
 
 
-@lambda_handler(CaptionBatchInput, counts={m.IMAGES_CAPTIONED: "captioned", m.CAPTIONS_SKIPPED: "skipped", **_TOKENS})
+@lambda_handler(CaptionBatchInput, counts={m.IMAGES_CAPTIONED: "captioned", m.CAPTIONS_SKIPPED: "skipped", **_TOKENS},
+                state="Captions")
 def caption_batch(payload: CaptionBatchInput, context: LambdaContext) -> dict[str, Any]:
     return _with_model(payload, context, captioning.caption_batch, captioning.skip_batch)
 
 
-@lambda_handler(DocumentInput, counts={m.PRODUCTS_FOUND: "products", **_TOKENS})
+@lambda_handler(DocumentInput, counts={m.PRODUCTS_FOUND: "products", **_TOKENS}, state="Understand")
 def understand(payload: DocumentInput, context: LambdaContext) -> dict[str, Any]:
     return _with_model(payload, context, understanding.understand, understanding.skip_understanding)
 

@@ -17,12 +17,12 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
-@lambda_handler(DocumentInput, counts={m.IMAGES_COLLECTED: "image_count"})
+@lambda_handler(DocumentInput, counts={m.IMAGES_COLLECTED: "image_count"}, state="CollectImages")
 def collect_images(payload: DocumentInput, context: LambdaContext) -> dict[str, Any]:
     return run_collect_images(stage_context(), payload)
 
 
-@lambda_handler(EmbedInput, counts={m.IMAGES_EMBEDDED: "count"})
+@lambda_handler(EmbedInput, counts={m.IMAGES_EMBEDDED: "count"}, state="Embed")
 def embed(payload: EmbedInput, context: LambdaContext) -> dict[str, Any]:
     return run_embed(stage_context(), clip_model(), payload)
 

@@ -23,11 +23,11 @@ if TYPE_CHECKING:
 _sources = SourceCache(Path(f"/tmp/pagemill-sources/{os.getpid()}"))
 
 
-@lambda_handler(PlanInput, counts={m.DOCUMENTS_PLANNED: 1, m.PAGES_PLANNED: "page_count"})
+@lambda_handler(PlanInput, counts={m.DOCUMENTS_PLANNED: 1, m.PAGES_PLANNED: "page_count"}, state="Plan")
 def plan(payload: PlanInput, context: LambdaContext) -> dict[str, Any]:
     return run_plan(stage_context(), db_connection(), payload)
 
 
-@lambda_handler(BatchSpec, counts={m.PAGES_EXTRACTED: "pages", m.IMAGES_EXTRACTED: "images"})
+@lambda_handler(BatchSpec, counts={m.PAGES_EXTRACTED: "pages", m.IMAGES_EXTRACTED: "images"}, state="ExtractPages")
 def extract_batch(spec: BatchSpec, context: LambdaContext) -> dict[str, Any]:
     return run_extract_batch(stage_context(), spec, _sources)

@@ -3,11 +3,13 @@ over pagemill.pipeline.write, .record_failure and .settle."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.metrics import MetricUnit
 
 from pagemill import metrics as m
 from pagemill.aws.clients import db_connection, stage_context
-from pagemill.aws.handler import lambda_handler, logger, publish_failure_class
+from pagemill.aws.handler import lambda_handler, logger, metrics, publish_failure_class
 from pagemill.payloads import ExecutionEnded, RecordFailureInput, WriteInput
 from pagemill.pipeline.record_failure import record_failure as run_record_failure
 from pagemill.pipeline.settle import settle_ended_execution
@@ -19,9 +21,13 @@ if TYPE_CHECKING:
 _ROWS = {m.rows_written(kind): kind for kind in ("pages", "chunks", "images")}
 
 
-@lambda_handler(WriteInput, counts={m.DOCUMENTS_SUCCEEDED: 1, **_ROWS})
-def write(payload: WriteInput, context: LambdaContext) -> dict[str, int]:
-    return run_write(stage_context(), db_connection(), payload)
+@lambda_handler(WriteInput, counts=_ROWS)
+def write(payload: WriteInput, context: LambdaContext) -> dict[str, Any]:
+    written = run_write(stage_context(), db_connection(), payload)
+    # One metric per outcome: partial documents have their own alarm.
+    outcome = m.DOCUMENTS_PARTIAL if written["status"] == "partial" else m.DOCUMENTS_SUCCEEDED
+    metrics.add_metric(name=outcome, unit=MetricUnit.Count, value=1)
+    return written
 
 
 @lambda_handler(RecordFailureInput, counts={m.DOCUMENTS_FAILED: 1})

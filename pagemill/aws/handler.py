@@ -5,6 +5,7 @@ payload's identifying keys on every log line, and the counts of the result publi
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -12,6 +13,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from pagemill import metrics as metric_names
+from pagemill.aws.clients import stage_context
+from pagemill.pipeline.timings import record_timing
 from pagemill.records import load
 
 if TYPE_CHECKING:
@@ -29,17 +32,21 @@ Handler = Callable[[Any, "LambdaContext"], Any]
 
 def lambda_handler(
     payload_type: type[P] | None = None, *, counts: Mapping[str, MetricSource] | None = None,
-    units: Mapping[str, str] | None = None,
+    units: Mapping[str, str] | None = None, state: str | None = None,
 ) -> Callable[[Callable[[P, LambdaContext], Any]], Handler]:
     """Wrap ``fn(payload, context)`` as a Lambda handler: the event is parsed into
-    ``payload_type`` (passed as is without one); ``counts`` maps metric names to what is published."""
+    ``payload_type`` (passed as is without one); ``counts`` maps metric names to what is published;
+    a completed invocation is timed as (a map item of) ``state`` for documents.timings."""
 
     def wrap(fn: Callable[[P, LambdaContext], Any]) -> Handler:
         @functools.wraps(fn)
         def handler(event: dict[str, Any], context: LambdaContext) -> Any:
+            started = time.time()
             payload = load(payload_type, event) if payload_type is not None else event
             logger.append_keys(**log_keys(payload))
             result = fn(payload, context)
+            if state is not None:
+                _record_timing(state, payload, result, started)
             for name, source in (counts or {}).items():
                 value = result[source] if isinstance(source, str) else source
                 metrics.add_metric(name=name, unit=(units or {}).get(name, MetricUnit.Count), value=value)
@@ -50,6 +57,13 @@ def lambda_handler(
         return logger.inject_lambda_context(published, clear_state=True)
 
     return wrap
+
+
+def _record_timing(state: str, payload: Any, result: Any, started: float) -> None:
+    # Plan learns the document id (its result); every later stage is given it.
+    document_id = getattr(payload, "document_id", None) or result.get("document_id")
+    batch_no = getattr(payload, "batch_no", None)
+    record_timing(stage_context(), document_id, state, started, None if batch_no is None else f"{batch_no:05d}")
 
 
 def log_keys(payload: Any) -> dict[str, Any]:

@@ -41,6 +41,8 @@ BUDGET_EXHAUSTED = "token budget exhausted"
 BUDGET_UNAVAILABLE = "token budget unavailable"
 MALFORMED_ANSWER = "malformed answer"
 OUT_OF_TIME = "no time left in this invocation"
+# Not a failure but a choice of whoever deployed or ran it: a note, not a partial document.
+NO_API_KEY = "no API key: set ANTHROPIC_API_KEY (or the captions secret on AWS)"
 
 _PERMANENT = {
     400: "request rejected (400)",
@@ -74,7 +76,7 @@ def build_client(
     if settings.caption_provider == "bedrock":
         return anthropic.AnthropicBedrock(max_retries=0, timeout=timeout, base_url=base_url)
     if not api_key:
-        raise CaptionsUnavailable("no API key: set ANTHROPIC_API_KEY (or the captions secret on AWS)")
+        raise CaptionsUnavailable(NO_API_KEY)
     return anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
 
 

@@ -4,6 +4,7 @@ commits before returning (inside a caller's transaction it becomes a savepoint).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 from pagemill.db.connect import unavailable_on_failure
 from pagemill.errors import ExecutionCancelled, InternalError
-from pagemill.records import SourceObject
+from pagemill.records import DocumentWarning, SourceObject, dump
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,15 @@ def set_timings(conn: psycopg.Connection[Any], document_id: str, timings: dict[s
                     (Jsonb(timings), document_id))
 
 
+def set_outcome(conn: psycopg.Connection[Any], document_id: str, warnings: Sequence[DocumentWarning]) -> str:
+    """After Write's rows: ``partial`` with the warnings when any, else ``succeeded``; returns it."""
+    status = "partial" if warnings else "succeeded"
+    with unavailable_on_failure(f"recording the outcome of document {document_id}"), conn.transaction():
+        _update_one(conn, document_id, "update documents set status = %s, warnings = %s, updated_at = now() where id = %s",
+                    (status, Jsonb(dump(list(warnings))), document_id))
+    return status
+
+
 def record_failure(
     conn: psycopg.Connection[Any],
     *,
@@ -89,8 +99,8 @@ def record_failure(
 ) -> bool:
     """Record the document as failed, with no partial pages/chunks/images left behind.
 
-    Returns False, changing nothing, when the content already succeeded (e.g. a later upload of
-    the same bytes failed): good data is never marked failed.
+    Returns False, changing nothing, when the content already succeeded or partly succeeded (e.g.
+    a later upload of the same bytes failed): good data is never marked failed.
     """
     with unavailable_on_failure(f"recording the failure of document {document_id}"), conn.transaction():
         # The failure may come before Plan registered the document, hence an upsert.
@@ -104,7 +114,7 @@ def record_failure(
                 error_class = excluded.error_class, error = excluded.error, cause = excluded.cause,
                 failed_state = excluded.failed_state,
                 execution_arn = coalesce(excluded.execution_arn, documents.execution_arn), updated_at = now()
-            where documents.status <> 'succeeded'
+            where documents.status not in ('succeeded', 'partial')
             returning id
             """,
             (document_id, sha256, size_bytes, error_class, _first_line(error), cause, failed_state, execution_arn),
@@ -140,6 +150,13 @@ def cancel_execution(conn: psycopg.Connection[Any], execution_arn: str, reason: 
             (execution_arn, reason),
         )
         return _end_running(conn, execution_arn, "cancelled", "Cancelled", reason)
+
+
+def interrupt_execution(conn: psycopg.Connection[Any], execution_arn: str, reason: str) -> str | None:
+    """Mark the running document of ``execution_arn`` interrupted: the local run that owned it is
+    gone. Returns the document's id, or None when none was running."""
+    with unavailable_on_failure(f"recording the end of execution {execution_arn}"), conn.transaction():
+        return _end_running(conn, execution_arn, "interrupted", "Interrupted", reason)
 
 
 def fail_execution(conn: psycopg.Connection[Any], execution_arn: str, error_class: str, reason: str) -> str | None:

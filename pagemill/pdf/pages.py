@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pymupdf
 
 from pagemill.pdf.chunks import chunk_pages
+from pagemill.pdf.damage import PageDamage
 from pagemill.pdf.document import MUPDF_ERRORS
 from pagemill.pdf.markdown import page_markdown
 from pagemill.records import BatchResult, ImageOccurrence, PageRecord, SkippedImage
@@ -50,28 +51,33 @@ def extract_pages(
     )
     images = _ImageCollector(doc, settings, store_image)
     text_only: set[int] = set()  # 0-based indexes of pages whose markdown must not touch images
+    damage = PageDamage.of(doc)
     # Images and text are read before markdown: pymupdf4llm changes pages in place
     # (removes rotation, bakes form fields into content).
     for page_no in range(first_page, last_page + 1):
-        page = doc.load_page(page_no - 1)
-        kept, risky = images.collect(page, page_no)
+        damage.start()
+        try:
+            page = doc.load_page(page_no - 1)
+            kept, risky = images.collect(page, page_no)
+            record = PageRecord(page_no=page_no, markdown="", char_count=len(page.get_text()),
+                                width=page.rect.width, height=page.rect.height, image_count=kept)
+        except MUPDF_ERRORS as exc:
+            # The batch goes on without it: the page is kept, empty, and the warning says why.
+            log.warning("page extraction failed", extra={"page": page_no, "error": str(exc)})
+            damage.page_failed(page_no, exc)
+            result.pages.append(PageRecord(page_no=page_no, markdown="", char_count=0, width=0.0, height=0.0))
+            continue
+        damage.check(page, page_no)
         if risky:
             text_only.add(page_no - 1)
-        result.pages.append(
-            PageRecord(
-                page_no=page_no,
-                markdown="",
-                char_count=len(page.get_text()),
-                width=page.rect.width,
-                height=page.rect.height,
-                image_count=kept,
-            )
-        )
+        result.pages.append(record)
     result.images, result.skipped_images = images.occurrences, images.skipped
+    result.warnings = damage.warnings(images.skipped)
 
-    markdown = page_markdown(doc, list(range(first_page - 1, last_page)), text_only, settings.markdown_mode)
+    readable = [p.page_no - 1 for p in result.pages if p.page_no not in damage.failed]
+    markdown = page_markdown(doc, readable, text_only, settings.markdown_mode)
     for record in result.pages:
-        record.markdown = markdown[record.page_no - 1]
+        record.markdown = markdown.get(record.page_no - 1, "")
     result.chunks = chunk_pages(result.pages, settings.chunk_chars)
     result.seconds = time.perf_counter() - started
     return result

@@ -1,36 +1,62 @@
-"""Write: the document's rows, embeddings, captions and understanding in one transaction."""
+"""Write: the document's rows, embeddings, captions and understanding in one transaction, and
+its outcome: ``succeeded``, or ``partial`` with the warnings that say what is missing.
+
+Where Write finds warnings (pagemill.records.DocumentWarning: code, message, pages, images):
+- ExtractBatch's results (``BatchResult.warnings``): content lost in a damaged or repaired file,
+  pages whose extraction raised, images that could not be decoded (pagemill.pdf.damage), text OCR
+  could not recover;
+- the captions and understanding the model did not make because its API failed or a budget ran
+  out (made here from the caption branch's results; no API key is a choice, not a loss);
+- the hook for any other stage (an Enrich branch: embeddings for search, speech, ...): call
+  ``pagemill.pipeline.warnings.report_warnings(ctx, document_id, "<branch>", warnings)`` each
+  time the branch runs, with an empty list when nothing is missing. It writes
+  ``keys.warnings_key(document_id, "<branch>")`` in the work bucket; Write reads every report
+  under ``keys.warnings_prefix(document_id)`` made since the execution started (no state payload
+  or state machine change needed; on AWS the branch's function needs s3:PutObject on
+  ``documents/*/warnings/*``). A branch that failed as a whole and was caught reports from its
+  Catch path (or Write is told through its payload) the same way.
+Warnings of one code are merged (pages and images joined). Any warning makes the document
+``partial``; ``pagemill redrive`` runs it again and Write replaces its rows, so what can be made
+now is filled without duplicating anything.
+
+Timings: documents.timings["states"] holds the seconds of each state (pagemill.pipeline.timings),
+beside the write's own figures.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from pagemill import keys, storage
 from pagemill.captions.caption import load_results, skipped, summarize
 from pagemill.clip.embed import load_embeddings
 from pagemill.db import documents
-from pagemill.db.chunk_vectors import build_index, index_exists
 from pagemill.db.connect import unavailable_on_failure
 from pagemill.db.understanding import (
     store_caption_results,
     store_token_usage,
     store_understanding,
 )
+from pagemill.db.chunk_vectors import build_index, index_exists
 from pagemill.db.write import ChunkVectors, write_document
 from pagemill.payloads import CaptionsBranch, ChunkVectorsBranch, UnderstandingBranch, WriteInput
+from pagemill.pipeline import warnings as partial
 from pagemill.pipeline.context import (
     StageContext,
     batch_results,
     load_manifest,
 )
 from pagemill.pipeline.embed_chunks import load_chunk_vectors
+from pagemill.pipeline.timings import state_seconds
 from pagemill.records import (
     SKIPPED,
     BatchResult,
     CaptionResult,
+    DocumentWarning,
     ImageRef,
     Understanding,
     load,
@@ -42,25 +68,29 @@ log = logging.getLogger(__name__)
 CAPTION_BATCH_FAILED = "caption batch failed"
 
 
-def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, int]:
-    """The document's rows, its image and chunk embeddings, and what the model said about it (the
-    outcomes of the caption and understanding branches), in one transaction."""
+def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, Any]:
+    """The document's rows, its embeddings, and what the model said about it (the outcomes of
+    the caption and understanding branches), in one transaction; returns the counts, the outcome
+    ("succeeded" or "partial") and the warnings' codes."""
     began = time.monotonic()
-    document_id, execution_arn, started_at = payload.document_id, payload.execution_arn, payload.started_at
+    document_id, execution_arn = payload.document_id, payload.execution_arn
+    since = _epoch(payload.started_at)
     manifest = load_manifest(ctx, payload.manifest_key)
     stats: dict[str, Any] = {"batches": len(manifest), "skipped_images": {}}
     extract_seconds = 0.0
+    found: list[DocumentWarning] = []
 
     def batches() -> Iterator[BatchResult]:
         # One batch in memory at a time: write_document streams rows into COPY.
         nonlocal extract_seconds
         for result in batch_results(ctx, document_id, manifest):
             extract_seconds += result.seconds
+            found.extend(result.warnings)
             for skipped in result.skipped_images:
                 stats["skipped_images"][skipped.reason] = stats["skipped_images"].get(skipped.reason, 0) + 1
             yield result
 
-    timings: dict[str, float] = {}
+    timings: dict[str, Any] = {}
     # Everything else S3 holds is read before the transaction: its locks (the document's row, the
     # execution's) are held for the database work only.
     index_key = payload.embeddings_index_key
@@ -69,6 +99,11 @@ def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, int]:
     caption_results, answer = _load_model_output(
         ctx, document_id, payload.captions or CaptionsBranch(), payload.understanding or UnderstandingBranch()
     )
+    found.extend(partial.caption_warnings(document_id, caption_results or []))
+    found.extend(partial.understanding_warnings(document_id, answer))
+    found.extend(partial.chunk_vector_warnings(payload.chunk_vectors))
+    found.extend(partial.reported_warnings(ctx, document_id, since=since))
+    states = state_seconds(ctx, document_id, since=since)
     with unavailable_on_failure(f"writing document {document_id}"), conn.transaction():
         # A cancelled execution's Write still runs if it was in flight when the execution was
         # stopped; it must not turn the cancelled document into a succeeded one.
@@ -79,28 +114,40 @@ def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, int]:
             chunk_vectors=vectors,
         )
         _store_model_output(conn, document_id, caption_results, answer)
-    timings.update({"extract_seconds_sum": round(extract_seconds, 3), "write_seconds": round(time.monotonic() - began, 3)})
-    if started_at:
-        timings["pipeline_seconds"] = round(
-            (datetime.now(timezone.utc) - datetime.fromisoformat(started_at.replace("Z", "+00:00"))).total_seconds(), 3
-        )
+        warnings = partial.merged(found)
+        status = documents.set_outcome(conn, document_id, warnings)
+    seconds = round(time.monotonic() - began, 3)
+    timings.update({"extract_seconds_sum": round(extract_seconds, 3), "write_seconds": seconds,
+                    "states": {**states, "Write": seconds}})
+    if since is not None:
+        timings["pipeline_seconds"] = round(time.time() - since, 3)
     documents.set_timings(conn, document_id, timings)
     if vectors is not None and len(vectors.vectors) and not index_exists(conn, vectors.model):
         # The first document of a model: its index starts small and grows with each Write.
         # `pagemill reembed` (a bulk load) drops it and builds it once over all rows instead.
         build_index(conn, vectors.model, len(vectors.vectors[0]))
-    return {"pages": counts.pages, "chunks": counts.chunks, "images": counts.images}
+    if warnings:
+        log.warning("document partial", extra={"document_id": document_id, "warnings": [w.code for w in warnings]})
+    return {"pages": counts.pages, "chunks": counts.chunks, "images": counts.images, "status": status,
+            "warnings": [w.code for w in warnings]}
 
 
 def _chunk_vectors(ctx: StageContext, branch: ChunkVectorsBranch | None, stats: dict[str, Any]) -> ChunkVectors | None:
-    """EmbedChunks' vectors, or None (embeddings off, or the service gave none: then the reason
-    is kept in the document's stats, and `pagemill reembed` can fill them in)."""
+    """EmbedChunks' vectors, or None (embeddings off, or the service gave none: a warning says
+    so, and `pagemill reembed` fills them in)."""
     if branch is None:
         return None
     stats["chunk_vectors"] = {"model": branch.model, "error": branch.error}
     if not branch.key or not branch.model:
         return None
     return ChunkVectors(branch.model, load_chunk_vectors(ctx.s3, ctx.work_bucket, branch.key))
+
+
+def _epoch(started_at: str | None) -> float | None:
+    """The execution's start ($$.Execution.StartTime, ISO 8601) as epoch seconds."""
+    if not started_at:
+        return None
+    return datetime.fromisoformat(started_at.replace("Z", "+00:00")).timestamp()
 
 
 def _load_model_output(

@@ -1,6 +1,7 @@
 """ECS RunTask, locally: the container's entrypoint (``worker.py`` of its source folder) runs as a
 process with the task definition's environment plus the RunTask container overrides, the task
-token included, so it heartbeats and completes the Step Functions task exactly as on AWS."""
+token included, so it heartbeats and completes the Step Functions task exactly as on AWS. The
+process ends with the engine (``parent_watch``); after ``close`` no task is started."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from moto.stepfunctions.parser.asl.eval.callback.callback import (
 )
 
 from pagemill_tools.engine.template import ACCOUNT, REGION, ContainerSpec
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def _ecs_operation(action: str) -> Any:
@@ -79,6 +82,7 @@ class LocalContainers:
         self.base_env = base_env
         self.log_path = log_path
         self._lock = threading.Lock()
+        self._closed = False
         self.tasks: dict[str, tuple[dict[str, Any], subprocess.Popen[bytes]]] = {}
 
     def run_task(self, cluster_str: str, task_definition_str: str, count: int,
@@ -86,9 +90,13 @@ class LocalContainers:
         # The state names the task definition by family (what CDK passes), an ARN or a family:revision.
         name = task_definition_str.rsplit("/", 1)[-1].split(":", 1)[0]
         spec = self.specs.get(name)
+        if self._closed:
+            raise RuntimeError("the local engine is shutting down: no task is started")
         if spec is None:
             raise KeyError(f"no local container for task definition {task_definition_str!r}")
         env = {**os.environ, **self.base_env, **spec.environment}
+        # The entrypoint's watch is this package: importable there as it is here.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         for container in (overrides or {}).get("containerOverrides", []):
             env.update({e["name"]: e["value"] for e in container.get("environment", [])})
         cluster = cluster_str.rsplit("/", 1)[-1]
@@ -97,7 +105,8 @@ class LocalContainers:
             arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/{uuid.uuid4().hex}"
             with open(self.log_path, "ab") as log:
                 process = subprocess.Popen(
-                    [sys.executable, str(spec.source_dir / "worker.py")], env=env, stdout=log, stderr=log,
+                    [sys.executable, "-m", "pagemill_tools.engine.parent_watch", str(spec.source_dir / "worker.py")],
+                    env=env, stdout=log, stderr=log,
                 )
             description = {
                 "taskArn": arn,
@@ -126,6 +135,7 @@ class LocalContainers:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             processes = [p for _, p in self.tasks.values()]
         for process in processes:
             if process.poll() is None:

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from pagemill.pipeline.context import document_id_for, file_sha256
 from pagemill.records import SourceObject
 from pagemill_tools.clip_testmodel import ensure_test_model
 from pagemill_tools.engine.containers import INTERPRETER_FIXES, LocalContainers
+from pagemill_tools.engine.interrupt import StopRequest
 from pagemill_tools.engine.lambda_runtime import LambdaRuntime
 from pagemill_tools.engine.runbook import WRITE_EVERY_S, DocumentRun, RunBook
 from pagemill_tools.engine.synth import PROJECT_ROOT, synthesize
@@ -222,27 +224,51 @@ class LocalEngine:
 
     def wait(
         self, runs: Iterable[DocumentRun], *, on_progress: Callable[[DocumentRun], None] | None = None,
-        poll_seconds: float = 0.25,
+        poll_seconds: float = 0.25, stop: StopRequest | None = None,
     ) -> None:
+        """Watch the runs to their end, renewing their leases; on a ``stop`` request (Ctrl-C,
+        SIGTERM) interrupt those still going and return."""
         assert self.runbook is not None
         pending = list(runs)
-        next_cancel_check = 0.0
-        while pending:
-            # `pagemill cancel` from another process records a cancellation; stop those here
-            # (looked for as often as progress is written, not at every poll).
-            if time.monotonic() >= next_cancel_check:
-                next_cancel_check = time.monotonic() + WRITE_EVERY_S
-                for arn, reason in self.runbook.cancellations([r.execution_arn for r in pending]).items():
-                    self.sfn.stop_execution(executionArn=arn, error="Cancelled", cause=reason)
-            for run in list(pending):
-                self._refresh(run)
-                if on_progress:
-                    on_progress(run)
-                self.runbook.observed(run, terminal=run.status in _TERMINAL)
-                if run.status in _TERMINAL:
-                    pending.remove(run)
-            if pending:
-                time.sleep(poll_seconds)
+        next_beat = 0.0
+        with stop.watching() if stop is not None else nullcontext():
+            while pending:
+                if stop is not None and stop.reason:
+                    self.interrupt(pending, stop.reason)
+                    return
+                # `pagemill cancel` from another process records a cancellation; stop those here
+                # (looked for as often as progress is written, not at every poll).
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + WRITE_EVERY_S
+                    for arn, reason in self.runbook.heartbeat([r.execution_arn for r in pending]).items():
+                        self.sfn.stop_execution(executionArn=arn, error="Cancelled", cause=reason)
+                for run in list(pending):
+                    self._refresh(run)
+                    if on_progress:
+                        on_progress(run)
+                    self.runbook.observed(run, terminal=run.status in _TERMINAL)
+                    if run.status in _TERMINAL:
+                        pending.remove(run)
+                if pending:
+                    time.sleep(poll_seconds)
+
+    def interrupt(self, runs: Iterable[DocumentRun], reason: str) -> None:
+        """Stop these runs now: their documents cancelled with ``reason`` (a Write in flight
+        commits before that or not at all), their executions stopped, every worker ended."""
+        assert self.runbook is not None and self.runtime is not None and self.containers is not None
+        runs = list(runs)
+        for run in runs:
+            self.runbook.cancel(run.execution_arn, reason)
+        for run in runs:
+            self._refresh(run)
+            if run.status not in _TERMINAL:
+                self.sfn.stop_execution(executionArn=run.execution_arn, error="Cancelled", cause=reason)
+        self.runtime.close()
+        self.containers.close()
+        for run in runs:
+            self._refresh(run)
+            self.runbook.observed(run, terminal=True)
+        log.warning("run interrupted", extra={"reason": reason, "executions": [r.execution_arn for r in runs]})
 
     def _refresh(self, run: DocumentRun) -> None:
         assert self.deployment is not None

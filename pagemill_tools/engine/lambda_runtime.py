@@ -4,7 +4,9 @@ killed, and the caller gets Lambda's error types: ``Sandbox.Timedout``, ``Runtim
 ``Runtime.ExitError``).
 
 Workers are long-lived (warm starts, like Lambda execution environments) and shared by all
-functions; a worker that was killed is replaced by a fresh one (a cold start).
+functions; a worker that was killed is replaced by a fresh one (a cold start). They end with the
+engine, however it ends (``parent_watch``); after ``close`` an invocation fails at once and no
+worker is started again.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ from typing import Any
 
 import psutil
 
+from pagemill_tools.engine.parent_watch import exit_with_parent
+
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.05
+_CLOSED_POLL_S = 0.2  # how soon an invocation waiting for a worker notices the runtime closed
 _CTX = multiprocessing.get_context("spawn")  # the parent runs threads (moto); fork would copy them
 
 
@@ -107,6 +112,7 @@ class LambdaRuntime:
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: list[_Worker] = []
         self._lock = threading.Lock()
+        self._closed = threading.Event()
         self.invocations: list[tuple[str, float, str | None]] = []  # (function, seconds, error type)
         for _ in range(max(1, workers)):
             self._release(self._spawn())
@@ -123,8 +129,19 @@ class LambdaRuntime:
     def _replace(self, worker: _Worker) -> None:
         worker.kill()
         with self._lock:
-            self._all.remove(worker)
-        self._release(self._spawn())
+            if worker in self._all:
+                self._all.remove(worker)
+        if not self._closed.is_set():
+            self._release(self._spawn())
+
+    def _take(self) -> _Worker | None:
+        """An idle worker, waiting for one; None once the runtime is closed."""
+        while not self._closed.is_set():
+            try:
+                return self._idle.get(timeout=_CLOSED_POLL_S)
+            except queue.Empty:
+                continue
+        return None
 
     def spec_for(self, function_name_or_arn: str) -> FunctionSpec:
         name = function_name_or_arn.rsplit(":function:", 1)[-1].split(":", 1)[0]
@@ -135,8 +152,10 @@ class LambdaRuntime:
 
     def invoke(self, function_name_or_arn: str, payload: bytes) -> Invocation:
         spec = self.spec_for(function_name_or_arn)
-        worker = self._idle.get()
         started = time.monotonic()
+        worker = self._take()
+        if worker is None:
+            return self._record(spec, started, _exit_error("the local engine is shutting down"))
         request_id = str(uuid.uuid4())
         try:
             worker.conn.send((spec, payload, request_id))
@@ -187,6 +206,7 @@ class LambdaRuntime:
             return [w.process.pid for w in self._all]
 
     def close(self) -> None:
+        self._closed.set()
         with self._lock:
             workers, self._all = self._all, []
         for worker in workers:
@@ -235,6 +255,7 @@ class _Context:
 
 
 def _worker_main(conn: Connection, base_env: dict[str, str], log_path: str | None) -> None:
+    exit_with_parent()
     if log_path:
         # Like CloudWatch Logs: the function's stdout/stderr (native library output too) go to a
         # log file, not into the caller's terminal.

@@ -1,5 +1,5 @@
 """The local engine's runs (table local_runs): what another process needs to report on a run,
-tell a live one from one that died, and find the file to re-run."""
+tell a live one from one that died (its lease), and find the file to re-run."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from psycopg.rows import dict_row
 
 from pagemill.db.connect import unavailable_on_failure
 
+# How long a run's lease lasts: the engine renews it about every second while it watches the run,
+# so only an engine that is gone (or stalled this long) lets it lapse.
+LEASE_S = 15.0
+
 
 def record_run(
     conn: psycopg.Connection[Any], *, execution_arn: str, document_id: str, path: str, host: str, pid: int,
@@ -19,14 +23,36 @@ def record_run(
     with unavailable_on_failure(f"recording local run {execution_arn}"), conn.transaction():
         conn.execute(
             """
-            insert into local_runs (execution_arn, document_id, path, host, pid, status)
-            values (%s, %s, %s, %s, %s, %s)
+            insert into local_runs (execution_arn, document_id, path, host, pid, status, lease_until)
+            values (%s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s))
             on conflict (execution_arn) do update set
                 path = excluded.path, host = excluded.host, pid = excluded.pid, status = excluded.status,
-                updated_at = now()
+                lease_until = excluded.lease_until, updated_at = now()
             """,
-            (execution_arn, document_id, path, host, pid, status),
+            (execution_arn, document_id, path, host, pid, status, LEASE_S),
         )
+
+
+def renew_leases(conn: psycopg.Connection[Any], execution_arns: Sequence[str]) -> None:
+    """The engine still watches these runs."""
+    with unavailable_on_failure("renewing local run leases"), conn.transaction():
+        conn.execute(
+            "update local_runs set lease_until = now() + make_interval(secs => %s) where execution_arn = any(%s)",
+            (LEASE_S, list(execution_arns)),
+        )
+
+
+def runs_of_running_documents(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    """The local runs that own a running document, with ``lapsed``: their lease has run out."""
+    with unavailable_on_failure("reading the runs of running documents"), conn.transaction():
+        with conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                """
+                select r.*, coalesce(r.lease_until < now(), false) as lapsed
+                from documents d join local_runs r on r.execution_arn = d.execution_arn
+                where d.status = 'running'
+                """
+            ).fetchall()
 
 
 def update_run(

@@ -1,6 +1,7 @@
 """The local engine's record of its runs in PostgreSQL, the one place other processes look:
-``pagemill status`` reads the progress written here, ``pagemill cancel`` writes the cancellations
-read here, and ``pagemill redrive`` finds the file a document came from."""
+``pagemill status`` reads the progress and the leases written here (a lapsed lease: the engine is
+gone), ``pagemill cancel`` writes the cancellations read here, and ``pagemill redrive`` finds the
+file a document came from."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pagemill.db import documents
 from pagemill.db.connect import connect
 from pagemill.errors import DatabaseUnavailable
 from pagemill.records import SourceObject
@@ -84,11 +86,23 @@ class RunBook:
             # The run leaves the engine's watch now: its end is written at close, if not before.
             self._unfinished[run.execution_arn] = record
 
-    def cancellations(self, execution_arns: list[str]) -> dict[str, str]:
+    def heartbeat(self, execution_arns: list[str]) -> dict[str, str]:
+        """Renew the leases of the runs the engine still watches; return those of them that
+        were cancelled (``pagemill cancel`` from another process) and why."""
         if not execution_arns:
             return {}
-        found = self._safely("read cancellations", lambda conn: local_runs.cancellation_reasons(conn, execution_arns))
+
+        def beat(conn: Any) -> dict[str, str]:
+            local_runs.renew_leases(conn, execution_arns)
+            return local_runs.cancellation_reasons(conn, execution_arns)
+
+        found = self._safely("renew leases and read cancellations", beat)
         return {} if found is _FAILED else found
+
+    def cancel(self, execution_arn: str, reason: str) -> None:
+        """Mark the execution's running document cancelled (a Write in flight then commits first
+        or not at all: pagemill.db.documents.cancel_execution)."""
+        self._safely("cancel a run", lambda conn: documents.cancel_execution(conn, execution_arn, reason))
 
     def close(self) -> None:
         if self._unfinished:

@@ -7,20 +7,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 # The document's status, from the execution's when the document row is not at hand.
 EXECUTION_TO_DOCUMENT = {
     "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed", "TIMED_OUT": "failed",
     "ABORTED": "cancelled", "PENDING_REDRIVE": "running",
 }
-HEALTHY = {"running", "succeeded"}
+# Finished with its rows written.
+FINISHED = {"succeeded", "partial"}
 # What a document id looks like (pagemill.pipeline.context.document_id_for: 32 hex digits of the sha256).
 DOCUMENT_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 @dataclass(frozen=True)
 class DocumentStatus:
-    status: str  # running | succeeded | failed | cancelled
+    status: str  # running | succeeded | partial | failed | cancelled | interrupted
     document_id: str | None = None
     execution_arn: str | None = None
     execution_status: str | None = None  # RUNNING, SUCCEEDED, ... as Step Functions says; None: unknown
@@ -30,14 +32,12 @@ class DocumentStatus:
     error_class: str | None = None
     error: str | None = None
     failed_state: str | None = None
+    # What a partial document is missing (pagemill.records.DocumentWarning as dicts).
+    warnings: list[dict[str, Any]] = field(default_factory=list)
     source: str | None = None  # s3://bucket/key (version) or the local file
     started_at: datetime | None = None
     updated_at: datetime | None = None
     note: str | None = None  # what the operator should know, or do next
-
-    @property
-    def healthy(self) -> bool:
-        return self.status in HEALTHY
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from pagemill_tools.operate.progress import (
     planned_document,
     read_history,
     visited,
+    written,
 )
 
 _ENDED_UNSUCCESSFULLY = {"FAILED", "TIMED_OUT", "ABORTED"}
@@ -95,8 +96,9 @@ def status(sfn: Any, s3: Any, stack: Stack, arn: str) -> DocumentStatus:
         if document_id else None
     )
     failed = description["status"] in _ENDED_UNSUCCESSFULLY
+    partial = _partial(description, events)
     return DocumentStatus(
-        status=EXECUTION_TO_DOCUMENT.get(description["status"], description["status"].lower()),
+        status="partial" if partial else EXECUTION_TO_DOCUMENT.get(description["status"], description["status"].lower()),
         document_id=document_id,
         execution_arn=arn,
         execution_status=description["status"],
@@ -109,8 +111,14 @@ def status(sfn: Any, s3: Any, stack: Stack, arn: str) -> DocumentStatus:
         source=_source_text(_source_of(description)),
         started_at=description["startDate"],
         updated_at=description.get("stopDate"),
-        note=f"`pagemill redrive {arn} --aws` runs it again" if failed else None,
+        # The codes only: the messages, pages and images are in the document row (documents.warnings).
+        warnings=[{"code": code} for code in written(events).get("warnings", [])],
+        note=f"`pagemill redrive {arn} --aws` runs it again" if failed or partial else None,
     )
+
+
+def _partial(description: dict[str, Any], events: list[dict[str, Any]]) -> bool:
+    return description["status"] == "SUCCEEDED" and written(events).get("status") == "partial"
 
 
 def recent(sfn: Any, stack: Stack, limit: int = 20) -> StatusList:
@@ -184,6 +192,8 @@ def plan_redrive(sfn: Any, stack: Stack, arn: str) -> RedrivePlan:
     registers again (a failed or cancelled document is not a duplicate). A cancelled execution is
     also started anew: its ARN stays cancelled, and late work under it is refused. Timeouts and
     failures that did not reach RecordFailure are redriven, keeping the pages already extracted.
+    A partial document (the execution succeeded, Write said partial) gets a new execution as well:
+    Write replaces its rows and fills what can be made now.
     """
     description = _describe(sfn, arn)
     if description is None:
@@ -195,6 +205,9 @@ def plan_redrive(sfn: Any, stack: Stack, arn: str) -> RedrivePlan:
     if latest != arn:
         description = _describe(sfn, latest) or description
     status_now = description["status"]
+    if _partial(description, read_history(sfn, latest)):
+        return RedrivePlan("restart", latest, source, attempt,
+                           "its document is partial: Plan registers it again and Write fills what it can")
     if status_now not in _ENDED_UNSUCCESSFULLY:
         raise NotRedrivable(f"execution {latest} is {status_now}: nothing to redrive")
     if status_now == "ABORTED":

@@ -1,5 +1,9 @@
 """status / cancel / redrive against the local engine's record: the documents table, and the
-runs the engine writes to local_runs (progress, the process running it, the file it came from)."""
+runs the engine writes to local_runs (progress, the process running it, its lease, the file it
+came from).
+
+A running document whose run is gone (its lease lapsed, or its process on this host exited) is
+marked ``interrupted`` by whichever of these looks first: no document stays ``running`` for ever."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from pagemill.pipeline.context import document_id_for, file_sha256
 from pagemill_tools.engine import local_runs
 from pagemill_tools.operate import (
     DOCUMENT_ID,
+    FINISHED,
     CancelOutcome,
     DocumentStatus,
     StatusList,
@@ -42,10 +47,12 @@ def resolve(conn: psycopg.Connection[Any], ref: str) -> str:
 
 
 def status(conn: psycopg.Connection[Any], ref: str) -> DocumentStatus:
+    interrupt_gone_runs(conn)
     return _status(conn, documents.get_document(conn, resolve(conn, ref)))
 
 
 def recent(conn: psycopg.Connection[Any], limit: int = 20) -> StatusList:
+    interrupt_gone_runs(conn)
     rows = documents.recent_documents(conn, limit)
     return StatusList(items=[_status(conn, row) for row in rows], counts=documents.count_by_status(conn))
 
@@ -54,7 +61,8 @@ def cancel(
     conn: psycopg.Connection[Any], ref: str, reason: str, *, stop_wait_s: float = STOP_WAIT_S
 ) -> CancelOutcome:
     """Mark a running document cancelled. A live ``pagemill run`` sees the cancellation and stops
-    its execution (waited for up to ``stop_wait_s``); a run that died left nothing to stop."""
+    its execution (waited for up to ``stop_wait_s``)."""
+    interrupt_gone_runs(conn)
     document_id = resolve(conn, ref)
     row = documents.get_document(conn, document_id)
     assert row is not None
@@ -68,10 +76,9 @@ def cancel(
     if marked is None:
         # Between the read and the cancel, the run finished it.
         return CancelOutcome(arn, document_id, after["status"], False, f"the run finished first: {after['status']}")
-    alive = _alive(run)
-    if run is None or alive is False:
-        note = f"its run (pid {run['pid']}) is gone" if run else "no local run processes it"
-        return CancelOutcome(arn, document_id, "cancelled", False, f"cancelled; {note}, nothing was left to stop")
+    if run is None:
+        return CancelOutcome(arn, document_id, "cancelled", False,
+                             "cancelled; no local run processes it, nothing was left to stop")
     stopped = _wait_stopped(conn, document_id, arn, stop_wait_s)
     note = (
         f"cancelled; the run (pid {run['pid']}) stopped its execution" if stopped
@@ -81,7 +88,10 @@ def cancel(
 
 
 def redrive_source(conn: psycopg.Connection[Any], ref: str) -> Path:
-    """The local file to run again for a failed or cancelled document (its content checked)."""
+    """The local file to run again for a failed, cancelled, interrupted or partial document (its
+    content checked). A partial one is run again whole: Write replaces its rows, so nothing is
+    duplicated, and what was missing (captions, understanding) is made where it can be now."""
+    interrupt_gone_runs(conn)
     document_id = resolve(conn, ref)
     row = documents.get_document(conn, document_id)
     assert row is not None
@@ -100,18 +110,27 @@ def redrive_source(conn: psycopg.Connection[Any], ref: str) -> Path:
     return path
 
 
+def interrupt_gone_runs(conn: psycopg.Connection[Any]) -> list[str]:
+    """Mark interrupted every running document whose local run is gone; their ids."""
+    interrupted = []
+    for run in local_runs.runs_of_running_documents(conn):
+        if not (run["lapsed"] or _alive(run) is False):
+            continue
+        reason = (f"interrupted: the run that processed it (pid {run['pid']} on {run['host']}) is gone; "
+                  f"`pagemill redrive {run['document_id']}` runs it again")
+        if documents.interrupt_execution(conn, run["execution_arn"], reason):
+            interrupted.append(run["document_id"])
+    return interrupted
+
+
 def _status(conn: psycopg.Connection[Any], row: dict[str, Any]) -> DocumentStatus:
     run = local_runs.latest_run(conn, row["id"])
     note = None
     # The run that holds the document running now: its progress is the document's.
     live = row["status"] == "running" and run is not None and run["execution_arn"] == row["execution_arn"]
-    if row["status"] == "running":
-        if not live:
-            note = "no local run of this engine processes it (started elsewhere?)"
-        elif _alive(run) is False:
-            note = (f"its run (pid {run['pid']}) is gone: nothing is processing it. "
-                    f"`pagemill cancel {row['id']}`, then `pagemill redrive {row['id']}`")
-    elif row["status"] in ("failed", "cancelled") and run is not None:
+    if row["status"] == "running" and not live:
+        note = "no local run of this engine processes it (started elsewhere?)"
+    elif row["status"] in ("failed", "cancelled", "interrupted", "partial") and run is not None:
         note = f"`pagemill redrive {row['id']}` runs {run['path']} again"
     return DocumentStatus(
         status=row["status"],
@@ -119,11 +138,12 @@ def _status(conn: psycopg.Connection[Any], row: dict[str, Any]) -> DocumentStatu
         execution_arn=row["execution_arn"],
         execution_status=run["status"] if live else None,
         current_state=run["current_state"] if live else None,
-        pages_done=run["pages_done"] if live else (row["page_count"] if row["status"] == "succeeded" else None),
+        pages_done=run["pages_done"] if live else (row["page_count"] if row["status"] in FINISHED else None),
         page_count=row["page_count"],
         error_class=row["error_class"],
         error=row["error"],
         failed_state=row["failed_state"],
+        warnings=row["warnings"],
         source=run["path"] if run else None,
         started_at=run["started_at"] if run else row["created_at"],
         updated_at=run["updated_at"] if live else row["updated_at"],

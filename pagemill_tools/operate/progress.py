@@ -83,8 +83,18 @@ def visited(events: Iterable[Mapping[str, Any]], state: str) -> bool:
 
 def planned_document(events: Iterable[Mapping[str, Any]]) -> str | None:
     """The document id Plan put in the state (``$.plan.document_id``), once Plan has exited."""
+    return _state_output(events, "Plan", "plan").get("document_id")
+
+
+def written(events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """What Write put in the state (``$.written``: counts, ``status`` succeeded or partial, the
+    warnings' codes); empty until Write has exited."""
+    return _state_output(events, "Write", "written")
+
+
+def _state_output(events: Iterable[Mapping[str, Any]], state: str, path: str) -> dict[str, Any]:
     for event in events:
-        if event["type"].endswith("StateExited") and event["stateExitedEventDetails"]["name"] == "Plan":
+        if event["type"].endswith("StateExited") and event["stateExitedEventDetails"]["name"] == state:
             output = json.loads(event["stateExitedEventDetails"].get("output") or "{}")
-            return (output.get("plan") or {}).get("document_id")
-    return None
+            return output.get(path) or {}
+    return {}

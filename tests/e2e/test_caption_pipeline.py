@@ -11,7 +11,9 @@ import pytest
 
 from pagemill.captions.caption import TOOL_NAME as CAPTION_TOOL
 from pagemill.captions.client import CIRCUIT_OPEN
+from pagemill.pipeline.warnings import CAPTIONS_MISSING, UNDERSTANDING_MISSING
 from pagemill_tools.engine.engine import LocalEngine
+from pagemill_tools.operate import local
 from tests.support.fake_anthropic import (
     FakeAnthropic,
     rate_limited,
@@ -92,18 +94,18 @@ def test_rate_limits_are_waited_out_and_retries_stop(api, captions_engine, db, t
     assert all(status == "captioned" for _, _, status, _ in image_rows(db, document.document_id))
 
 
-def test_with_the_api_down_the_breaker_opens_and_the_document_still_succeeds(
+def test_with_the_api_down_the_document_ends_partial_and_a_redrive_fills_the_captions(
     api, captions_engine, db, tmp_path
 ) -> None:
     # GIVEN every request fails with 500
     api.always(server_error(500))
     # WHEN a 40-page catalog (41 images) runs
     document, truth = run_catalog(captions_engine, tmp_path, pages=40, seed=13)
-    # THEN the document succeeded, its pages and images stored
+    # THEN the document finished with its pages and images stored, but partial
     assert document.status == "SUCCEEDED"
-    assert db.execute("select status from documents where id = %s", (document.document_id,)).fetchone() == (
-        "succeeded",
-    )
+    status, warnings = db.execute("select status, warnings from documents where id = %s",
+                                  (document.document_id,)).fetchone()
+    assert status == "partial"
     rows = image_rows(db, document.document_id)
     assert len(rows) == truth.distinct_images >= 40
     # AND every image is recorded as skipped with a reason, most of them without a request
@@ -117,3 +119,26 @@ def test_with_the_api_down_the_breaker_opens_and_the_document_still_succeeds(
         "select understanding_status, understanding_reason from documents where id = %s", (document.document_id,)
     ).fetchone()
     assert understanding[0] == "skipped" and understanding[1]
+    # AND the warnings say what is missing, how many, why, and how to fill it
+    by_code = {w["code"]: w for w in warnings}
+    assert set(by_code) == {CAPTIONS_MISSING, UNDERSTANDING_MISSING}
+    missing = by_code[CAPTIONS_MISSING]
+    assert missing["message"].startswith(f"{truth.distinct_images} of {truth.distinct_images} images were not captioned")
+    assert CIRCUIT_OPEN in missing["message"] and f"pagemill redrive {document.document_id}" in missing["message"]
+    assert len(missing["images"]) == truth.distinct_images
+
+    # WHEN the API is back and on-call redrives the document (the file it came from, again)
+    api.always(tool_answer(answer, input_tokens=900, output_tokens=40))
+    clear_tables(captions_engine)
+    again = captions_engine.submit(local.redrive_source(db, document.document_id))
+    captions_engine.wait([again])
+    # THEN it succeeded, every image captioned, the warnings gone
+    assert db.execute("select status, warnings, understanding_status from documents where id = %s",
+                      (document.document_id,)).fetchone() == ("succeeded", [], "understood")
+    assert all(r == (CAPTION["caption"], CAPTION["tags"], "captioned", None) for r in image_rows(db, document.document_id))
+    # AND each row is there once
+    for table, key in (("pages", "page_no"), ("chunks", "chunk_no"), ("images", "image_no"), ("products", "product_no")):
+        total, distinct = db.execute(f"select count(*), count(distinct {key}) from {table} where document_id = %s",
+                                     (document.document_id,)).fetchone()
+        assert total == distinct > 0, table
+    assert len(image_rows(db, document.document_id)) == truth.distinct_images

@@ -40,7 +40,9 @@ def test_run_json_reports_each_input_and_exits_nonzero_on_a_failure(
     report = {Path(r["source"]).name: r for r in json.loads(result.stdout)}
     assert set(report) == {"hello.pdf", "broken.pdf"}
     hello, broken = report["hello.pdf"], report["broken.pdf"]
-    assert set(hello) == {"document_id", "source", "status", "pages", "chunks", "images", "error", "seconds", "execution_arn"}
+    assert set(hello) == {
+        "document_id", "source", "status", "pages", "chunks", "images", "error", "seconds", "execution_arn", "timings",
+    }
     assert (hello["status"], hello["pages"], hello["error"]) == ("succeeded", 1, None)
     assert broken["status"] == "failed" and "empty" in broken["error"]
     exported = tmp_path / "out" / hello["document_id"]

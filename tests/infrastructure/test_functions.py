@@ -131,12 +131,13 @@ def test_functions_get_least_privilege_bucket_access(resources: dict[str, Any]) 
     assert set(collect) == {"/documents/*"} and "s3:GetObject*" in collect["/documents/*"]
     embed = s3_grants("handler.embed")
     assert set(embed) == {"/documents/*"} and "s3:GetObject*" in embed["/documents/*"]
+    # (and each its timings: pagemill.pipeline.timings)
     assert sorted(put_targets(resources, "handler.collect_images")) == [
-        "/documents/*/caption-batches.json", "/documents/*/images.json"
+        "/documents/*/caption-batches.json", "/documents/*/images.json", "/documents/*/timings/*"
     ]
-    assert put_targets(resources, "handler.embed") == ["/documents/*/embeddings/*"]
-    assert put_targets(resources, "handler.caption_batch") == ["/documents/*/captions/*"]
-    assert put_targets(resources, "handler.understand") == ["/documents/*/understanding.json"]
+    assert put_targets(resources, "handler.embed") == ["/documents/*/embeddings/*", "/documents/*/timings/*"]
+    assert put_targets(resources, "handler.caption_batch") == ["/documents/*/captions/*", "/documents/*/timings/*"]
+    assert put_targets(resources, "handler.understand") == ["/documents/*/timings/*", "/documents/*/understanding.json"]
 
 
 def put_targets(resources: dict[str, Any], handler: str) -> list[str]:
@@ -207,12 +208,14 @@ def test_embed_chunks_may_invoke_only_the_titan_model(resources: dict[str, Any])
 # What each stage writes, by pagemill.keys (the names the library uses), for one document.
 DOCUMENT = "3f2a9c"
 WRITES = {
-    "handler.plan": [keys.manifest_key(DOCUMENT)],
-    "handler.extract_batch": [keys.batch_result_key(DOCUMENT, 1, 25), keys.image_key(DOCUMENT, "ab" * 32, "png")],
-    "handler.collect_images": [keys.image_list_key(DOCUMENT), keys.caption_batches_key(DOCUMENT)],
-    "handler.embed": [keys.embeddings_prefix(DOCUMENT) + "index.json"],
-    "handler.caption_batch": [keys.caption_batch_key(DOCUMENT, 3)],
-    "handler.understand": [keys.understanding_key(DOCUMENT)],
+    "handler.plan": [keys.manifest_key(DOCUMENT), keys.timing_key(DOCUMENT, "Plan")],
+    "handler.extract_batch": [keys.batch_result_key(DOCUMENT, 1, 25), keys.image_key(DOCUMENT, "ab" * 32, "png"),
+                              keys.timing_key(DOCUMENT, "ExtractPages", "00000")],
+    "handler.collect_images": [keys.image_list_key(DOCUMENT), keys.caption_batches_key(DOCUMENT),
+                               keys.timing_key(DOCUMENT, "CollectImages")],
+    "handler.embed": [keys.embeddings_prefix(DOCUMENT) + "index.json", keys.timing_key(DOCUMENT, "Embed")],
+    "handler.caption_batch": [keys.caption_batch_key(DOCUMENT, 3), keys.timing_key(DOCUMENT, "Captions", "00003")],
+    "handler.understand": [keys.understanding_key(DOCUMENT), keys.timing_key(DOCUMENT, "Understand")],
     "handler.embed_chunks": [keys.chunk_vectors_key(DOCUMENT)],
 }
 

@@ -55,16 +55,26 @@ def test_alarms_page_one_topic(resources: dict[str, Any]) -> None:
     assert dlq["Threshold"] == 1
 
 
-def test_failed_documents_are_published(resources: dict[str, Any]) -> None:
+def test_failed_and_partial_documents_are_published(resources: dict[str, Any]) -> None:
     (topic_id,) = of_type(resources, "AWS::SNS::Topic")
     (machine_id,) = of_type(resources, "AWS::StepFunctions::StateMachine")
     rules = [r["Properties"] for r in of_type(resources, "AWS::Events::Rule").values()
              if r["Properties"].get("EventPattern", {}).get("source") == ["aws.states"]
              and r["Properties"]["Targets"][0]["Arn"] == {"Ref": topic_id}]
-    assert len(rules) == 1
-    pattern = rules[0]["EventPattern"]
-    assert pattern["detail"] == {"stateMachineArn": [{"Ref": machine_id}], "status": ["FAILED", "TIMED_OUT", "ABORTED"]}
-    assert rules[0]["Targets"][0]["Arn"] == {"Ref": topic_id}
+    by_status = {tuple(r["EventPattern"]["detail"]["status"]): r["EventPattern"]["detail"] for r in rules}
+    assert by_status == {
+        ("FAILED", "TIMED_OUT", "ABORTED"): {"stateMachineArn": [{"Ref": machine_id}],
+                                            "status": ["FAILED", "TIMED_OUT", "ABORTED"]},
+        # a succeeded execution whose output (a JSON string) holds Write's "status": "partial"
+        ("SUCCEEDED",): {"stateMachineArn": [{"Ref": machine_id}], "status": ["SUCCEEDED"],
+                         "output": [{"wildcard": '*"status":"partial"*'}, {"wildcard": '*"status": "partial"*'}]},
+    }
+
+
+def test_partial_documents_raise_an_alarm_beside_the_failures(resources: dict[str, Any]) -> None:
+    (partial,) = alarms_on(resources, metrics.NAMESPACE, metrics.DOCUMENTS_PARTIAL)
+    assert (partial["Threshold"], partial["Statistic"]) == (1, "Sum")
+    assert partial["Dimensions"] == [{"Name": "service", "Value": "pagemill"}]
 
 
 def test_alarm_email_subscribes_to_the_topic(tmp_path: Path) -> None:
@@ -94,7 +104,7 @@ def test_dashboard_shows_throughput_failures_by_class_and_every_state(resources:
     body = dashboard["Properties"]["DashboardBody"]
     parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
     text = "".join(p if isinstance(p, str) else json.dumps(p) for p in parts)
-    for metric in ("DocumentsSucceeded", "DocumentsFailed", "PagesExtracted", "ImagesExtracted", "ImagesEmbedded",
+    for metric in ("DocumentsSucceeded", "DocumentsPartial", "DocumentsFailed", "PagesExtracted", "ImagesExtracted", "ImagesEmbedded",
                    "RunningExecutions", "OldestRunningExecutionSeconds"):
         assert f'"{metric}"' in text, metric
     assert "DocumentsFailedByClass" in text and "ErrorClass" in text and "SEARCH(" in text

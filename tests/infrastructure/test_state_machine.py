@@ -211,6 +211,12 @@ def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
         "started_at.$": "$$.Execution.StartTime",
     }
     assert states["Write"]["ResultPath"] == "$.written"
+    # the outcome (succeeded or partial) and the warnings' codes stay in the state, for status --aws
+    # and the DocumentPartial rule
+    assert states["Write"]["ResultSelector"] == {
+        "pages.$": "$.Payload.pages", "chunks.$": "$.Payload.chunks", "images.$": "$.Payload.images",
+        "status.$": "$.Payload.status", "warnings.$": "$.Payload.warnings",
+    }
     assert states["CollectImages"]["Parameters"]["Payload"] == {
         "document_id.$": "$.plan.document_id", "manifest_key.$": "$.plan.manifest_key"
     }

@@ -39,6 +39,13 @@ FAILED_THROUGH_RECORD_FAILURE = {
     "RecordFailure": {"Type": "Pass", "Next": "DocumentFailed"},
     "DocumentFailed": {"Type": "Fail", "Error": "EncryptedPdf", "Cause": "The PDF is encrypted; upload it without a password"},
 }
+# What Write leaves in the state for a document that finished with something missing.
+ENDED_PARTIAL = {
+    "Plan": {**PLAN, "Next": "Write"},
+    "Write": {"Type": "Pass", "ResultPath": "$.written", "End": True, "Result": {
+        "pages": 100, "chunks": 40, "images": 12, "status": "partial", "warnings": ["captions_missing"],
+    }},
+}
 FAILED_BEFORE_RECORDING = {
     "Plan": {**PLAN, "Next": "ExtractPages"},
     "ExtractPages": {"Type": "Fail", "Error": "States.Timeout", "Cause": "the map run timed out"},
@@ -252,3 +259,21 @@ def test_the_command_with_aws_finds_the_stack_and_reports(deploy, moto: dict) ->
     assert refused.exit_code == 1 and "not running" in refused.output
     missing = runner.invoke(app, ["status", "--aws", "--stack-name", "Nope", "--region", REGION])
     assert missing.exit_code == 2 and "'Nope' not found" in missing.output
+
+
+def test_a_partial_document_shows_partial_and_is_redriven_as_a_new_execution(deploy, moto: dict) -> None:
+    # GIVEN an execution that succeeded with its document partial (the model API was down)
+    stack = deploy(ENDED_PARTIAL)
+    source = upload(moto, stack)
+    arn = start_for_object(moto["stepfunctions"], stack.state_machine_arn, source).execution_arn
+    settled(moto["stepfunctions"], arn)
+    # WHEN on-call asks for its status
+    shown = aws.status(moto["stepfunctions"], moto["s3"], stack, arn)
+    # THEN it is partial, with what is missing and how to fill it
+    assert (shown.status, shown.execution_status) == ("partial", "SUCCEEDED")
+    assert shown.warnings == [{"code": "captions_missing"}]
+    assert f"pagemill redrive {arn} --aws" in shown.note
+    # AND a redrive starts a new execution of the same upload (Plan registers the partial document again)
+    outcome = aws.redrive(moto["stepfunctions"], stack, arn)
+    assert (outcome.how, outcome.previous_execution_arn) == ("restart", arn)
+    assert outcome.execution_arn.endswith("-r1") and "partial" in outcome.note

@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from pagemill.captions.client import NO_API_KEY
 from pagemill.clip.model import ClipModel
 from pagemill.errors import ExecutionCancelled
 from pagemill.payloads import CaptionBatchInput, DocumentInput, EmbedInput, WriteInput
@@ -14,6 +15,7 @@ from pagemill.pipeline.caption_batch import caption_batch
 from pagemill.pipeline.context import ModelAccess, StageContext
 from pagemill.pipeline.embed import embed
 from pagemill.pipeline.understand import skip_understanding
+from pagemill.pipeline.warnings import CAPTIONS_MISSING
 from pagemill.pipeline.write import CAPTION_BATCH_FAILED, write
 from pagemill.records import load, load_list
 from pagemill.storage import get_json
@@ -38,7 +40,7 @@ def test_write_stores_pages_chunks_images_embeddings_and_model_output(
                                                  "images_key": collected["images_key"]}))
     items = load_list(CaptionBatchInput, get_json(ctx.s3, ctx.work_bucket, collected["caption_batches_key"]))
     caption_batch(ctx, items[0], model)
-    understood = skip_understanding(ctx, document, "no API key")
+    understood = skip_understanding(ctx, document, NO_API_KEY)
     payload = write_input(
         document, embeddings_index_key=vectors["index_key"],
         captions={"prefix": collected["captions_prefix"], "error": None},
@@ -46,10 +48,11 @@ def test_write_stores_pages_chunks_images_embeddings_and_model_output(
     )
     # WHEN the document is written
     counts = write(ctx, conn, payload)
-    # THEN it succeeded with every page, chunk and distinct image
+    # THEN it is partial (the lost batch's captions are missing) with every page, chunk and distinct image
     doc_id = document.document_id
     assert db.execute("select status, page_count from documents where id = %s", (doc_id,)).fetchone() == (
-        "succeeded", 6)
+        "partial", 6)
+    assert (counts["status"], counts["warnings"]) == ("partial", [CAPTIONS_MISSING])
     assert counts["pages"] == db.execute("select count(*) from pages where document_id = %s", (doc_id,)).fetchone()[0]
     assert counts["pages"] == 6 and counts["chunks"] > 0 and counts["images"] == upload.truth.distinct_images
     # AND each image has its embedding; the first batch's images their captions, the rest the reason
@@ -59,8 +62,12 @@ def test_write_stores_pages_chunks_images_embeddings_and_model_output(
     assert all(embedded for _, embedded, _, _ in rows)
     assert {(sha in first, status, reason) for sha, _, status, reason in rows} == {
         (True, "captioned", None), (False, "skipped", CAPTION_BATCH_FAILED)}
+    # AND the warning names the images without a caption, and why; no API key is a note, not a warning
+    [warning] = db.execute("select warnings from documents where id = %s", (doc_id,)).fetchone()[0]
+    assert sorted(warning["images"]) == sorted(sha for sha, *_ in rows if sha not in first)
+    assert CAPTION_BATCH_FAILED in warning["message"]
     assert db.execute("select understanding_status, understanding_reason from documents where id = %s",
-                      (doc_id,)).fetchone() == ("skipped", "no API key")
+                      (doc_id,)).fetchone() == ("skipped", NO_API_KEY)
 
 
 def test_write_of_a_cancelled_execution_changes_nothing(
