@@ -1,6 +1,6 @@
 """An embedding service outage, end to end: EmbedChunks on Titan through moto's bedrock-runtime
 (which answers every InvokeModel with an empty body: no vector) gives no vectors; the document is
-still written, its chunks without vectors, and the reason recorded."""
+still written, its chunks without vectors, and it ends partial with a warning."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def engine(engine_home: Path, module_database_url: str) -> Iterator[LocalEngine]
         yield running
 
 
-def test_an_embedding_outage_writes_the_document_without_chunk_vectors(
+def test_an_embedding_outage_leaves_the_document_partial_with_a_warning(
     engine: LocalEngine, db, tmp_path: Path
 ) -> None:
     catalog = tmp_path / "catalog.pdf"
@@ -36,6 +36,9 @@ def test_an_embedding_outage_writes_the_document_without_chunk_vectors(
         "select count(*), count(embedding) from chunks where document_id = %s", (run.document_id,)
     ).fetchone()
     assert total > 0 and embedded == 0
-    stats = db.execute("select stats from documents where id = %s", (run.document_id,)).fetchone()[0]
+    status, stats, warnings = db.execute(
+        "select status, stats, warnings from documents where id = %s", (run.document_id,)).fetchone()
     assert stats["chunk_vectors"]["model"] == "bedrock:amazon.titan-embed-text-v2:0:1024:norm"
     assert stats["chunk_vectors"]["error"].startswith("malformed answer")
+    # AND the document is partial, never failed, with the warning that says how to fill it
+    assert status == "partial" and [w["code"] for w in warnings] == ["chunk_vectors_missing"]

@@ -1,6 +1,6 @@
 """EmbedChunks and Write together: chunk vectors go through S3 into Write's COPY transaction;
-an embedding service outage leaves the chunks without vectors, the reason recorded, the document
-written."""
+an embedding service outage leaves the chunks without vectors and the document partial, with a
+warning that says so."""
 
 from __future__ import annotations
 
@@ -95,5 +95,9 @@ def test_an_embedding_outage_writes_the_document_without_vectors_and_says_why(ct
     assert result["key"] is None and result["error"].startswith("gave up after 2 attempts")
     write(ctx, conn, written(result))
     assert conn.execute("select count(*), count(embedding) from chunks").fetchone() == (4, 0)
-    stats = conn.execute("select stats from documents where id = %s", (DOC,)).fetchone()[0]
+    # THEN the document is partial, and its warning says what is missing and how to fill it
+    status, stats, warnings = conn.execute(
+        "select status, stats, warnings from documents where id = %s", (DOC,)).fetchone()
     assert stats["chunk_vectors"]["model"] == titan.model and "gave up" in stats["chunk_vectors"]["error"]
+    assert status == "partial" and [w["code"] for w in warnings] == ["chunk_vectors_missing"]
+    assert "gave up after 2 attempts" in warnings[0]["message"] and "pagemill reembed" in warnings[0]["message"]
