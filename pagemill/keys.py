@@ -61,6 +61,11 @@ def understanding_key(document_id: str) -> str:
     return f"{document_prefix(document_id)}understanding.json"
 
 
+def chunk_vectors_key(document_id: str) -> str:
+    """EmbedChunks' output: every chunk's text vector, in document chunk order (np.save format)."""
+    return f"{document_prefix(document_id)}chunk-vectors.npy"
+
+
 def warnings_prefix(document_id: str) -> str:
     return f"{document_prefix(document_id)}warnings/"
 

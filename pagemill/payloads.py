@@ -24,7 +24,7 @@ class PlanInput:
 
 @dataclass(frozen=True)
 class DocumentInput:
-    """CollectImages' and UnderstandDocument's input: the planned document."""
+    """CollectImages', UnderstandDocument's and EmbedChunks' input: the planned document."""
 
     document_id: str
     manifest_key: str
@@ -88,6 +88,17 @@ class UnderstandingBranch:
 
 
 @dataclass(frozen=True)
+class ChunkVectorsBranch:
+    """EmbedChunks' outcome: where the chunk vectors are and the model that made them, or why
+    there are none (``error``: the embedding service gave none; the document is still written)."""
+
+    key: str | None = None
+    model: str | None = None
+    chunks: int = 0  # vectors stored
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class WriteInput:
     document_id: str
     manifest_key: str
@@ -99,6 +110,8 @@ class WriteInput:
     understanding: UnderstandingBranch | None = None
     # None: nothing was to be spoken (no summary, speech off), or an older execution.
     speech: SpeechBranch | None = None
+    # None: chunk embeddings are off in this state machine.
+    chunk_vectors: ChunkVectorsBranch | None = None
 
 
 @dataclass(frozen=True)

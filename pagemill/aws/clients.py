@@ -211,6 +211,27 @@ def token_budget(document_id: str) -> Any:
     return DynamoDbTokenBudget(_captions_table(s), document_id, s.caption_token_budget, client("dynamodb"))
 
 
+def text_embedder(document_id: str) -> Any:
+    """The chunk embedder the settings name. Titan calls go through their own circuit breaker (one
+    item per model in the captions table: an outage of Titan says nothing about Claude's) and a
+    per-document budget of their own (a long book's chunks would spend a caption budget at once)."""
+    from pagemill.captions.breaker import CircuitBreaker, DynamoDbBreakerStore
+    from pagemill.captions.budget import DynamoDbTokenBudget
+    from pagemill.text_embed.select import build_embedder
+
+    s = handler_env().settings
+    if s.text_embedder != "titan":
+        return build_embedder(s)
+    table = _captions_table(s)
+    breaker = CircuitBreaker(
+        DynamoDbBreakerStore(table, f"bedrock:{s.titan_model_id}", client("dynamodb")),
+        failure_threshold=s.breaker_failure_threshold, window_seconds=s.breaker_window_seconds,
+        cooldown_seconds=s.breaker_cooldown_seconds,
+    )
+    budget = DynamoDbTokenBudget(table, f"{document_id}:chunks", s.titan_token_budget, client("dynamodb"))
+    return build_embedder(s, bedrock=client("bedrock-runtime"), breaker=breaker, budget=budget)
+
+
 def _captions_table(settings: Settings) -> str:
     if not settings.captions_table:
         raise RuntimeError("PAGEMILL_CAPTIONS_TABLE is not set: the function was deployed without its table")

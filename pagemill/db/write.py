@@ -18,14 +18,16 @@ from psycopg.types.json import Jsonb
 
 from pagemill.db.connect import unavailable_on_failure
 from pagemill.errors import InternalError
+from pagemill.pdf.language import SIMPLE, text_search_config
 from pagemill.records import BatchResult, ImageOccurrence
 
 _PAGES = (
     "COPY pages (document_id, page_no, markdown, char_count, width, height, image_count) FROM STDIN (FORMAT BINARY)"
 )
 _PAGE_TYPES = ["text", "int4", "text", "int4", "float4", "float4", "int4"]
-_CHUNKS = "COPY chunks (document_id, chunk_no, first_page, last_page, text) FROM STDIN (FORMAT BINARY)"
-_CHUNK_TYPES = ["text", "int4", "int4", "int4", "text"]
+_CHUNK_COLUMNS = "document_id, chunk_no, first_page, last_page, text, ts_config"
+# regconfig travels as its oid: binary COPY has no name form of it.
+_CHUNK_TYPES = ["text", "int4", "int4", "int4", "text", "oid"]
 _IMAGE_COLUMNS = (
     "document_id, image_no, page_no, page_nos, bbox, width, height, sha256, ext, s3_key, size_bytes"
 )
@@ -37,6 +39,14 @@ class WriteCounts:
     pages: int
     chunks: int
     images: int
+
+
+@dataclass(frozen=True)
+class ChunkVectors:
+    """Every chunk's vector, in document-wide chunk order, and the model that made them."""
+
+    model: str
+    vectors: Sequence[Sequence[float]]
 
 
 @dataclass
@@ -55,12 +65,15 @@ def write_document(
     timings: dict[str, Any],
     stats: dict[str, Any],
     embeddings: Mapping[str, Sequence[float]] | None = None,
+    chunk_vectors: ChunkVectors | None = None,
 ) -> WriteCounts:
     """Replace the document's rows with those of ``batches`` and mark it succeeded, atomically.
 
     ``batches`` are written in page order: a sequence is sorted by first page; an iterator (one
     batch loaded at a time) must already come in that order. ``embeddings`` are keyed by image
-    sha256; images without one get NULL. Running it again with the same
+    sha256; images without one get NULL. ``chunk_vectors``, when given, has one vector per chunk.
+    The text search configuration of the chunks follows the language of the first batch that has
+    text. Running it again with the same
     input leaves the same rows: it is safe to retry. (Captions are set afterwards, in the same
     transaction, by pagemill.db.understanding.store_caption_results.)
     """
@@ -72,21 +85,30 @@ def write_document(
             conn.execute(f"delete from {table} where document_id = %s", (document_id,))
         pages = chunks = 0
         images: dict[str, _Image] = {}
+        ts_config, ts_config_oid = SIMPLE, 0
         with conn.cursor() as cur:
             for batch in _in_page_order(batches, document_id):
+                if chunks == 0 and batch.chunks:
+                    ts_config = text_search_config("\n".join(c.text for c in batch.chunks))
+                    ts_config_oid = cur.execute("select %s::regconfig::oid", (ts_config,)).fetchone()[0]
                 pages += _copy_pages(cur, document_id, batch)
-                chunks += _copy_chunks(cur, document_id, batch, first_chunk_no=chunks)
+                chunks += _copy_chunks(cur, document_id, batch, first_chunk_no=chunks, ts_config=ts_config_oid,
+                                       vectors=chunk_vectors)
                 _merge_images(images, batch)
             if images:
                 _copy_images(cur, document_id, images, embeddings or {})
+        if chunk_vectors is not None and len(chunk_vectors.vectors) != chunks:
+            raise InternalError(f"{len(chunk_vectors.vectors)} chunk vectors for {chunks} chunks of {document_id}")
         conn.execute(
             """
-            update documents set status = 'succeeded', page_count = %s, timings = %s, stats = %s,
+            update documents set status = 'succeeded', page_count = %s, timings = %s, stats = %s, ts_config = %s,
                 error_class = null, error = null, cause = null, failed_state = null, updated_at = now()
             where id = %s
             """,
-            (pages, Jsonb(timings), Jsonb(stats), document_id),
+            (pages, Jsonb(timings), Jsonb(stats), ts_config, document_id),
         )
+        if chunks:
+            conn.execute("insert into text_search_configs values (%s) on conflict do nothing", (ts_config,))
     return WriteCounts(pages=pages, chunks=chunks, images=len(images))
 
 
@@ -116,14 +138,25 @@ def _copy_pages(cur: psycopg.Cursor[Any], document_id: str, batch: BatchResult) 
     return len(batch.pages)
 
 
-def _copy_chunks(cur: psycopg.Cursor[Any], document_id: str, batch: BatchResult, *, first_chunk_no: int) -> int:
+def _copy_chunks(
+    cur: psycopg.Cursor[Any], document_id: str, batch: BatchResult, *, first_chunk_no: int, ts_config: int,
+    vectors: ChunkVectors | None,
+) -> int:
     """Chunks are numbered per batch by Extract; here they get document-wide numbers."""
     if not batch.chunks:
         return 0
-    with cur.copy(_CHUNKS) as copy:
-        copy.set_types(_CHUNK_TYPES)
+    columns, types = _CHUNK_COLUMNS, _CHUNK_TYPES
+    if vectors is not None:
+        columns, types = f"{columns}, embedding, embedding_model", [*types, "vector", "text"]
+        if len(vectors.vectors) < first_chunk_no + len(batch.chunks):
+            raise InternalError(f"fewer chunk vectors ({len(vectors.vectors)}) than chunks of {document_id}")
+    with cur.copy(f"COPY chunks ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
         for n, c in enumerate(sorted(batch.chunks, key=attrgetter("chunk_no")), start=first_chunk_no):
-            copy.write_row((document_id, n, c.first_page, c.last_page, c.text))
+            row: tuple[Any, ...] = (document_id, n, c.first_page, c.last_page, c.text, ts_config)
+            if vectors is not None:
+                row = (*row, vectors.vectors[n], vectors.model)
+            copy.write_row(row)
     return len(batch.chunks)
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 from pagemill import keys, storage
 from pagemill.captions.client import NO_API_KEY
+from pagemill.payloads import ChunkVectorsBranch
 from pagemill.pipeline.context import StageContext
 from pagemill.records import (
     CAPTIONED,
@@ -21,6 +22,7 @@ from pagemill.records import (
 )
 
 CAPTIONS_MISSING = "captions_missing"
+CHUNK_VECTORS_MISSING = "chunk_vectors_missing"
 UNDERSTANDING_MISSING = "understanding_missing"
 # Skip reasons that are someone's choice, not a loss: a note, never partial.
 _CHOSEN = {NO_API_KEY}
@@ -67,6 +69,18 @@ def understanding_warnings(document_id: str, answer: Understanding | None) -> li
         UNDERSTANDING_MISSING,
         f"the document was not read by the model (type, summary, products): {answer.reason}; "
         f"`pagemill redrive {document_id}` fills it",
+    )]
+
+
+def chunk_vector_warnings(branch: ChunkVectorsBranch | None) -> list[DocumentWarning]:
+    """Chunks written without search vectors because EmbedChunks got none (outage, throttling,
+    circuit open, budget spent, or the step failed)."""
+    if branch is None or not branch.error:
+        return []
+    return [DocumentWarning(
+        CHUNK_VECTORS_MISSING,
+        f"chunks have no search vectors ({branch.model or 'text embedder'}): {branch.error}; "
+        "`pagemill reembed` fills them",
     )]
 
 

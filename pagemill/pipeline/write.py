@@ -37,6 +37,7 @@ from pagemill import keys, storage
 from pagemill.captions.caption import load_results, skipped, summarize
 from pagemill.clip.embed import load_embeddings
 from pagemill.db import documents
+from pagemill.db.chunk_vectors import build_index, index_exists
 from pagemill.db.connect import unavailable_on_failure
 from pagemill.db.speech import store_speech
 from pagemill.db.understanding import (
@@ -44,9 +45,10 @@ from pagemill.db.understanding import (
     store_token_usage,
     store_understanding,
 )
-from pagemill.db.write import write_document
+from pagemill.db.write import ChunkVectors, write_document
 from pagemill.payloads import (
     CaptionsBranch,
+    ChunkVectorsBranch,
     SpeechBranch,
     UnderstandingBranch,
     WriteInput,
@@ -57,6 +59,7 @@ from pagemill.pipeline.context import (
     batch_results,
     load_manifest,
 )
+from pagemill.pipeline.embed_chunks import load_chunk_vectors
 from pagemill.pipeline.record_failure import explain_failure
 from pagemill.pipeline.timings import state_seconds
 from pagemill.records import (
@@ -103,6 +106,7 @@ def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, Any]:
     # execution's) are held for the database work only.
     index_key = payload.embeddings_index_key
     embeddings = load_embeddings(ctx.s3, ctx.work_bucket, index_key) if index_key else None
+    vectors = _chunk_vectors(ctx, payload.chunk_vectors, stats)
     caption_results, answer = _load_model_output(
         ctx, document_id, payload.captions or CaptionsBranch(), payload.understanding or UnderstandingBranch()
     )
@@ -110,6 +114,7 @@ def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, Any]:
     found.extend(partial.understanding_warnings(document_id, answer))
     spoken = speech_outcome(payload.speech)
     found.extend(spoken.warnings(document_id) if spoken else [])
+    found.extend(partial.chunk_vector_warnings(payload.chunk_vectors))
     found.extend(partial.reported_warnings(ctx, document_id, since=since))
     states = state_seconds(ctx, document_id, since=since)
     with unavailable_on_failure(f"writing document {document_id}"), conn.transaction():
@@ -118,7 +123,8 @@ def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, Any]:
         if execution_arn:
             documents.ensure_not_cancelled(conn, execution_arn)
         counts = write_document(
-            conn, document_id=document_id, batches=batches(), timings=timings, stats=stats, embeddings=embeddings
+            conn, document_id=document_id, batches=batches(), timings=timings, stats=stats, embeddings=embeddings,
+            chunk_vectors=vectors,
         )
         _store_model_output(conn, document_id, caption_results, answer)
         store_speech(conn, document_id, spoken)
@@ -130,10 +136,25 @@ def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, Any]:
     if since is not None:
         timings["pipeline_seconds"] = round(time.time() - since, 3)
     documents.set_timings(conn, document_id, timings)
+    if vectors is not None and len(vectors.vectors) and not index_exists(conn, vectors.model):
+        # The first document of a model: its index starts small and grows with each Write.
+        # `pagemill reembed` (a bulk load) drops it and builds it once over all rows instead.
+        build_index(conn, vectors.model, len(vectors.vectors[0]))
     if warnings:
         log.warning("document partial", extra={"document_id": document_id, "warnings": [w.code for w in warnings]})
     return {"pages": counts.pages, "chunks": counts.chunks, "images": counts.images, "status": status,
             "warnings": [w.code for w in warnings]}
+
+
+def _chunk_vectors(ctx: StageContext, branch: ChunkVectorsBranch | None, stats: dict[str, Any]) -> ChunkVectors | None:
+    """EmbedChunks' vectors, or None (embeddings off, or the service gave none: a warning says
+    so, and `pagemill reembed` fills them in)."""
+    if branch is None:
+        return None
+    stats["chunk_vectors"] = {"model": branch.model, "error": branch.error}
+    if not branch.key or not branch.model:
+        return None
+    return ChunkVectors(branch.model, load_chunk_vectors(ctx.s3, ctx.work_bucket, branch.key))
 
 
 def _epoch(started_at: str | None) -> float | None:

@@ -157,6 +157,9 @@ class LocalEngine:
             # production code path. PAGEMILL_CLIP_DIR points at a real export.
             "PAGEMILL_CLIP_DIR": os.environ.get("PAGEMILL_CLIP_DIR")
             or str(ensure_test_model(self.options.home / "clip-test-model")),
+            # The deployed EmbedChunks calls Titan on Bedrock; locally the offline model in the
+            # wordllama wheel embeds (bench/RESULTS.md, "Retrieval"), unless told otherwise.
+            "PAGEMILL_TEXT_EMBEDDER": os.environ.get("PAGEMILL_TEXT_EMBEDDER") or "wordllama",
         }
         captions, _ = caption_environment(
             {**os.environ, **self.options.function_env}, no_captions=self.options.no_captions

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pgvector.psycopg import register_vector
 
-from pagemill.search import nearest_images
+from pagemill.search.images import nearest_images
 from pagemill_tools.engine.engine import LocalEngine
 from pagemill_tools.sample import make_catalog
 

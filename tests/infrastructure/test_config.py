@@ -78,7 +78,7 @@ def test_the_stack_and_the_library_share_one_settings_contract() -> None:
     assert shared == {
         "batch_pages", "max_pages", "max_bytes", "markdown_mode", "gpu_min_images", "caption_provider",
         "caption_model", "caption_concurrency", "caption_batch_size", "caption_token_budget", "speech",
-        "speech_voices", "speech_max_chars",
+        "speech_voices", "speech_max_chars", "text_embedder", "titan_model_id", "titan_dimensions",
     }
     # AND a value the library refuses, the stack refuses too, naming the context key or the variable
     with pytest.raises(ConfigError, match="context 'caption_batch_size' must be between 1 and 50"):
@@ -89,6 +89,15 @@ def test_the_stack_and_the_library_share_one_settings_contract() -> None:
         Settings.from_env({env_name("caption_token_budget"): "10"})
     with pytest.raises(ValueError, match="PAGEMILL_BATCH_PAGES must be an integer"):
         Settings.from_env({env_name("batch_pages"): "ten"})
+
+
+def test_the_stack_refuses_an_embedder_its_bundle_cannot_carry() -> None:
+    from stacks.config import ConfigError, PipelineConfig
+
+    with pytest.raises(ConfigError, match="context 'text_embedder' e5 does not fit the embed Lambda bundle"):
+        PipelineConfig.from_context(Context(text_embedder="e5"))
+    with pytest.raises(ConfigError, match="context 'titan_dimensions' must be one of"):
+        PipelineConfig.from_context(Context(titan_dimensions=300))
 
 
 def test_settings_carry_to_a_function_environment_and_back() -> None:

@@ -40,6 +40,7 @@ FUNCTIONS = {
     "handler.caption_batch": ("lambdas/caption", 300, 1024),
     "handler.understand": ("lambdas/caption", 300, 1024),
     "handler.speak_summary": ("lambdas/speech", 120, 512),
+    "handler.embed_chunks": ("lambdas/embed", 900, 1024),
     "handler.handler": ("lambdas/trigger", 30, 256),
     "handler.watch": ("lambdas/trigger", 60, 256),
     "handler.on_event": ("lambdas/migrate", 900, 512),
@@ -51,7 +52,7 @@ DATABASE_HANDLERS = ("handler.plan", "handler.write", "handler.record_failure", 
 
 PIPELINE_HANDLERS = (
     "handler.plan", "handler.extract_batch", "handler.collect_images", "handler.embed", "handler.caption_batch",
-    "handler.understand", "handler.speak_summary", "handler.write", "handler.record_failure",
+    "handler.understand", "handler.speak_summary", "handler.embed_chunks", "handler.write", "handler.record_failure",
 )
 
 
@@ -190,6 +191,22 @@ def test_caption_functions_share_a_table_and_read_the_key_secret(resources: dict
     assert collect["PAGEMILL_CAPTION_BATCH_SIZE"] == "5"
 
 
+def test_embed_chunks_may_invoke_only_the_titan_model(resources: dict[str, Any]) -> None:
+    function = function_with(resources, "handler.embed_chunks")
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert (variables["PAGEMILL_TEXT_EMBEDDER"], variables["PAGEMILL_TITAN_DIMENSIONS"]) == ("titan", "1024")
+    assert variables["PAGEMILL_TITAN_MODEL_ID"] == "amazon.titan-embed-text-v2:0"
+    statements = role_statements(resources, function["Properties"]["Role"]["Fn::GetAtt"][0])
+    bedrock = [s for s in statements if any(a.startswith("bedrock:") for a in actions_of(s))]
+    assert [actions_of(s) for s in bedrock] == [["bedrock:InvokeModel"]]
+    assert json.dumps(bedrock[0]["Resource"]).endswith('"::foundation-model/amazon.titan-embed-text-v2:0"]]}')
+    # no other function may call Bedrock with the default (anthropic) caption provider
+    for handler in FUNCTIONS:
+        if handler != "handler.embed_chunks":
+            role = function_with(resources, handler)["Properties"]["Role"]["Fn::GetAtt"][0]
+            assert not any(a.startswith("bedrock:") for s in role_statements(resources, role) for a in actions_of(s))
+
+
 # What each stage writes, by pagemill.keys (the names the library uses), for one document.
 DOCUMENT = "3f2a9c"
 WRITES = {
@@ -202,6 +219,7 @@ WRITES = {
     "handler.caption_batch": [keys.caption_batch_key(DOCUMENT, 3), keys.timing_key(DOCUMENT, "Captions", "00003")],
     "handler.understand": [keys.understanding_key(DOCUMENT), keys.timing_key(DOCUMENT, "Understand")],
     "handler.speak_summary": [keys.summary_audio_key(DOCUMENT, "mp3")],
+    "handler.embed_chunks": [keys.chunk_vectors_key(DOCUMENT)],
 }
 
 

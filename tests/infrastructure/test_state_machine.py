@@ -41,6 +41,7 @@ LAMBDA_TASKS = {
     "CaptionBatch": "handler.caption_batch",
     "UnderstandDocument": "handler.understand",
     "SpeakSummary": "handler.speak_summary",
+    "EmbedChunks": "handler.embed_chunks",
     "Write": "handler.write",
     "RecordFailure": "handler.record_failure",
 }
@@ -207,6 +208,7 @@ def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
         "captions.$": "$.enrich.captions",
         "understanding.$": "$.enrich.understanding",
         "speech.$": "$.enrich.understanding.speech",
+        "chunk_vectors.$": "$.enrich.chunk_vectors",
         "execution_arn.$": "$$.Execution.Id",
         "started_at.$": "$$.Execution.StartTime",
     }
@@ -283,7 +285,7 @@ def test_enrich_is_a_parallel_that_routes_images_three_ways(definition: dict[str
     }
     # AND the Parallel's result has each branch's under $.enrich
     assert enrich["ResultSelector"] == {
-        "embeddings.$": "$[0]", "captions.$": "$[1]", "understanding.$": "$[2]"
+        "embeddings.$": "$[0]", "captions.$": "$[1]", "understanding.$": "$[2]", "chunk_vectors.$": "$[3]"
     }
     assert enrich["ResultPath"] == "$.enrich"
 
@@ -332,6 +334,31 @@ def test_understanding_branch_catches_into_a_skip(definition: dict[str, Any]) ->
 
 def embed_on_gpu(definition: dict[str, Any]) -> dict[str, Any]:
     return tasks_of(definition)["EmbedOnGpu"]
+
+
+def test_chunk_vectors_branch_never_fails_the_document_and_reaches_write(definition: dict[str, Any]) -> None:
+    branch = definition["States"]["Enrich"]["Branches"][3]
+    states = branch["States"]
+    assert branch["StartAt"] == "EmbedChunks"
+    embed_chunks = states["EmbedChunks"]
+    assert embed_chunks["Parameters"]["Payload"] == {
+        "document_id.$": "$.plan.document_id", "manifest_key.$": "$.plan.manifest_key"
+    }
+    assert set(embed_chunks["ResultSelector"]) == {"key.$", "model.$", "chunks.$", "error.$"}
+    # an embedding service that gives no vectors answers with an error; a crash is caught: never fails
+    assert embed_chunks["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.chunk_vectors_failed", "Next": "ChunkVectorsFailed"}
+    ]
+    assert states["ChunkVectorsFailed"]["Parameters"]["error.$"] == "$.chunk_vectors_failed.Error"
+
+
+def test_chunk_embeddings_off_leave_no_state(tmp_path: Path) -> None:
+    template = construct_template(tmp_path, state_machine_part, text_embedder="off").to_json()
+    definition = definition_of(template)
+    assert len(definition["States"]["Enrich"]["Branches"]) == 3
+    assert "chunk_vectors.$" not in definition["States"]["Write"]["Parameters"]["Payload"]
+    handlers = {f["Properties"]["Handler"] for f in of_type(template["Resources"], "AWS::Lambda::Function").values()}
+    assert "handler.embed_chunks" not in handlers
 
 
 def test_embed_on_gpu_runs_the_task_and_waits_for_its_token(definition: dict[str, Any]) -> None:

@@ -1,0 +1,114 @@
+"""Chunk vectors after Write: the per-model HNSW index, and re-embedding every chunk with
+another model (``pagemill reembed``).
+
+The index is an expression index on ``embedding::halfvec(dim)`` restricted to one model's rows:
+halfvec halves its size and build time at the same recall (bench/RESULTS.md, HNSW at scale), and
+the restriction keeps vectors of two models from ever being compared. It is built after bulk
+loads, never before: rows go into a bare table about 30x faster than into an indexed one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+from pagemill.db.connect import unavailable_on_failure
+from pagemill.search.hybrid import chunk_index_name, chunk_vector
+
+if TYPE_CHECKING:
+    from pagemill.text_embed.embedder import TextEmbedder
+
+log = logging.getLogger(__name__)
+
+# An advisory lock so that two Writes of a fresh database do not both build the index.
+_INDEX_LOCK = int.from_bytes(b"pm-chidx", "big")
+
+
+@dataclass(frozen=True)
+class ReembedCounts:
+    chunks: int  # vectors written by this call
+    model: str
+    index_seconds: float
+
+
+def index_exists(conn: Any, model: str) -> bool:
+    return conn.execute("select to_regclass(%s) is not null", (chunk_index_name(model),)).fetchone()[0]
+
+
+def build_index(conn: Any, model: str, dim: int, *, maintenance_work_mem: str = "1GB") -> None:
+    """Create the model's HNSW index if it is missing (idle connection; commits)."""
+    with unavailable_on_failure("building the chunk vector index"), conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(%s)", (_INDEX_LOCK,))
+        # The graph must fit in maintenance_work_mem or the build spills and takes 2.4x as long.
+        conn.execute("select set_config('maintenance_work_mem', %s, true)", (maintenance_work_mem,))
+        conn.execute(sql.SQL(
+            "create index if not exists {name} on chunks using hnsw ({expr} halfvec_cosine_ops)"
+            " where embedding_model = {model}"
+        ).format(name=sql.Identifier(chunk_index_name(model)), expr=chunk_vector(dim), model=sql.Literal(model)))
+
+
+def drop_index(conn: Any, model: str) -> None:
+    with unavailable_on_failure("dropping the chunk vector index"), conn.transaction():
+        conn.execute(sql.SQL("drop index if exists {}").format(sql.Identifier(chunk_index_name(model))))
+
+
+def models_stored(conn: Any) -> dict[str | None, int]:
+    """Chunks per embedding model (None: chunks without a vector)."""
+    rows = conn.execute("select embedding_model, count(*) from chunks group by embedding_model").fetchall()
+    return {model: count for model, count in rows}
+
+
+def reembed(
+    conn: Any,
+    embedder: TextEmbedder,
+    *,
+    batch_size: int = 256,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ReembedCounts:
+    """Give every chunk that has no vector of ``embedder.model`` one, batch by batch (each batch
+    commits, so an interrupted run resumes where it stopped), then build that model's index and
+    drop the indexes of models no chunk uses any more. Chunks already embedded by the model are
+    left alone: a second run writes nothing."""
+    todo = conn.execute(
+        "select count(*) from chunks where embedding_model is distinct from %s", (embedder.model,)
+    ).fetchone()[0]
+    # Rows go into a bare table far faster than into an indexed one: drop, load, build.
+    if todo:
+        drop_index(conn, embedder.model)
+    done = 0
+    while True:
+        with unavailable_on_failure("re-embedding chunks"), conn.transaction():
+            rows = conn.execute(
+                "select document_id, chunk_no, text from chunks where embedding_model is distinct from %s"
+                " order by document_id, chunk_no limit %s for update skip locked",
+                (embedder.model, batch_size),
+            ).fetchall()
+            if not rows:
+                break
+            vectors = embedder.passages([text for _, _, text in rows])
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "update chunks set embedding = %s, embedding_model = %s where document_id = %s and chunk_no = %s",
+                    [(vector, embedder.model, doc, no) for (doc, no, _), vector in zip(rows, vectors)],
+                )
+        done += len(rows)
+        if on_progress is not None:
+            on_progress(done, todo)
+    began = time.monotonic()
+    build_index(conn, embedder.model, embedder.dim)
+    index_seconds = time.monotonic() - began
+    stale = conn.execute(
+        "select indexname from pg_indexes where tablename = 'chunks' and indexname like 'chunks_embedding_%%'"
+        " and indexname <> %s", (chunk_index_name(embedder.model),)
+    ).fetchall()
+    for (name,) in stale:
+        with conn.transaction():
+            conn.execute(sql.SQL("drop index if exists {}").format(sql.Identifier(name)))
+    log.info("chunks re-embedded", extra={"model": embedder.model, "chunks": done,
+                                          "index_seconds": round(index_seconds, 2)})
+    return ReembedCounts(chunks=done, model=embedder.model, index_seconds=round(index_seconds, 3))

@@ -1,0 +1,260 @@
+"""Hybrid search: full-text and vector rankings of chunks and images, fused by reciprocal rank
+(pagemill.search.fusion), in one SQL statement.
+
+Up to four ranked lists, each cut to ``candidates`` items:
+  chunk keyword  chunks.tsv @@ the query, parsed with each chunk's own text search configuration
+  chunk vector   the query embedded by the chunks' model (only chunks of that model are compared),
+                 served by that model's HNSW expression index on embedding::halfvec(dim)
+  image keyword  images.caption_tsv @@ the query (captions are English)
+  image vector   CLIP text → image similarity on images.embedding
+"keyword" mode uses the two keyword lists, "vector" the two vector lists, "hybrid" all four.
+Chunks and images share one fused ranking: RRF scores depend on ranks only, so they compare.
+
+Round trips: one to set the HNSW scan options for this transaction, one for the search.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from psycopg import sql
+
+from pagemill.errors import InputError
+from pagemill.search.fusion import RRF_K
+
+if TYPE_CHECKING:
+    from pagemill.text_embed.embedder import TextEmbedder
+
+MODES = ("hybrid", "keyword", "vector")
+# "all": a chunk must hold every word of the query (websearch_to_tsquery's AND); "any": it must
+# hold one, ranked by how many and how close (ts_rank_cd). Questions in a person's words rarely
+# have all their words in one chunk: bench/bench_retrieval.py measures both.
+MATCHES = ("any", "all")
+RANK_POOL = 1_000
+CAPTION_CONFIG = "english"
+_HEADLINE = "StartSel=«, StopSel=», MaxWords=40, MinWords=15, MaxFragments=2, FragmentDelimiter= … "
+
+
+class SearchUnavailable(InputError):
+    """The search asked for cannot run (a vector mode with no embedder, an unknown mode)."""
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    document_id: str | None = None
+    first_page: int | None = None  # hits on or after this page
+    last_page: int | None = None  # hits on or before this page
+    doc_type: str | None = None  # documents.doc_type, as document understanding named it
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    kind: str  # "chunk" | "image"
+    document_id: str
+    score: float  # fused RRF score
+    keyword_rank: int | None
+    vector_rank: int | None
+    chunk_no: int | None = None
+    first_page: int | None = None
+    last_page: int | None = None
+    text: str | None = None  # chunk snippet, matched terms between « and »
+    image_no: int | None = None
+    page_no: int | None = None
+    caption: str | None = None
+    s3_key: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        common = {"kind": self.kind, "document_id": self.document_id, "score": self.score,
+                  "keyword_rank": self.keyword_rank, "vector_rank": self.vector_rank}
+        if self.kind == "chunk":
+            return {**common, "chunk_no": self.chunk_no, "first_page": self.first_page,
+                    "last_page": self.last_page, "text": self.text}
+        return {**common, "image_no": self.image_no, "page_no": self.page_no, "caption": self.caption,
+                "s3_key": self.s3_key}
+
+
+def chunk_index_name(model: str) -> str:
+    """The HNSW index of one embedding model's chunk vectors (names are at most 63 bytes)."""
+    return f"chunks_embedding_{hashlib.sha256(model.encode()).hexdigest()[:16]}"
+
+
+def chunk_vector(dim: int, alias: str | None = None) -> sql.Composed:
+    """The expression the chunk HNSW index is built on, which queries must order by."""
+    column = sql.Identifier(alias, "embedding") if alias else sql.Identifier("embedding")
+    return sql.SQL("({column}::halfvec({dim}))").format(column=column, dim=sql.Literal(dim))
+
+
+def search(
+    conn: Any,
+    text: str,
+    *,
+    mode: str = "hybrid",
+    limit: int = 10,
+    filters: SearchFilters = SearchFilters(),
+    embedder: TextEmbedder | None = None,
+    image_query: np.ndarray | None = None,
+    candidates: int | None = None,
+    rrf_k: int = RRF_K,
+    match: str = "any",
+) -> list[SearchHit]:
+    """Hits for ``text``, best first. ``embedder`` embeds the query for the chunk vector list (the
+    configured chunk model); ``image_query`` is the query's CLIP text vector for the image list."""
+    if mode not in MODES:
+        raise SearchUnavailable(f"search mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if match not in MATCHES:
+        raise SearchUnavailable(f"match must be one of {', '.join(MATCHES)}, not {match!r}")
+    if not text.strip():
+        raise SearchUnavailable("nothing to search for: the query is empty")
+    if limit < 1:
+        raise SearchUnavailable("limit must be at least 1")
+    if mode == "vector" and embedder is None and image_query is None:
+        raise SearchUnavailable("vector search needs a text embedder: chunk embeddings are off")
+    k = candidates or max(4 * limit, 40)
+    params: dict[str, Any] = {"q": text, "k": k, "rrf_k": rrf_k,
+                              "limit": limit, "headline": _HEADLINE, "caption_cfg": CAPTION_CONFIG, "any": match == "any", "pool": RANK_POOL}
+    lists: list[sql.Composable] = []
+    chunk_where, image_where = _filters(filters, params)
+    join_documents = sql.SQL(" join documents d on d.id = c.document_id" if filters.doc_type else "")
+    join_documents_i = sql.SQL(" join documents d on d.id = i.document_id" if filters.doc_type else "")
+    if mode in ("hybrid", "keyword"):
+        # Ranking reads every matching row's tsvector, so it is bounded: up to RANK_POOL chunks
+        # holding every word; only when fewer than ``k`` do, up to RANK_POOL holding some (in
+        # "any" mode), as the index returns them. A common word at 200k chunks would otherwise
+        # rank tens of thousands of rows per query.
+        some_words = sql.SQL(
+            " union all (select c.document_id, c.chunk_no, c.tsv, q.tq, q.tq_all"
+            " from chunks c join q on q.for_chunks and c.ts_config = q.cfg and c.tsv @@ q.tq{join}"
+            " where {where} and not c.tsv @@ q.tq_all and (select count(*) from every_word) < %(k)s"
+            " limit %(pool)s)"
+        ).format(join=join_documents, where=chunk_where) if match == "any" else sql.SQL("")
+        lists.append(sql.SQL(
+            "select 'chunk' as kind, document_id, chunk_no as item_no, 'keyword' as list,"
+            " row_number() over (order by r desc, document_id, chunk_no) as rank from ("
+            " with every_word as materialized (select c.document_id, c.chunk_no, c.tsv, q.tq, q.tq_all"
+            " from chunks c join q on q.for_chunks and c.ts_config = q.cfg and c.tsv @@ q.tq_all{join}"
+            " where {where} limit %(pool)s)"
+            " select m.document_id, m.chunk_no, {rank} as r from ((select * from every_word){some_words}) m"
+            " order by r desc, m.document_id, m.chunk_no limit %(k)s) s"
+        ).format(rank=_rank("m.tsv", "m"), join=join_documents, where=chunk_where, some_words=some_words))
+        lists.append(sql.SQL(
+            "select 'image', document_id, image_no, 'keyword',"
+            " row_number() over (order by r desc, document_id, image_no) from ("
+            " select i.document_id, i.image_no, {rank} as r"
+            " from images i join q cq on cq.for_captions and i.caption_tsv @@ cq.tq{join} where {where}"
+            " order by r desc, i.document_id, i.image_no limit %(k)s) s"
+        ).format(rank=_rank("i.caption_tsv", "cq"), join=join_documents_i, where=image_where))
+    if mode in ("hybrid", "vector") and embedder is not None:
+        params["v"] = _vector_text(embedder.query(text))
+        params["model"] = embedder.model
+        distance = sql.SQL("{expr} <=> %(v)s::halfvec({dim})").format(
+            expr=chunk_vector(embedder.dim, "c"), dim=sql.Literal(embedder.dim))
+        # The model is a literal, not a parameter: the planner must see it to pick the index
+        # whose predicate is "embedding_model = that model".
+        lists.append(sql.SQL(
+            "select 'chunk', document_id, chunk_no, 'vector', row_number() over (order by dist, document_id, chunk_no)"
+            " from (select c.document_id, c.chunk_no, {distance} as dist from chunks c{join}"
+            " where c.embedding_model = {model} and {where} order by {distance} limit %(k)s) s"
+        ).format(distance=distance, join=join_documents, model=sql.Literal(embedder.model), where=chunk_where))
+    if mode in ("hybrid", "vector") and image_query is not None:
+        params["iv"] = _vector_text(image_query)
+        lists.append(sql.SQL(
+            "select 'image', document_id, image_no, 'vector', row_number() over (order by dist, document_id, image_no)"
+            " from (select i.document_id, i.image_no, i.embedding <=> %(iv)s::vector as dist from images i{join}"
+            " where i.embedding is not null and {where} order by i.embedding <=> %(iv)s::vector limit %(k)s) s"
+        ).format(join=join_documents_i, where=image_where))
+    if not lists:
+        return []
+    query = sql.SQL(_FUSED).format(lists=sql.SQL(" union all ").join(lists))
+    with conn.transaction():
+        # Filtered HNSW scans keep reading the graph until they have k rows (pgvector 0.8). The
+        # tsqueries come from a CTE, so the planner cannot see how selective they are and would
+        # scan every chunk's tsvector instead of the GIN index (0.5 s at 200k chunks, not 50 ms).
+        conn.execute(
+            "select set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+            " set_config('enable_seqscan', 'off', true)",
+            (str(min(max(k, 40), 1000)),),
+        )
+        rows = conn.execute(query, params).fetchall()
+    return [_hit(row) for row in rows]
+
+
+_FUSED = """
+with parsed as (
+    select cfg, websearch_to_tsquery(cfg, %(q)s) as tq,
+           cfg in (select ts_config from text_search_configs) as for_chunks,
+           cfg = %(caption_cfg)s::regconfig as for_captions
+    from (select ts_config as cfg from text_search_configs union select %(caption_cfg)s::regconfig) as cfgs
+),
+-- "any": the AND of the parsed query's terms becomes an OR; the text form holds the lexemes
+-- already stemmed, and tsquery input does not stem them again.
+q as (
+    select cfg, tq as tq_all, case when %(any)s then replace(tq::text, ' & ', ' | ')::tsquery else tq end as tq,
+           for_chunks, for_captions
+    from parsed
+),
+ranked (kind, document_id, item_no, list, rank) as ({lists}),
+fused as (
+    select kind, document_id, item_no, sum(1.0 / (%(rrf_k)s + rank)) as score,
+           min(rank) filter (where list = 'keyword') as keyword_rank,
+           min(rank) filter (where list = 'vector') as vector_rank
+    from ranked group by kind, document_id, item_no
+)
+select f.kind, f.document_id, f.score, f.keyword_rank, f.vector_rank, f.item_no,
+       c.first_page, c.last_page,
+       case when f.kind = 'chunk' then ts_headline(
+           c.ts_config, c.text, coalesce((select tq from q where q.cfg = c.ts_config), ''::tsquery), %(headline)s)
+       end,
+       i.page_no, i.caption, i.s3_key
+from fused f
+left join chunks c on f.kind = 'chunk' and c.document_id = f.document_id and c.chunk_no = f.item_no
+left join images i on f.kind = 'image' and i.document_id = f.document_id and i.image_no = f.item_no
+order by f.score desc, f.kind, f.document_id, f.item_no
+limit %(limit)s
+"""
+
+
+def _vector_text(vector: np.ndarray) -> str:
+    """pgvector's text form: the query needs no vector adapter on the caller's connection."""
+    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector, dtype=np.float32).ravel()) + "]"
+
+
+def _rank(tsv: str, query: str) -> sql.Composable:
+    """Cover density of the terms found, and a whole point more for holding every term: in
+    "any" mode a chunk with all the words outranks one with most of them close together."""
+    return sql.SQL("ts_rank_cd({tsv}, {q}.tq) + ({tsv} @@ {q}.tq_all)::int").format(
+        tsv=sql.SQL(tsv), q=sql.Identifier(query))
+
+
+def _filters(filters: SearchFilters, params: dict[str, Any]) -> tuple[sql.Composable, sql.Composable]:
+    chunk: list[sql.Composable] = [sql.SQL("true")]
+    image: list[sql.Composable] = [sql.SQL("true")]
+    if filters.document_id:
+        params["document_id"] = filters.document_id
+        chunk.append(sql.SQL("c.document_id = %(document_id)s"))
+        image.append(sql.SQL("i.document_id = %(document_id)s"))
+    if filters.first_page is not None:
+        params["first_page"] = filters.first_page
+        chunk.append(sql.SQL("c.last_page >= %(first_page)s"))
+        image.append(sql.SQL("i.page_no >= %(first_page)s"))
+    if filters.last_page is not None:
+        params["last_page"] = filters.last_page
+        chunk.append(sql.SQL("c.first_page <= %(last_page)s"))
+        image.append(sql.SQL("i.page_no <= %(last_page)s"))
+    if filters.doc_type:
+        params["doc_type"] = filters.doc_type
+        chunk.append(sql.SQL("d.doc_type = %(doc_type)s"))
+        image.append(sql.SQL("d.doc_type = %(doc_type)s"))
+    return sql.SQL(" and ").join(chunk), sql.SQL(" and ").join(image)
+
+
+def _hit(row: Sequence[Any]) -> SearchHit:
+    kind, document_id, score, keyword_rank, vector_rank, item_no, first, last, snippet, page_no, caption, s3_key = row
+    common = {"kind": kind, "document_id": document_id, "score": round(float(score), 6),
+              "keyword_rank": keyword_rank, "vector_rank": vector_rank}
+    if kind == "chunk":
+        return SearchHit(**common, chunk_no=item_no, first_page=first, last_page=last, text=snippet)
+    return SearchHit(**common, image_no=item_no, page_no=page_no, caption=caption, s3_key=s3_key)
