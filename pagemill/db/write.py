@@ -22,9 +22,10 @@ from pagemill.pdf.language import SIMPLE, text_search_config
 from pagemill.records import BatchResult, ImageOccurrence
 
 _PAGES = (
-    "COPY pages (document_id, page_no, markdown, char_count, width, height, image_count) FROM STDIN (FORMAT BINARY)"
+    "COPY pages (document_id, page_no, markdown, char_count, width, height, image_count, text_source, ocr_confidence)"
+    " FROM STDIN (FORMAT BINARY)"
 )
-_PAGE_TYPES = ["text", "int4", "text", "int4", "float4", "float4", "int4"]
+_PAGE_TYPES = ["text", "int4", "text", "int4", "float4", "float4", "int4", "text", "float4"]
 _CHUNK_COLUMNS = "document_id, chunk_no, first_page, last_page, text, ts_config"
 # regconfig travels as its oid: binary COPY has no name form of it.
 _CHUNK_TYPES = ["text", "int4", "int4", "int4", "text", "oid"]
@@ -134,7 +135,8 @@ def _copy_pages(cur: psycopg.Cursor[Any], document_id: str, batch: BatchResult) 
     with cur.copy(_PAGES) as copy:
         copy.set_types(_PAGE_TYPES)
         for p in batch.pages:
-            copy.write_row((document_id, p.page_no, p.markdown, p.char_count, p.width, p.height, p.image_count))
+            copy.write_row((document_id, p.page_no, p.markdown, p.char_count, p.width, p.height, p.image_count,
+                            p.text_source, p.ocr_confidence))
     return len(batch.pages)
 
 
