@@ -5,6 +5,7 @@ engine must be in place first) and reused across warm invocations."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ import boto3
 
 from pagemill.pipeline.context import ModelAccess, StageContext
 from pagemill.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -138,10 +141,18 @@ def db_connection() -> Any:
     """One connection per execution environment, reopened if the last one broke."""
     global _connection
     # Imported here: the trigger function bundles no database driver.
+    from psycopg.pq import TransactionStatus
+
     from pagemill.db.connect import connect
 
     if _connection is None or _connection.closed or _connection.broken:
         _connection = connect(database_url(DatabaseEnv.from_environ()))
+    elif _connection.info.transaction_status != TransactionStatus.IDLE:
+        # A defect: a query ran outside a transaction block and left one open. Every transaction()
+        # of this invocation would only be a savepoint in it and nothing would ever commit.
+        log.error("database connection left in a transaction: rolled back",
+                  extra={"transaction_status": _connection.info.transaction_status.name})
+        _connection.rollback()
     return _connection
 
 

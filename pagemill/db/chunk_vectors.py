@@ -37,7 +37,10 @@ class ReembedCounts:
 
 
 def index_exists(conn: Any, model: str) -> bool:
-    return conn.execute("select to_regclass(%s) is not null", (chunk_index_name(model),)).fetchone()[0]
+    # In a transaction of its own: a bare query would leave the function's reused connection in an
+    # open transaction, and the next invocation's transaction() would only be a savepoint in it.
+    with unavailable_on_failure("looking up the chunk vector index"), conn.transaction():
+        return conn.execute("select to_regclass(%s) is not null", (chunk_index_name(model),)).fetchone()[0]
 
 
 def build_index(conn: Any, model: str, dim: int, *, maintenance_work_mem: str = "1GB") -> None:
@@ -59,7 +62,8 @@ def drop_index(conn: Any, model: str) -> None:
 
 def models_stored(conn: Any) -> dict[str | None, int]:
     """Chunks per embedding model (None: chunks without a vector)."""
-    rows = conn.execute("select embedding_model, count(*) from chunks group by embedding_model").fetchall()
+    with unavailable_on_failure("counting chunk vectors"), conn.transaction():
+        rows = conn.execute("select embedding_model, count(*) from chunks group by embedding_model").fetchall()
     return {model: count for model, count in rows}
 
 
@@ -74,9 +78,12 @@ def reembed(
     commits, so an interrupted run resumes where it stopped), then build that model's index and
     drop the indexes of models no chunk uses any more. Chunks already embedded by the model are
     left alone: a second run writes nothing."""
-    todo = conn.execute(
-        "select count(*) from chunks where embedding_model is distinct from %s", (embedder.model,)
-    ).fetchone()[0]
+    # Each statement in a transaction of its own (here and below): a bare query would open one that
+    # every later transaction() only nests in, and no batch would commit until the end.
+    with unavailable_on_failure("counting chunks to re-embed"), conn.transaction():
+        todo = conn.execute(
+            "select count(*) from chunks where embedding_model is distinct from %s", (embedder.model,)
+        ).fetchone()[0]
     # Rows go into a bare table far faster than into an indexed one: drop, load, build.
     if todo:
         drop_index(conn, embedder.model)
@@ -102,10 +109,11 @@ def reembed(
     began = time.monotonic()
     build_index(conn, embedder.model, embedder.dim)
     index_seconds = time.monotonic() - began
-    stale = conn.execute(
-        "select indexname from pg_indexes where tablename = 'chunks' and indexname like 'chunks_embedding_%%'"
-        " and indexname <> %s", (chunk_index_name(embedder.model),)
-    ).fetchall()
+    with unavailable_on_failure("listing chunk vector indexes"), conn.transaction():
+        stale = conn.execute(
+            "select indexname from pg_indexes where tablename = 'chunks' and indexname like 'chunks_embedding_%%'"
+            " and indexname <> %s", (chunk_index_name(embedder.model),)
+        ).fetchall()
     for (name,) in stale:
         with conn.transaction():
             conn.execute(sql.SQL("drop index if exists {}").format(sql.Identifier(name)))
