@@ -22,7 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from pagemill_tools.operate import (
+    from pagemill.operate import (
         CancelOutcome,
         DocumentStatus,
         RedriveOutcome,
@@ -380,7 +380,7 @@ class _Aws:
     def __init__(self, stack_name: str | None, region: str | None, database_url: str | None) -> None:
         import boto3
 
-        from pagemill_tools.operate.aws import find_stack
+        from pagemill.operate.executions import find_stack
 
         session = boto3.Session(region_name=region)
         self.sfn = session.client("stepfunctions")
@@ -431,7 +431,7 @@ def status(
 ) -> None:
     """A document's state, progress (pages done/total), current state, error and warnings; or the most
     recent ones. Exit code 0 running or succeeded, 3 partial, 1 failed, cancelled, interrupted or not found."""
-    from pagemill_tools.operate import aws as on_aws
+    from pagemill.operate import executions as on_aws
     from pagemill_tools.operate import local
 
     def act() -> int:
@@ -471,7 +471,7 @@ def cancel(
     import getpass
     import socket
 
-    from pagemill_tools.operate import aws as on_aws
+    from pagemill.operate import executions as on_aws
     from pagemill_tools.operate import local
 
     why = f"cancelled by {getpass.getuser()}@{socket.gethostname()} with pagemill cancel" + (
@@ -508,7 +508,7 @@ def redrive(
     resumes the work, else a new execution of the same upload (`<name>-r<N>`). Locally: the file it came
     from, through the engine; a partial document's rows are replaced (none duplicated) and what was
     missing (captions, understanding) is made where it can be now. Exit codes locally: as `pagemill run`."""
-    from pagemill_tools.operate import aws as on_aws
+    from pagemill.operate import executions as on_aws
     from pagemill_tools.operate import local
 
     def act() -> int:
