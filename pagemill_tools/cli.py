@@ -286,6 +286,36 @@ def reembed(
               f"chunks per model now: {stored}", highlight=False)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback unless told otherwise).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    database_url: DatabaseUrlOption = None,
+    workers: Annotated[int, typer.Option(help="Lambda worker processes.")] = os.cpu_count() or 2,
+    no_captions: Annotated[
+        bool, typer.Option("--no-captions", help="Do not caption images or read documents with the model.")
+    ] = False,
+) -> None:
+    """The HTTP API (docs at /docs) and the web console (/) over the local engine, in one process."""
+    import uvicorn
+
+    from pagemill.api.app import create_app
+    from pagemill.settings import Settings
+    from pagemill_tools.engine.engine import EngineOptions, LocalEngine, caption_environment
+    from pagemill_tools.serve import local_backend
+
+    url = _database_url(database_url)
+    _, caption_note = caption_environment(os.environ, no_captions=no_captions)
+    options = EngineOptions(home=_home(), database_url=url, workers=workers, no_captions=no_captions)
+    err.print("starting the local engine…")
+    with LocalEngine(options) as engine:
+        backend = local_backend(engine, url, Settings.from_env())
+        if caption_note:
+            err.print(caption_note, highlight=False)
+        err.print(f"console: http://{host}:{port}/  API docs: http://{host}:{port}/docs", highlight=False)
+        uvicorn.run(create_app(lambda: backend), host=host, port=port, log_level="warning")
+
+
 @app.command("db-url")
 def db_url(database_url: DatabaseUrlOption = None) -> None:
     """Print the database URL (starts the embedded PostgreSQL if needed)."""
