@@ -225,3 +225,61 @@ def test_health_openapi_docs_and_console(client: TestClient, processed: dict[str
     assert processed["accepted"]["document_id"] in console and "://" not in console  # nothing fetched from elsewhere
     page = client.get(f"/ui/documents/{processed['accepted']['document_id']}").text
     assert "page 1" in page and "What to do" not in page
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def served(backend: Backend) -> Iterator[str]:
+    """The application on a loopback port, as `pagemill serve` runs it."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(lambda: backend), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_console_in_a_browser_uploads_sees_it_succeed_and_finds_its_image(served: str, tmp_path: Path) -> None:
+    if not CHROMIUM.is_file():
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    pdf = tmp_path / "browser-catalog.pdf"
+    make_catalog(pdf, pages=6, seed=21)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(served + "/")
+            # GIVEN the console; WHEN a PDF is dropped into the upload zone (its file input)
+            page.set_input_files("#file-input", str(pdf))
+            expect(page.locator("#upload-log li.ok")).to_contain_text("accepted", timeout=30_000)
+            # THEN its row appears and goes to succeeded without a reload (live progress)
+            row = page.locator("#documents tr", has_text="browser-catalog.pdf")
+            expect(row.locator("td.status")).to_have_text("succeeded", timeout=180_000)
+            # and the document page shows its pages and images
+            row.locator("a").click()
+            expect(page.locator("#doc-status")).to_have_text("succeeded")
+            expect(page.locator("section.page").first).to_be_visible()
+            document_id = page.locator("#document").get_attribute("data-id")
+            # and search finds one of its images, with a thumbnail that loads
+            page.goto(served + "/ui/search?q=product+photo&limit=100")
+            hit = page.locator(f"#hits figure.hit:has(a[href='/ui/documents/{document_id}'])").first
+            expect(hit).to_be_visible()
+            assert hit.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
+        finally:
+            browser.close()
