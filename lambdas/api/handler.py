@@ -1,0 +1,16 @@
+"""The HTTP API and console on Lambda behind API Gateway (HTTP API, payload 2.0): the same
+application ``pagemill serve`` runs, adapted by Mangum. The Backend (clients, database, CLIP text
+encoder) is built at the first request, never at import."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger
+from mangum import Mangum
+
+from pagemill.api.app import create_app
+from pagemill.aws.clients import api_backend
+
+logger = Logger()
+
+# No lifespan: nothing to start or stop per execution environment.
+handler = logger.inject_lambda_context(clear_state=True)(Mangum(create_app(api_backend), lifespan="off"))
