@@ -13,4 +13,4 @@ from pagemill.aws.clients import api_backend
 logger = Logger()
 
 # No lifespan: nothing to start or stop per execution environment.
-handler = logger.inject_lambda_context(clear_state=True)(Mangum(create_app(api_backend), lifespan="off"))
+api = logger.inject_lambda_context(clear_state=True)(Mangum(create_app(api_backend), lifespan="off"))
