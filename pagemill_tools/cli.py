@@ -39,6 +39,11 @@ DatabaseUrlOption = Annotated[
     typer.Option("--database-url", envvar="DATABASE_URL", help="PostgreSQL URL (default: the embedded server)."),
 ]
 
+WorkersOption = Annotated[int, typer.Option(help="Lambda worker processes.")]
+NoCaptionsOption = Annotated[
+    bool, typer.Option("--no-captions", help="Do not caption images or read documents with the model.")
+]
+
 
 def _home() -> Path:
     return Path(os.environ.get("PAGEMILL_HOME", Path.home() / ".pagemill")).expanduser()
@@ -59,10 +64,8 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per input.")] = False,
     out_dir: Annotated[Path, typer.Option("--out", help="Where to export results.")] = Path("pagemill-out"),
     database_url: DatabaseUrlOption = None,
-    workers: Annotated[int, typer.Option(help="Lambda worker processes.")] = os.cpu_count() or 2,
-    no_captions: Annotated[
-        bool, typer.Option("--no-captions", help="Do not caption images or read documents with the model.")
-    ] = False,
+    workers: WorkersOption = os.cpu_count() or 2,
+    no_captions: NoCaptionsOption = False,
 ) -> None:
     """Run each PDF through the full state machine, locally.
 
@@ -291,10 +294,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback unless told otherwise).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     database_url: DatabaseUrlOption = None,
-    workers: Annotated[int, typer.Option(help="Lambda worker processes.")] = os.cpu_count() or 2,
-    no_captions: Annotated[
-        bool, typer.Option("--no-captions", help="Do not caption images or read documents with the model.")
-    ] = False,
+    workers: WorkersOption = os.cpu_count() or 2,
+    no_captions: NoCaptionsOption = False,
 ) -> None:
     """The HTTP API (docs at /docs) and the web console (/) over the local engine, in one process."""
     import uvicorn
