@@ -315,6 +315,11 @@ def redrive(backend: Backend, conn: Any, document_id: str) -> models.Outcome:
     if row["status"] not in ("failed", "cancelled"):
         raise NotRedrivable(
             f"Document {document_id} is {row['status']}: only failed or cancelled documents are redriven.")
+    description = _describe(backend, row["execution_arn"])
+    if description is not None and description["status"] == "RUNNING":
+        # Cancelled: the row says so at once; the execution stops a moment later.
+        raise NotRedrivable(f"Document {document_id} is {row['status']} but its execution is still stopping; "
+                            "redrive it again in a few seconds.")
     plan = executions.plan_redrive(backend.sfn, backend.stack, row["execution_arn"])
     if plan.how == "redrive" and not backend.redrive_executions:
         plan = replace(plan, how="restart", why=f"{plan.why}; this engine cannot resume an execution")
