@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markdown_it import MarkdownIt
 
 from pagemill.api import service
@@ -22,7 +23,9 @@ _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
 def add_console(app: FastAPI, backend: Callable[..., Backend], connection: Callable[..., Any]) -> None:
-    templates = Jinja2Templates(directory=_HERE / "templates")
+    # Autoescaped: file names, captions and errors come from uploads and the model.
+    templates = Jinja2Templates(env=Environment(
+        loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"])))
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     BackendDep = Annotated[Backend, Depends(backend)]
     Conn = Annotated[Any, Depends(connection)]
