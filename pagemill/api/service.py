@@ -118,9 +118,9 @@ def document_detail(backend: Backend, conn: Any, document_id: str) -> models.Doc
 
 
 def live_progress(backend: Backend, row: dict[str, Any]) -> models.Progress:
-    """Pages and batches from S3 (the batch results' keys), the state from the execution's
-    history; on AWS the ExtractPages map run's own item counts say which batches are running or
-    failed (the local interpreter keeps none)."""
+    """Pages from S3 (the batch results' keys), the state from the execution's history, and the
+    batches from the ExtractPages map run's item counts (both AWS and the local interpreter keep
+    them); before that map run exists, the batches done are counted in S3."""
     arn = row["execution_arn"]
     description = _describe(backend, arn) if arn else None
     since = (description.get("redriveDate") or description["startDate"]) if description else None
@@ -155,7 +155,9 @@ def _map_run_counts(backend: Backend, arn: str) -> dict[str, int] | None:
     runs = backend.sfn.list_map_runs(executionArn=arn).get("mapRuns") or []
     if not runs:
         return None
-    return backend.sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"]).get("itemCounts") or None
+    # ExtractPages runs before any other Distributed Map of the execution (CaptionImages).
+    first = min(runs, key=lambda r: r["startDate"])
+    return backend.sfn.describe_map_run(mapRunArn=first["mapRunArn"]).get("itemCounts") or None
 
 
 def _image(document_id: str, row: dict[str, Any]) -> models.Image:
@@ -224,11 +226,12 @@ def search(backend: Backend, conn: Any, q: str, *, limit: int, document: str | N
     hits = nearest_images(conn, query, limit=limit if document is None else limit * 20)
     if document is not None:
         hits = [h for h in hits if h.document_id == document][:limit]
+    names = overview.file_names(conn, sorted({h.document_id for h in hits}))
     out = []
     for h in hits:
         url = f"/documents/{h.document_id}/images/{h.image_no}"
         out.append(models.SearchHit(
-            document_id=h.document_id, kind="image", page_no=h.page_no, score=h.score, caption=h.caption,
+            document_id=h.document_id, file_name=names.get(h.document_id), kind="image", page_no=h.page_no, score=h.score, caption=h.caption,
             image_no=h.image_no, image_url=url, thumbnail_url=f"{url}?size=thumbnail",
             document_url=f"/documents/{h.document_id}",
         ))

@@ -39,6 +39,12 @@ def get_document(conn: psycopg.Connection[Any], document_id: str) -> dict[str, A
             return cur.execute(f"select d.*, {_FILE_NAME} from documents d where d.id = %s", (document_id,)).fetchone()
 
 
+def file_names(conn: psycopg.Connection[Any], document_ids: list[str]) -> dict[str, str | None]:
+    with unavailable_on_failure("reading file names"), conn.transaction():
+        return dict(conn.execute(
+            f"select d.id, {_FILE_NAME} from documents d where d.id = any(%s)", (document_ids,)).fetchall())
+
+
 def page_markdown(conn: psycopg.Connection[Any], document_id: str, page_no: int) -> str | None:
     with unavailable_on_failure(f"reading page {page_no} of document {document_id}"), conn.transaction():
         row = conn.execute(
