@@ -26,6 +26,7 @@ from pagemill.errors import (
     NotRedrivable,
     NotRunning,
     PagemillError,
+    SourceMissing,
     TransientError,
     UnknownDocument,
 )
@@ -37,7 +38,7 @@ STATUSES = ("running", "succeeded", "partial", "failed", "cancelled", "interrupt
 _MULTIPART_SLACK = 64 * 1024
 
 _STATUS_OF: list[tuple[type[Exception], int]] = [
-    (UnknownDocument, 404), (service.PageOutOfRange, 404), (service.UnknownImage, 404), (service.NoAudio, 404),
+    (UnknownDocument, 404), (SourceMissing, 404), (service.PageOutOfRange, 404), (service.UnknownImage, 404), (service.NoAudio, 404),
     (NotRunning, 409), (NotRedrivable, 409), (service.NotAvailableHere, 501),
     (NotAPdf, 415), (FileTooLarge, 413), (EmptyFile, 400), (InputError, 400),
     (TransientError, 503),

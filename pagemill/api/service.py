@@ -242,9 +242,10 @@ def search(backend: Backend, conn: Any, q: str, *, limit: int, document: str | N
 
 
 def safe_file_name(name: str | None) -> str:
-    """The upload's base name, reduced to characters safe in an S3 key and an execution name."""
+    """The upload's base name: letters, digits, spaces, dots, dashes (the trigger makes its own
+    execution-name stem from it)."""
     stem = PurePosixPath((name or "").replace("\\", "/")).name
-    cleaned = re.sub(r"[^A-Za-z0-9._ -]+", "-", stem).strip(" .-")[:200]
+    cleaned = re.sub(r"[^\w. -]+", "-", stem).strip(" .-")[:200]
     return cleaned or "upload.pdf"
 
 
