@@ -302,7 +302,11 @@ def serve(
 
     from pagemill.api.app import create_app
     from pagemill.settings import Settings
-    from pagemill_tools.engine.engine import EngineOptions, LocalEngine, caption_environment
+    from pagemill_tools.engine.engine import (
+        EngineOptions,
+        LocalEngine,
+        caption_environment,
+    )
     from pagemill_tools.serve import local_backend
 
     url = _database_url(database_url)

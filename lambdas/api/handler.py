@@ -4,13 +4,11 @@ encoder) is built at the first request, never at import."""
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger
 from mangum import Mangum
 
 from pagemill.api.app import create_app
 from pagemill.aws.clients import api_backend
-
-logger = Logger()
+from pagemill.aws.handler import logger
 
 # No lifespan: nothing to start or stop per execution environment.
 api = logger.inject_lambda_context(clear_state=True)(Mangum(create_app(api_backend), lifespan="off"))

@@ -39,7 +39,7 @@ _MULTIPART_SLACK = 64 * 1024
 
 _STATUS_OF: list[tuple[type[Exception], int]] = [
     (UnknownDocument, 404), (SourceMissing, 404), (service.PageOutOfRange, 404), (service.UnknownImage, 404), (service.NoAudio, 404),
-    (NotRunning, 409), (NotRedrivable, 409), (service.NotAvailableHere, 501),
+    (NotRunning, 409), (NotRedrivable, 409), (service.NotAvailableHere, 501), (service.BadRequest, 400),
     (NotAPdf, 415), (FileTooLarge, 413), (EmptyFile, 400), (InputError, 400),
     (TransientError, 503),
 ]
@@ -89,16 +89,16 @@ def create_app(get_backend: Callable[[], Backend]) -> FastAPI:
                 "limit for POST /documents. Ask POST /uploads for a presigned upload, or split the PDF."
             )
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            raise _Bad("Send the PDF as multipart/form-data with the file in the field named `file`.")
+            raise service.BadRequest("Send the PDF as multipart/form-data with the file in the field named `file`.")
         try:
             form = await request.form(max_files=1, max_fields=10)
         except FormParserError as exc:
-            raise _Bad(f"The request body is not valid multipart/form-data ({exc}). Send the PDF as "
+            raise service.BadRequest(f"The request body is not valid multipart/form-data ({exc}). Send the PDF as "
                        "multipart/form-data with the file in the field named `file`.") from exc
         try:
             file = form.get("file")
             if file is None or isinstance(file, str):
-                raise _Bad("The form has no file in the field named `file`: send the PDF as that field.")
+                raise service.BadRequest("The form has no file in the field named `file`: send the PDF as that field.")
             return await run_in_threadpool(_accept, b, file.file, file.filename or "upload.pdf")
         finally:
             await form.close()  # the spooled temporary file
@@ -121,7 +121,7 @@ def create_app(get_backend: Callable[[], Backend]) -> FastAPI:
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> Any:
         if status is not None and status not in STATUSES:
-            raise _Bad(f"status must be one of {', '.join(STATUSES)}; got {status!r}.")
+            raise service.BadRequest(f"status must be one of {', '.join(STATUSES)}; got {status!r}.")
         return service.list_documents(b, conn, status=status, limit=limit, offset=offset)
 
     @app.get("/documents/{document_id}", response_model=models.DocumentDetail, tags=["documents"])
@@ -178,10 +178,6 @@ def create_app(get_backend: Callable[[], Backend]) -> FastAPI:
     return app
 
 
-class _Bad(InputError):
-    """A request the API cannot read (not a document's fault)."""
-
-
 def _caller(request: Request) -> str:
     """Who called, as API Gateway's IAM authorizer tells it; locally the client's address."""
     event = request.scope.get("aws.event") or {}
@@ -200,7 +196,7 @@ def _error_handlers(app: FastAPI) -> None:
         if status >= 500:
             log.warning("request failed", extra={"path": request.url.path, "error": type(exc).__name__,
                                                  "detail": str(exc)})
-        name = "BadRequest" if isinstance(exc, _Bad) else type(exc).__name__
+        name = type(exc).__name__
         return _problem(status, name, str(exc) if status < 500 or status in (501, 503) else "Internal error; it was logged.")
 
     @app.exception_handler(RequestValidationError)

@@ -7,7 +7,7 @@ import hashlib
 import io
 import re
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO
 
@@ -40,6 +40,10 @@ PRESIGN_SECONDS = 900
 _CHUNK = 1024 * 1024
 _DOCUMENT_ID = re.compile(r"^[0-9a-f]{32}$")
 _ENDED = {"succeeded", "failed", "cancelled", "partial"}
+
+
+class BadRequest(OperationError):
+    """A request the API cannot read (not the document's fault): a 400."""
 
 
 class PageOutOfRange(OperationError):
@@ -137,7 +141,7 @@ def live_progress(backend: Backend, row: dict[str, Any]) -> models.Progress:
         )
     eta = None
     if since and done.page_count and 0 < done.pages_done < done.page_count:
-        elapsed = (datetime.now(timezone.utc) - since).total_seconds()
+        elapsed = (datetime.now(UTC) - since).total_seconds()
         eta = round(elapsed * (done.page_count - done.pages_done) / done.pages_done, 1)
     percent = round(100 * done.pages_done / done.page_count, 1) if done.page_count else None
     return models.Progress(pages_done=done.pages_done, page_count=done.page_count, percent=percent, batches=batches,
@@ -210,7 +214,7 @@ def stats(conn: Any) -> models.Stats:
     oldest = s["oldest_running"]
     if oldest:
         oldest = {**oldest, "running_seconds": round(
-            (datetime.now(timezone.utc) - oldest["created_at"]).total_seconds(), 1)}
+            (datetime.now(UTC) - oldest["created_at"]).total_seconds(), 1)}
     return models.Stats(
         by_status=s["by_status"], pages_processed=s["stored"]["pages"], images_processed=s["stored"]["images"],
         last_hour={"documents": s["last_hour"]["documents"], "pages": s["last_hour"]["pages"],

@@ -276,7 +276,7 @@ def _speech_engine(settings: Settings) -> Any:
 API_MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 
 
-@lru_cache(maxsize=1)
+@cache
 def api_backend() -> Any:
     """The HTTP API's Backend on Lambda: the function's bucket, state machine and database
     connection (one at a time: a Lambda serves one request at a time), and the CLIP text
@@ -286,11 +286,9 @@ def api_backend() -> Any:
     from pagemill.api.backend import Backend
 
     env = handler_env()
-    state_machine_arn = os.environ.get("STATE_MACHINE_ARN")
-    if not state_machine_arn:
-        raise RuntimeError("STATE_MACHINE_ARN is not set: the API function was deployed without its state machine")
     return Backend(
-        s3=client("s3"), sfn=client("stepfunctions"), bucket=env.work_bucket, state_machine_arn=state_machine_arn,
+        s3=client("s3"), sfn=client("stepfunctions"), bucket=env.work_bucket,
+        state_machine_arn=ExecutionsEnv.from_environ().state_machine_arn,
         connection=lambda: nullcontext(db_connection()),
         embed_text=lambda text: clip_model().embed_texts([text])[0],
         max_upload_bytes=API_MAX_UPLOAD_BYTES, max_source_bytes=env.settings.max_bytes,

@@ -34,9 +34,8 @@ def list_documents(
 
 
 def get_document(conn: psycopg.Connection[Any], document_id: str) -> dict[str, Any] | None:
-    with unavailable_on_failure(f"reading document {document_id}"), conn.transaction():
-        with conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(f"select d.*, {_FILE_NAME} from documents d where d.id = %s", (document_id,)).fetchone()
+    return _one(conn, f"reading document {document_id}",
+                f"select d.*, {_FILE_NAME} from documents d where d.id = %s", (document_id,))
 
 
 def file_names(conn: psycopg.Connection[Any], document_ids: list[str]) -> dict[str, str | None]:
@@ -54,31 +53,21 @@ def page_markdown(conn: psycopg.Connection[Any], document_id: str, page_no: int)
 
 
 def images(conn: psycopg.Connection[Any], document_id: str) -> list[dict[str, Any]]:
-    with unavailable_on_failure(f"reading the images of document {document_id}"), conn.transaction():
-        with conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(
+    return _all(conn, f"reading the images of document {document_id}",
                 "select image_no, page_no, page_nos, width, height, ext, s3_key, caption, caption_status,"
-                " caption_reason, tags from images where document_id = %s order by image_no",
-                (document_id,),
-            ).fetchall()
+                " caption_reason, tags from images where document_id = %s order by image_no", (document_id,))
 
 
 def image(conn: psycopg.Connection[Any], document_id: str, image_no: int) -> dict[str, Any] | None:
-    with unavailable_on_failure(f"reading image {image_no} of document {document_id}"), conn.transaction():
-        with conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(
+    return _one(conn, f"reading image {image_no} of document {document_id}",
                 "select image_no, ext, s3_key from images where document_id = %s and image_no = %s",
-                (document_id, image_no),
-            ).fetchone()
+                (document_id, image_no))
 
 
 def products(conn: psycopg.Connection[Any], document_id: str) -> list[dict[str, Any]]:
-    with unavailable_on_failure(f"reading the products of document {document_id}"), conn.transaction():
-        with conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(
+    return _all(conn, f"reading the products of document {document_id}",
                 "select name, attributes, page_no from products where document_id = %s order by product_no",
-                (document_id,),
-            ).fetchall()
+                (document_id,))
 
 
 def stats(conn: psycopg.Connection[Any]) -> dict[str, Any]:
@@ -104,3 +93,13 @@ def stats(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         ).fetchone()
     return {"by_status": by_status, "stored": stored, "last_hour": last_hour, "failures": failures,
             "oldest_running": oldest}
+
+
+def _all(conn: psycopg.Connection[Any], what: str, query: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    with unavailable_on_failure(what), conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query, params).fetchall()
+
+
+def _one(conn: psycopg.Connection[Any], what: str, query: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
+    rows = _all(conn, what, query, params)
+    return rows[0] if rows else None

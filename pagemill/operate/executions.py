@@ -15,7 +15,6 @@ from botocore.exceptions import ClientError
 from pagemill.aws.trigger import execution_arn, execution_name, start_for_object
 from pagemill.db import documents
 from pagemill.errors import NotRedrivable, NotRunning, StackNotFound, UnknownDocument
-from pagemill.records import SourceObject, load
 from pagemill.operate import (
     DOCUMENT_ID,
     EXECUTION_TO_DOCUMENT,
@@ -32,6 +31,7 @@ from pagemill.operate.progress import (
     visited,
     written,
 )
+from pagemill.records import SourceObject, load
 
 _ENDED_UNSUCCESSFULLY = {"FAILED", "TIMED_OUT", "ABORTED"}
 
