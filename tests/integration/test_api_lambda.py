@@ -6,7 +6,6 @@ would (same name), a document reads back, bad input is a 4xx."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from moto import mock_aws
 from pagemill.aws import clients as edge
 from pagemill.aws.trigger import execution_name
 from pagemill.records import SourceObject
+from tests.support.lambda_context import LambdaContext, load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -28,17 +28,8 @@ BUCKET = "work"
 CALLER = "arn:aws:iam::123456789012:user/alice"
 
 
-class _Context:
-    function_name = "ApiFunction"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
-    memory_limit_in_mb = 2048
-    aws_request_id = "test-request"
-    log_group_name = "/aws/lambda/ApiFunction"
-    log_stream_name = "test"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
+def _context() -> LambdaContext:
+    return LambdaContext("ApiFunction", 2048, 29_000)
 
 
 @pytest.fixture
@@ -69,11 +60,7 @@ def deployed(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dic
 
 @pytest.fixture(scope="module")
 def handler() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pagemill_api_handler", ROOT / "lambdas" / "api" / "handler.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_handler(ROOT / "lambdas" / "api" / "handler.py", "pagemill_api_handler")
 
 
 def _event(method: str, path: str, *, query: str = "", body: bytes | None = None,
@@ -106,7 +93,7 @@ def _multipart(name: str, data: bytes) -> tuple[bytes, str]:
 
 
 def _call(handler: ModuleType, event: dict[str, Any]) -> tuple[int, Any]:
-    response = handler.api(event, _Context())
+    response = handler.api(event, _context())
     body = base64.b64decode(response["body"]) if response.get("isBase64Encoded") else response["body"].encode()
     kind = response["headers"].get("content-type", "")
     return response["statusCode"], json.loads(body) if kind.startswith("application/json") else body
