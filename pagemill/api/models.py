@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from pagemill.records import DocumentWarning
+
 
 class Problem(BaseModel):
     """Every 4xx/5xx body: what went wrong, in a sentence, and its kind."""
@@ -37,12 +39,6 @@ class Failure(BaseModel):
     message: str | None
     failed_state: str | None
     what_to_do: str
-
-
-class DocumentWarning(BaseModel):
-    code: str
-    message: str
-    pages: list[int] = []
 
 
 class Links(BaseModel):

@@ -32,7 +32,7 @@ from pagemill.operate.advice import what_to_do
 from pagemill.operate.progress import current_state, document_progress, read_history
 from pagemill.pdf.header import HEADER_WINDOW, has_pdf_header
 from pagemill.pipeline.context import document_id_for
-from pagemill.records import SourceObject
+from pagemill.records import DocumentWarning, SourceObject, load_list
 from pagemill.search import nearest_images
 
 THUMBNAIL_SIDE = 256
@@ -113,7 +113,7 @@ def document_detail(backend: Backend, conn: Any, document_id: str) -> models.Doc
         page_count=row["page_count"], execution_arn=row["execution_arn"],
         progress=live_progress(backend, row) if status == "running" else None,
         failure=failure,
-        warnings=[models.DocumentWarning(**w) for w in row.get("warnings") or []],
+        warnings=load_list(DocumentWarning, row.get("warnings") or []),
         timings=row["timings"] or {}, doc_type=row["doc_type"], summary=row["summary"],
         products=[models.Product(**p) for p in overview.products(conn, document_id)],
         images=[_image(document_id, i) for i in image_rows],
