@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pymupdf
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -287,3 +288,17 @@ def test_console_in_a_browser_uploads_sees_it_succeed_and_finds_its_image(served
             assert hit.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
         finally:
             browser.close()
+
+
+def test_console_shows_markup_in_a_document_as_text(client: TestClient, tmp_path: Path) -> None:
+    # GIVEN a PDF whose text is HTML (a page's markdown carries it verbatim)
+    path = tmp_path / "markup.pdf"
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), '<img src=x onerror="alert(1)"> <script>alert(2)</script>')
+    doc.save(path)
+    accepted = upload(client, path)
+    assert wait_ended(client, accepted["document_id"])["status"] == "succeeded"
+    # WHEN its console page renders THEN the markup is text, never elements
+    html = client.get(f"/ui/documents/{accepted['document_id']}").text
+    assert "<img src=x" not in html and "<script>alert" not in html
+    assert "&lt;img src=x" in html
