@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -150,3 +151,27 @@ def test_openapi_and_health(handler: ModuleType, deployed: dict[str, Any]) -> No
     assert status == 200 and "/documents" in spec["paths"]
     status, health = _call(handler, _event("GET", "/health"))
     assert status == 200 and health["status"] == "ok", health
+
+
+def test_an_upload_is_read_in_chunks_never_whole(deployed: dict[str, Any], tmp_path: Path) -> None:
+    """The body spooled to disk is hashed and sent to S3 a chunk at a time (a 20 MiB file here)."""
+    import io
+
+    from pagemill.api import service
+
+    reads: list[int] = []
+
+    class Spy(io.BufferedReader):
+        def read(self, size: int | None = -1) -> bytes:
+            reads.append(-1 if size is None else size)
+            return super().read(size)
+
+    path = tmp_path / "big.pdf"
+    with open(path, "wb") as f:
+        f.write(b"%PDF-1.7\n" + bytes(20 * 2**20))
+    backend = replace(edge.api_backend(), max_upload_bytes=64 * 2**20)
+    with Spy(io.FileIO(path, "rb")) as body, backend.connection() as conn:
+        accepted = service.accept_upload(backend, conn, body, "big.pdf")
+    assert reads and -1 not in reads and max(reads) <= 2**20
+    stored = deployed["s3"].head_object(Bucket=BUCKET, Key="uploads/big.pdf")
+    assert stored["ContentLength"] == path.stat().st_size and accepted.status == "running"
