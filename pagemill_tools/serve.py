@@ -36,6 +36,28 @@ def local_backend(engine: LocalEngine, database_url: str, settings: Settings) ->
     )
 
 
+INTERRUPTED = "Interrupted"
+
+
+def settle_interrupted(engine: LocalEngine, database_url: str) -> list[str]:
+    """At shutdown: the documents whose executions this engine is still running end ``failed``
+    with the reason (the engine, its bucket and executions go with the process), so none says
+    running forever. Returns their ids."""
+    from pagemill.db.documents import fail_execution
+
+    running = engine.sfn.list_executions(stateMachineArn=engine.state_machine_arn, statusFilter="RUNNING")
+    settled = []
+    with connect(database_url, autocommit=True) as conn:
+        for execution in running["executions"]:
+            document_id = fail_execution(
+                conn, execution["executionArn"], INTERRUPTED,
+                "pagemill serve stopped before this document finished; upload it again",
+            )
+            if document_id:
+                settled.append(document_id)
+    return settled
+
+
 def text_encoder(settings: Settings, home: Path) -> Callable[[str], np.ndarray]:
     """The model the local engine embeds with (a real export if PAGEMILL_CLIP_DIR names one),
     loaded at the first search."""

@@ -324,7 +324,10 @@ def redrive(backend: Backend, conn: Any, document_id: str) -> models.Outcome:
         raise NotRedrivable(
             f"Document {document_id} is {row['status']}: only failed or cancelled documents are redriven.")
     description = _describe(backend, row["execution_arn"])
-    if description is not None and description["status"] == "RUNNING":
+    if description is None:
+        raise NotRedrivable(f"Document {document_id} ran on an engine that is gone (its execution and upload went "
+                            "with it): upload the file again.")
+    if description["status"] == "RUNNING":
         # Cancelled: the row says so at once; the execution stops a moment later.
         raise NotRedrivable(f"Document {document_id} is {row['status']} but its execution is still stopping; "
                             "redrive it again in a few seconds.")

@@ -302,3 +302,21 @@ def test_console_shows_markup_in_a_document_as_text(client: TestClient, tmp_path
     html = client.get(f"/ui/documents/{accepted['document_id']}").text
     assert "<img src=x" not in html and "<script>alert" not in html
     assert "&lt;img src=x" in html
+
+
+def test_documents_still_running_when_serve_stops_end_failed_and_say_why(
+    client: TestClient, engine: LocalEngine, module_database_url: str, tmp_path: Path
+) -> None:
+    from pagemill_tools.serve import settle_interrupted
+
+    accepted = upload(client, text_pdf(tmp_path / "unfinished.pdf", 200, words="interrupted"))
+    try:
+        # WHEN serve shuts down with it running
+        assert accepted["document_id"] in settle_interrupted(engine, module_database_url)
+    finally:
+        engine.sfn.stop_execution(executionArn=accepted["execution_arn"])
+    # THEN it is failed, with the reason and what to do
+    detail = client.get(f"/documents/{accepted['document_id']}").json()
+    assert detail["status"] == "failed" and detail["failure"]["error_class"] == "Interrupted"
+    assert "upload it again" in detail["failure"]["message"]
+    assert "Upload or run it again" in detail["failure"]["what_to_do"]
