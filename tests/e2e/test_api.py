@@ -3,6 +3,7 @@ way, stats and search see it, cancel and redrive, and every bad input a 4xx that
 
 from __future__ import annotations
 
+import base64
 import io
 import time
 from collections.abc import Callable, Iterator
@@ -270,8 +271,18 @@ def test_console_in_a_browser_uploads_sees_it_succeed_and_finds_its_image(served
         try:
             page = browser.new_page()
             page.goto(served + "/")
-            # GIVEN the console; WHEN a PDF is dropped into the upload zone (its file input)
-            page.set_input_files("#file-input", str(pdf))
+            # GIVEN the console; WHEN a PDF is dragged from the desktop and dropped on the upload zone
+            dropped = page.evaluate_handle(
+                """([name, data]) => {
+                    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+                    const transfer = new DataTransfer();
+                    transfer.items.add(new File([bytes], name, { type: "application/pdf" }));
+                    return transfer;
+                }""",
+                [pdf.name, base64.b64encode(pdf.read_bytes()).decode()],
+            )
+            page.dispatch_event("#upload", "dragover", {"dataTransfer": dropped})
+            page.dispatch_event("#upload", "drop", {"dataTransfer": dropped})
             expect(page.locator("#upload-log li.ok")).to_contain_text("accepted", timeout=30_000)
             # THEN its row appears and goes to succeeded without a reload (live progress)
             row = page.locator("#documents tr", has_text="browser-catalog.pdf")
