@@ -307,7 +307,7 @@ def serve(
         LocalEngine,
         caption_environment,
     )
-    from pagemill_tools.serve import local_backend, settle_interrupted
+    from pagemill_tools.serve import local_backend, stop_unfinished
 
     url = _database_url(database_url)
     _, caption_note = caption_environment(os.environ, no_captions=no_captions)
@@ -319,9 +319,9 @@ def serve(
             err.print(caption_note, highlight=False)
         err.print(f"console: http://{host}:{port}/  API docs: http://{host}:{port}/docs", highlight=False)
         uvicorn.run(create_app(lambda: backend), host=host, port=port, log_level="warning")
-        interrupted = settle_interrupted(engine, url)
-        if interrupted:
-            err.print(f"{len(interrupted)} document(s) still running were marked failed (Interrupted)")
+        stopped = stop_unfinished(engine, url)
+        if stopped:
+            err.print(f"{len(stopped)} document(s) still running were cancelled: upload them again", highlight=False)
 
 
 @app.command("db-url")

@@ -36,26 +36,24 @@ def local_backend(engine: LocalEngine, database_url: str, settings: Settings) ->
     )
 
 
-INTERRUPTED = "Interrupted"
+STOPPED = "pagemill serve stopped before this document finished; upload it again"
 
 
-def settle_interrupted(engine: LocalEngine, database_url: str) -> list[str]:
-    """At shutdown: the documents whose executions this engine is still running end ``failed``
-    with the reason (the engine, its bucket and executions go with the process), so none says
-    running forever. Returns their ids."""
-    from pagemill.db.documents import fail_execution
+def stop_unfinished(engine: LocalEngine, database_url: str) -> list[str]:
+    """At shutdown, as `pagemill run` on Ctrl-C: the documents this engine is still running are
+    cancelled with the reason (a Write in flight commits first or not at all) and their executions
+    stopped; the engine, its bucket and executions go with the process. Returns their ids."""
+    from pagemill.db.documents import cancel_execution
 
     running = engine.sfn.list_executions(stateMachineArn=engine.state_machine_arn, statusFilter="RUNNING")
-    settled = []
+    stopped = []
     with connect(database_url, autocommit=True) as conn:
         for execution in running["executions"]:
-            document_id = fail_execution(
-                conn, execution["executionArn"], INTERRUPTED,
-                "pagemill serve stopped before this document finished; upload it again",
-            )
-            if document_id:
-                settled.append(document_id)
-    return settled
+            arn = execution["executionArn"]
+            if document_id := cancel_execution(conn, arn, STOPPED):
+                stopped.append(document_id)
+            engine.sfn.stop_execution(executionArn=arn, error="Cancelled", cause=STOPPED)
+    return stopped
 
 
 def text_encoder(settings: Settings, home: Path) -> Callable[[str], np.ndarray]:

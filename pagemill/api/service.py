@@ -39,7 +39,9 @@ THUMBNAIL_SIDE = 256
 PRESIGN_SECONDS = 900
 _CHUNK = 1024 * 1024
 _DOCUMENT_ID = re.compile(r"^[0-9a-f]{32}$")
-_ENDED = {"succeeded", "failed", "cancelled", "partial"}
+# Finished with rows written (all of them, or with warnings); ended without: what can run again.
+FINISHED = ("succeeded", "partial")
+_REDRIVABLE = ("failed", "cancelled", "interrupted")
 
 
 class BadRequest(OperationError):
@@ -70,7 +72,7 @@ def links(document_id: str, status: str) -> models.Links:
     return models.Links(
         self=base, pages=f"{base}/pages/{{n}}", images=f"{base}/images/{{n}}", audio=f"{base}/audio",
         cancel=f"{base}/cancel" if status == "running" else None,
-        redrive=f"{base}/redrive" if status in ("failed", "cancelled") else None,
+        redrive=f"{base}/redrive" if status in _REDRIVABLE else None,
     )
 
 
@@ -80,7 +82,7 @@ def list_documents(
     rows, total = overview.list_documents(conn, status=status, limit=limit, offset=offset)
     items = []
     for row in rows:
-        done = row["page_count"] if row["status"] in _ENDED - {"failed", "cancelled"} else None
+        done = row["page_count"] if row["status"] in FINISHED else None
         if row["status"] == "running":
             done = document_progress(backend.s3, backend.bucket, row["id"], page_count=row["page_count"]).pages_done
         items.append(models.DocumentSummary(
@@ -104,7 +106,7 @@ def document_detail(backend: Backend, conn: Any, document_id: str) -> models.Doc
     row = document_row(conn, document_id)
     status = row["status"]
     failure = None
-    if status in ("failed", "cancelled"):
+    if status in _REDRIVABLE:
         failure = models.Failure(error_class=row["error_class"], message=row["error"],
                                  failed_state=row["failed_state"], what_to_do=what_to_do(row["error_class"]))
     image_rows = overview.images(conn, document_id)
@@ -177,7 +179,7 @@ def page_markdown(conn: Any, document_id: str, page_no: int) -> str:
     row = document_row(conn, document_id)
     markdown = overview.page_markdown(conn, document_id, page_no)
     if markdown is None:
-        if row["status"] != "succeeded" and row["status"] != "partial":
+        if row["status"] not in FINISHED:
             raise PageOutOfRange(f"Document {document_id} is {row['status']}: its pages are stored once it succeeds.")
         raise PageOutOfRange(f"Document {document_id} has pages 1 to {row['page_count']}; there is no page {page_no}.")
     return markdown
@@ -320,9 +322,9 @@ def cancel(backend: Backend, conn: Any, document_id: str, reason: str) -> models
 
 def redrive(backend: Backend, conn: Any, document_id: str) -> models.Outcome:
     row = document_row(conn, document_id)
-    if row["status"] not in ("failed", "cancelled"):
+    if row["status"] not in _REDRIVABLE:
         raise NotRedrivable(
-            f"Document {document_id} is {row['status']}: only failed or cancelled documents are redriven.")
+            f"Document {document_id} is {row['status']}: only {', '.join(_REDRIVABLE)} documents are redriven.")
     description = _describe(backend, row["execution_arn"])
     if description is None:
         raise NotRedrivable(f"Document {document_id} ran on an engine that is gone (its execution and upload went "

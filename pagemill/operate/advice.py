@@ -14,7 +14,7 @@ _BY_CLASS = {
     "FileTooLarge": "The file is larger than this deployment accepts. Split it into smaller PDFs.",
     "SourceMissing": "The uploaded file was deleted before it was processed. Upload it again.",
     "Cancelled": "It was cancelled. Redrive it to process it again.",
-    "Interrupted": "The local engine that processed it stopped before it finished. Upload or run it again.",
+    "Interrupted": "The local run that processed it is gone. Redrive it (`pagemill redrive`), or upload it again.",
     "InternalError": "A defect in pagemill. Redrive it; if it fails again, report it with the execution ARN.",
     "States.Timeout": "A step ran out of time. " + _REDRIVE,
     "States.HeartbeatTimeout": "The GPU worker stopped reporting. " + _REDRIVE,

@@ -315,19 +315,18 @@ def test_console_shows_markup_in_a_document_as_text(client: TestClient, tmp_path
     assert "&lt;img src=x" in html
 
 
-def test_documents_still_running_when_serve_stops_end_failed_and_say_why(
+def test_documents_still_running_when_serve_stops_are_cancelled_and_say_why(
     client: TestClient, engine: LocalEngine, module_database_url: str, tmp_path: Path
 ) -> None:
-    from pagemill_tools.serve import settle_interrupted
+    from pagemill_tools.serve import stop_unfinished
 
-    accepted = upload(client, text_pdf(tmp_path / "unfinished.pdf", 200, words="interrupted"))
-    try:
-        # WHEN serve shuts down with it running
-        assert accepted["document_id"] in settle_interrupted(engine, module_database_url)
-    finally:
-        engine.sfn.stop_execution(executionArn=accepted["execution_arn"])
-    # THEN it is failed, with the reason and what to do
+    accepted = upload(client, text_pdf(tmp_path / "unfinished.pdf", 200, words="unfinished"))
+    # WHEN serve shuts down with it running
+    assert stop_unfinished(engine, module_database_url) == [accepted["document_id"]]
+    # THEN it is cancelled with the reason, and its execution stopped
     detail = client.get(f"/documents/{accepted['document_id']}").json()
-    assert detail["status"] == "failed" and detail["failure"]["error_class"] == "Interrupted"
-    assert "upload it again" in detail["failure"]["message"]
-    assert "Upload or run it again" in detail["failure"]["what_to_do"]
+    assert detail["status"] == "cancelled" and "upload it again" in detail["failure"]["message"]
+    wait_for_execution = time.monotonic() + 60
+    while engine.sfn.describe_execution(executionArn=accepted["execution_arn"])["status"] == "RUNNING":
+        assert time.monotonic() < wait_for_execution
+        time.sleep(0.2)
