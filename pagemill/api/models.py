@@ -45,7 +45,7 @@ class Links(BaseModel):
     self: str
     pages: str | None = None
     images: str | None = None
-    audio: str | None = None
+    audio: str | None = Field(default=None, description="The spoken summary, when there is one.")
     cancel: str | None = None
     redrive: str | None = None
 
@@ -90,6 +90,13 @@ class Product(BaseModel):
     page_no: int | None
 
 
+class Speech(BaseModel):
+    status: str = Field(description="spoken, or failed (reason says why)")
+    reason: str | None
+    seconds: float | None
+    voice: str | None
+
+
 class DocumentDetail(BaseModel):
     document_id: str
     file_name: str | None
@@ -105,6 +112,7 @@ class DocumentDetail(BaseModel):
     summary: str | None
     products: list[Product]
     images: list[Image]
+    speech: Speech | None = Field(description="The spoken summary; null when there was nothing to speak.")
     created_at: datetime
     updated_at: datetime
     links: Links

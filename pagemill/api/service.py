@@ -36,6 +36,7 @@ from pagemill.records import DocumentWarning, SourceObject, load_list
 from pagemill.search import nearest_images
 
 THUMBNAIL_SIDE = 256
+_AUDIO_TYPES = {"mp3": "audio/mpeg", "ogg": "audio/ogg", "wav": "audio/wav"}
 PRESIGN_SECONDS = 900
 _CHUNK = 1024 * 1024
 _DOCUMENT_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -67,10 +68,10 @@ class NotAvailableHere(OperationError):
 # --- reading ---------------------------------------------------------------------------------
 
 
-def links(document_id: str, status: str) -> models.Links:
+def links(document_id: str, status: str, *, audio: bool = False) -> models.Links:
     base = f"/documents/{document_id}"
     return models.Links(
-        self=base, pages=f"{base}/pages/{{n}}", images=f"{base}/images/{{n}}", audio=f"{base}/audio",
+        self=base, pages=f"{base}/pages/{{n}}", images=f"{base}/images/{{n}}", audio=f"{base}/audio" if audio else None,
         cancel=f"{base}/cancel" if status == "running" else None,
         redrive=f"{base}/redrive" if status in _REDRIVABLE else None,
     )
@@ -119,7 +120,11 @@ def document_detail(backend: Backend, conn: Any, document_id: str) -> models.Doc
         timings=row["timings"] or {}, doc_type=row["doc_type"], summary=row["summary"],
         products=[models.Product(**p) for p in overview.products(conn, document_id)],
         images=[_image(document_id, i) for i in image_rows],
-        created_at=row["created_at"], updated_at=row["updated_at"], links=links(row["id"], status),
+        speech=models.Speech(status=row.get("speech_status"), reason=row.get("speech_reason"),
+                             seconds=row.get("speech_seconds"), voice=row.get("speech_voice"))
+        if row.get("speech_status") else None,
+        created_at=row["created_at"], updated_at=row["updated_at"],
+        links=links(row["id"], status, audio=bool(row.get("speech_key"))),
     )
 
 
@@ -203,12 +208,13 @@ def image_bytes(backend: Backend, conn: Any, document_id: str, image_no: int, th
 
 
 def audio(backend: Backend, conn: Any, document_id: str) -> tuple[bytes, str]:
-    """The spoken summary, where the pipeline made one (documents.audio_key)."""
+    """The spoken summary, where the pipeline made one (documents.speech_key)."""
     row = document_row(conn, document_id)
-    key = row.get("audio_key")
+    key = row.get("speech_key")
     if not key:
-        raise NoAudio(f"Document {document_id} has no spoken summary.")
-    return storage.get_bytes(backend.s3, backend.bucket, key), "audio/mpeg"
+        why = row.get("speech_reason")
+        raise NoAudio(f"Document {document_id} has no spoken summary" + (f": {why}" if why else "."))
+    return storage.get_bytes(backend.s3, backend.bucket, key), _AUDIO_TYPES.get(row.get("speech_format"), "audio/mpeg")
 
 
 def stats(conn: Any) -> models.Stats:
