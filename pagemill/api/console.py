@@ -16,6 +16,7 @@ from markdown_it import MarkdownIt
 from pagemill.api import service
 from pagemill.api.backend import Backend
 from pagemill.db import overview
+from pagemill.operate import FINISHED
 
 _HERE = Path(__file__).parent
 # Raw HTML in page markdown is shown as text, never run.
@@ -41,7 +42,7 @@ def add_console(app: FastAPI, backend: Callable[..., Backend], connection: Calla
     def document(request: Request, document_id: str, b: BackendDep, conn: Conn) -> Any:
         detail = service.document_detail(b, conn, document_id)
         pages = []
-        if detail.status in service.FINISHED and detail.page_count:
+        if detail.status in FINISHED and detail.page_count:
             pages = [
                 (n, _MARKDOWN.render(md)) for n in range(1, detail.page_count + 1)
                 if (md := overview.page_markdown(conn, document_id, n)) is not None

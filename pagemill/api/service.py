@@ -27,7 +27,7 @@ from pagemill.errors import (
     OperationError,
     UnknownDocument,
 )
-from pagemill.operate import executions
+from pagemill.operate import FINISHED, executions
 from pagemill.operate.advice import what_to_do
 from pagemill.operate.progress import current_state, document_progress, read_history
 from pagemill.pdf.header import HEADER_WINDOW, has_pdf_header
@@ -40,9 +40,10 @@ _AUDIO_TYPES = {"mp3": "audio/mpeg", "ogg": "audio/ogg", "wav": "audio/wav"}
 PRESIGN_SECONDS = 900
 _CHUNK = 1024 * 1024
 _DOCUMENT_ID = re.compile(r"^[0-9a-f]{32}$")
-# Finished with rows written (all of them, or with warnings); ended without: what can run again.
-FINISHED = ("succeeded", "partial")
-_REDRIVABLE = ("failed", "cancelled", "interrupted")
+# Ended without its rows (a failure to explain), and what can run again: those, or partial (a new
+# execution fills what it can).
+_UNFINISHED = ("failed", "cancelled", "interrupted")
+_REDRIVABLE = (*_UNFINISHED, "partial")
 
 
 class BadRequest(OperationError):
@@ -107,7 +108,7 @@ def document_detail(backend: Backend, conn: Any, document_id: str) -> models.Doc
     row = document_row(conn, document_id)
     status = row["status"]
     failure = None
-    if status in _REDRIVABLE:
+    if status in _UNFINISHED:
         failure = models.Failure(error_class=row["error_class"], message=row["error"],
                                  failed_state=row["failed_state"], what_to_do=what_to_do(row["error_class"]))
     image_rows = overview.images(conn, document_id)
