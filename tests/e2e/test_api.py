@@ -330,3 +330,23 @@ def test_documents_still_running_when_serve_stops_are_cancelled_and_say_why(
     while engine.sfn.describe_execution(executionArn=accepted["execution_arn"])["status"] == "RUNNING":
         assert time.monotonic() < wait_for_execution
         time.sleep(0.2)
+
+
+def test_a_partial_document_shows_its_warnings_and_can_be_redriven(client: TestClient, tmp_path: Path) -> None:
+    from tests.e2e.test_partial import truncated_catalog
+
+    # GIVEN a catalog cut to a third of its bytes (it ends partial: later pages lost their content)
+    accepted = upload(client, truncated_catalog(tmp_path))
+    detail = wait_ended(client, accepted["document_id"])
+    # THEN the document says partial, which pages lost what, and no failure
+    assert detail["status"] == "partial" and detail["failure"] is None
+    lost = [w for w in detail["warnings"] if w["code"] == "content_lost"]
+    assert lost and 10 in lost[0]["pages"]
+    assert detail["links"]["redrive"] and "states" in detail["timings"]
+    # AND the console lists the warnings
+    page = client.get(f"/ui/documents/{accepted['document_id']}").text
+    assert "content_lost" in page and "Warnings" in page
+    # AND a redrive starts a new execution of the upload
+    redriven = client.post(f"/documents/{accepted['document_id']}/redrive")
+    assert redriven.status_code == 200 and redriven.json()["execution_arn"].endswith("-r1")
+    assert wait_ended(client, accepted["document_id"])["status"] == "partial"
