@@ -29,7 +29,12 @@ from pagemill.errors import (
 )
 from pagemill.operate import FINISHED, executions
 from pagemill.operate.advice import what_to_do
-from pagemill.operate.progress import current_state, document_progress, read_history
+from pagemill.operate.progress import (
+    current_state,
+    document_progress,
+    read_history,
+    visited,
+)
 from pagemill.pdf.header import HEADER_WINDOW, has_pdf_header
 from pagemill.pipeline.context import document_id_for
 from pagemill.records import DocumentWarning, SourceObject, load_list
@@ -137,10 +142,13 @@ def live_progress(backend: Backend, row: dict[str, Any]) -> models.Progress:
     description = _describe(backend, arn) if arn else None
     since = (description.get("redriveDate") or description["startDate"]) if description else None
     done = document_progress(backend.s3, backend.bucket, row["id"], since=since)
-    state = current_state(read_history(backend.sfn, arn)) if description else None
+    events = read_history(backend.sfn, arn) if description else []
+    state = current_state(events)
     batches = None
     if done.batches_total is not None:
-        counts = _map_run_counts(backend, arn) if arn else None
+        # The map run exists once ExtractPages has started (asking before that races the local
+        # interpreter, which builds an execution's state in its own thread).
+        counts = _map_run_counts(backend, arn) if visited(events, "ExtractPages") else None
         batches = models.Batches(
             total=done.batches_total,
             completed=counts["succeeded"] if counts else done.batches_done,

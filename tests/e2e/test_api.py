@@ -55,7 +55,9 @@ def wait_ended(client: TestClient, document_id: str, *, seen: Callable[[dict], N
                timeout_s: float = 180) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
-        detail = client.get(f"/documents/{document_id}").json()
+        response = client.get(f"/documents/{document_id}")
+        assert response.status_code == 200, response.text
+        detail = response.json()
         if seen:
             seen(detail)
         if detail["status"] != "running":
