@@ -38,7 +38,7 @@ from pagemill.operate.progress import (
 from pagemill.pdf.header import HEADER_WINDOW, has_pdf_header
 from pagemill.pipeline.context import document_id_for
 from pagemill.records import DocumentWarning, SourceObject, load_list
-from pagemill.search import nearest_images
+from pagemill.search.images import nearest_images
 
 THUMBNAIL_SIDE = 256
 _AUDIO_TYPES = {"mp3": "audio/mpeg", "ogg": "audio/ogg", "wav": "audio/wav"}
