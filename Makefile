@@ -27,7 +27,11 @@ node_modules/.bin/cdk: package.json
 demo: install
 	$(BIN)/pagemill demo
 
-test: install
+# The console's browser test drives Debian's Chromium (Playwright's own download needs the internet).
+/usr/bin/chromium:
+	apt-get update -qq && apt-get install -y -qq chromium
+
+test: install /usr/bin/chromium
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: install

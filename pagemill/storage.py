@@ -87,6 +87,12 @@ def put_bytes(s3: Any, bucket: str, key: str, data: bytes, content_type: str) ->
         s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
 
 
+def put_file(s3: Any, bucket: str, key: str, file: Any, content_type: str) -> str | None:
+    """Stream an open, seekable file to ``key`` (botocore reads it in chunks); the new version's id."""
+    with _s3_errors(f"s3://{bucket}/{key}"):
+        return s3.put_object(Bucket=bucket, Key=key, Body=file, ContentType=content_type).get("VersionId")
+
+
 def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
     return [obj["Key"] for obj in list_objects(s3, bucket, prefix)]
 

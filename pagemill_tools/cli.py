@@ -22,7 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from pagemill_tools.operate import (
+    from pagemill.operate import (
         CancelOutcome,
         DocumentStatus,
         RedriveOutcome,
@@ -37,6 +37,11 @@ out = Console() if sys.stdout.isatty() else Console(width=160)
 DatabaseUrlOption = Annotated[
     str | None,
     typer.Option("--database-url", envvar="DATABASE_URL", help="PostgreSQL URL (default: the embedded server)."),
+]
+
+WorkersOption = Annotated[int, typer.Option(help="Lambda worker processes.")]
+NoCaptionsOption = Annotated[
+    bool, typer.Option("--no-captions", help="Do not caption images or read documents with the model.")
 ]
 
 
@@ -59,10 +64,8 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per input.")] = False,
     out_dir: Annotated[Path, typer.Option("--out", help="Where to export results.")] = Path("pagemill-out"),
     database_url: DatabaseUrlOption = None,
-    workers: Annotated[int, typer.Option(help="Lambda worker processes.")] = os.cpu_count() or 2,
-    no_captions: Annotated[
-        bool, typer.Option("--no-captions", help="Do not caption images or read documents with the model.")
-    ] = False,
+    workers: WorkersOption = os.cpu_count() or 2,
+    no_captions: NoCaptionsOption = False,
 ) -> None:
     """Run each PDF through the full state machine, locally.
 
@@ -286,6 +289,41 @@ def reembed(
               f"chunks per model now: {stored}", highlight=False)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback unless told otherwise).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    database_url: DatabaseUrlOption = None,
+    workers: WorkersOption = os.cpu_count() or 2,
+    no_captions: NoCaptionsOption = False,
+) -> None:
+    """The HTTP API (docs at /docs) and the web console (/) over the local engine, in one process."""
+    import uvicorn
+
+    from pagemill.api.app import create_app
+    from pagemill.settings import Settings
+    from pagemill_tools.engine.engine import (
+        EngineOptions,
+        LocalEngine,
+        caption_environment,
+    )
+    from pagemill_tools.serve import local_backend, stop_unfinished
+
+    url = _database_url(database_url)
+    _, caption_note = caption_environment(os.environ, no_captions=no_captions)
+    options = EngineOptions(home=_home(), database_url=url, workers=workers, no_captions=no_captions)
+    err.print("starting the local engine…")
+    with LocalEngine(options) as engine:
+        backend = local_backend(engine, url, Settings.from_env())
+        if caption_note:
+            err.print(caption_note, highlight=False)
+        err.print(f"console: http://{host}:{port}/  API docs: http://{host}:{port}/docs", highlight=False)
+        uvicorn.run(create_app(lambda: backend), host=host, port=port, log_level="warning")
+        stopped = stop_unfinished(engine, url)
+        if stopped:
+            err.print(f"{len(stopped)} document(s) still running were cancelled: upload them again", highlight=False)
+
+
 @app.command("db-url")
 def db_url(database_url: DatabaseUrlOption = None) -> None:
     """Print the database URL (starts the embedded PostgreSQL if needed)."""
@@ -380,7 +418,7 @@ class _Aws:
     def __init__(self, stack_name: str | None, region: str | None, database_url: str | None) -> None:
         import boto3
 
-        from pagemill_tools.operate.aws import find_stack
+        from pagemill.operate.executions import find_stack
 
         session = boto3.Session(region_name=region)
         self.sfn = session.client("stepfunctions")
@@ -431,7 +469,7 @@ def status(
 ) -> None:
     """A document's state, progress (pages done/total), current state, error and warnings; or the most
     recent ones. Exit code 0 running or succeeded, 3 partial, 1 failed, cancelled, interrupted or not found."""
-    from pagemill_tools.operate import aws as on_aws
+    from pagemill.operate import executions as on_aws
     from pagemill_tools.operate import local
 
     def act() -> int:
@@ -471,7 +509,7 @@ def cancel(
     import getpass
     import socket
 
-    from pagemill_tools.operate import aws as on_aws
+    from pagemill.operate import executions as on_aws
     from pagemill_tools.operate import local
 
     why = f"cancelled by {getpass.getuser()}@{socket.gethostname()} with pagemill cancel" + (
@@ -508,7 +546,7 @@ def redrive(
     resumes the work, else a new execution of the same upload (`<name>-r<N>`). Locally: the file it came
     from, through the engine; a partial document's rows are replaced (none duplicated) and what was
     missing (captions, understanding) is made where it can be now. Exit codes locally: as `pagemill run`."""
-    from pagemill_tools.operate import aws as on_aws
+    from pagemill.operate import executions as on_aws
     from pagemill_tools.operate import local
 
     def act() -> int:

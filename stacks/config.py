@@ -128,6 +128,12 @@ class PipelineConfig(DeployedSettings):
     anthropic_secret_arn: str | None = None
     # Where alarms and failed-document notices are e-mailed (the SNS topic exists either way).
     alarm_email: str | None = None
+    # The HTTP API: origins (comma-separated, e.g. "https://console.example.com") whose pages may
+    # call it from a browser (none: no CORS), and the default stage's throttle (requests per second,
+    # and the burst above it).
+    api_cors_origins: str | None = None
+    api_throttle_rate: int = setting(50, low=1, high=10_000)
+    api_throttle_burst: int = setting(100, low=1, high=5_000)
 
     def __post_init__(self) -> None:
         check_fields(self, _context_key, ConfigError)
@@ -186,11 +192,19 @@ class PipelineConfig(DeployedSettings):
             )
         if self.alarm_email is not None and not _EMAIL.match(self.alarm_email):
             raise ConfigError(f"context 'alarm_email' must be an e-mail address, got {self.alarm_email!r}")
+        if any(o == "*" or not o.startswith(("https://", "http://localhost", "http://127.0.0.1"))
+               for o in self.api_cors_origin_list):
+            raise ConfigError("context 'api_cors_origins' must list https:// origins (or http://localhost), not "
+                              f"'*': got {self.api_cors_origins!r}")
         if self.log_retention_days not in _RETENTION:
             raise ConfigError(
                 f"context 'log_retention_days' must be one of {sorted(_RETENTION)} (CloudWatch Logs' periods), "
                 f"got {self.log_retention_days}"
             )
+
+    @property
+    def api_cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in (self.api_cors_origins or "").split(",") if o.strip()]
 
     @property
     def log_retention(self) -> logs.RetentionDays:

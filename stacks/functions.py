@@ -62,6 +62,9 @@ CAPTION_BATCH = HandlerSpec("lambdas/caption", "handler.caption_batch", Duration
 UNDERSTAND = HandlerSpec("lambdas/caption", "handler.understand", Duration.seconds(300), 1024)
 # A summary of at most speech_max_chars characters: one or two Polly requests and an MP3 encode.
 SPEAK_SUMMARY = HandlerSpec("lambdas/speech", "handler.speak_summary", Duration.seconds(120), 512)
+# The HTTP API (lambdas/api): API Gateway gives up on an integration after 30 s; memory for the
+# CLIP text encoder a search loads.
+API = HandlerSpec("lambdas/api", "handler.api", Duration.seconds(29), 2048)
 # Schema migrations at deploy (a custom resource): building an index over a large table takes
 # minutes, all on the database's side.
 MIGRATE = HandlerSpec("lambdas/migrate", "handler.on_event", Duration.seconds(900), 512)
@@ -128,6 +131,7 @@ class PipelineFunctions(Construct):
         self.migrate = self._function("MigrateFunction", MIGRATE, {}, database)
         self.trigger = self._function("TriggerFunction", TRIGGER, {})
         self.watch = self._function("WatchFunction", WATCH, {})
+        self.api = self._function("ApiFunction", API, {**pipeline_env, **clip_env}, database)
 
         # Each stage reads and writes only the keys pagemill.keys gives it, for any document id.
         uploads, documents = f"{keys.UPLOADS_PREFIX}{ANY}", f"{keys.DOCUMENTS_PREFIX}{ANY}"
@@ -143,6 +147,7 @@ class PipelineFunctions(Construct):
         bucket.grant_put(self.embed, keys.embeddings_prefix(ANY) + ANY)
         if config.clip_model_location:
             _grant_prefix_download(self.embed, *config.clip_model_location)
+            _grant_prefix_download(self.api, *config.clip_model_location)
         bucket.grant_put(self.collect_images, keys.caption_batches_key(ANY))
         # CaptionBatch reads the images and writes its batch's captions; UnderstandDocument reads
         # the page batches and writes the answer. Both share the breaker and budget table.

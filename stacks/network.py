@@ -6,9 +6,8 @@
 
 No NAT gateway (about 32 USD a month per AZ, idle or not): nothing in the VPC needs the internet.
 The GPU worker reaches AWS APIs through its public address; the functions in the isolated subnets
-reach S3 through a gateway endpoint (free) and Secrets Manager, the one other API they call,
-through an interface endpoint. No Step Functions endpoint: the state machine invokes these
-functions and takes their results from Lambda; none of them calls Step Functions itself.
+reach S3 through a gateway endpoint (free), and Secrets Manager and Step Functions (the HTTP API's
+function starts, describes and stops executions) through interface endpoints.
 
 Rejected connections are logged (VPC flow logs, REJECT only: what someone tried and was refused,
 at a fraction of the volume of all traffic).
@@ -53,19 +52,22 @@ class Network(Construct):
         )
         self.public_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC)
         self.isolated_subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
-        self.secrets_endpoint: ec2.InterfaceVpcEndpoint | None = None
+        self.interface_endpoints: list[ec2.InterfaceVpcEndpoint] = []
         if isolated_subnets:
-            # Closed by default: allow_aws_apis_from opens it to the groups that need it.
-            self.secrets_endpoint = self.vpc.add_interface_endpoint(
-                "SecretsManager",
-                service=ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
-                subnets=self.isolated_subnets,
-                open=False,
-                private_dns_enabled=True,
-            )
+            # Closed by default: allow_aws_apis_from opens them to the groups that need them.
+            self.interface_endpoints = [
+                self.vpc.add_interface_endpoint(
+                    name, service=service, subnets=self.isolated_subnets, open=False, private_dns_enabled=True
+                )
+                for name, service in (
+                    ("SecretsManager", ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER),
+                    ("StepFunctions", ec2.InterfaceVpcEndpointAwsService.STEP_FUNCTIONS),
+                )
+            ]
 
     def allow_aws_apis_from(self, group: ec2.ISecurityGroup, description: str) -> None:
         """Let ``group`` (functions in the isolated subnets) call the interface endpoints' APIs."""
-        if self.secrets_endpoint is None:
+        if not self.interface_endpoints:
             raise ValueError("this network has no isolated subnets, hence no interface endpoints")
-        self.secrets_endpoint.connections.allow_from(group, ec2.Port.tcp(HTTPS), description)
+        for endpoint in self.interface_endpoints:
+            endpoint.connections.allow_from(group, ec2.Port.tcp(HTTPS), description)

@@ -1,5 +1,5 @@
 """The pagemill stack: composes storage, network, database, functions, the GPU service, the state
-machine and monitoring from one config, and wires them where they meet. Each construct owns its
+machine, the HTTP API and monitoring from one config, and wires them where they meet. Each construct owns its
 resources, grants and cdk-nag acceptances; none imports another's module but for its type."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Any
 from aws_cdk import CfnOutput, Duration, Stack
 from constructs import Construct
 
+from stacks.api import HttpApi
 from stacks.captions import CaptionState
 from stacks.config import PipelineConfig
 from stacks.database import Database, DatabaseAccess
@@ -56,11 +57,16 @@ class PipelineStack(Stack):
         storage.trigger_on_upload(functions.trigger)
         documents.settle_ended_executions(functions.settle, dead_letter_queue=storage.dead_letter_queue)
 
+        api = HttpApi(
+            self, "Api", function=functions.api, bucket=storage.bucket, state_machine=documents.state_machine,
+            config=config,
+        )
+
         monitoring = Monitoring(
             self, "Monitoring", state_machine=documents.state_machine, dead_letter_queue=storage.dead_letter_queue,
             alarm_email=config.alarm_email, watch=functions.watch,
             stuck_after=Duration.minutes(config.stuck_after_minutes), functions=functions.by_name,
-            alarms=database.alarms() if database else (),
+            alarms=[*(database.alarms() if database else ()), *api.alarms()],
         )
 
         CfnOutput(self, "BucketName", value=storage.bucket.bucket_name, description="Upload PDFs under uploads/")

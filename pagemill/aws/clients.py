@@ -280,3 +280,28 @@ def _speech_engine(settings: Settings) -> Any:
                             default_language=settings.speech_default_language,
                             timeout_seconds=settings.speech_timeout_seconds)
     raise RuntimeError("PAGEMILL_SPEECH is off: SpeakSummary should not have run")
+# --- the HTTP API ------------------------------------------------------------------------------
+
+# Lambda takes request bodies up to 6 MB, and API Gateway sends a binary body base64-encoded
+# (4/3 larger): files over this go through POST /uploads (presigned, straight to S3).
+API_MAX_UPLOAD_BYTES = 4 * 1024 * 1024
+
+
+@cache
+def api_backend() -> Any:
+    """The HTTP API's Backend on Lambda: the function's bucket, state machine and database
+    connection (one at a time: a Lambda serves one request at a time), and the CLIP text
+    encoder, loaded at the first search."""
+    from contextlib import nullcontext
+
+    from pagemill.api.backend import Backend
+
+    env = handler_env()
+    return Backend(
+        s3=client("s3"), sfn=client("stepfunctions"), bucket=env.work_bucket,
+        state_machine_arn=ExecutionsEnv.from_environ().state_machine_arn,
+        connection=lambda: nullcontext(db_connection()),
+        embed_text=lambda text: clip_model().embed_texts([text])[0],
+        max_upload_bytes=API_MAX_UPLOAD_BYTES, max_source_bytes=env.settings.max_bytes,
+        presigned_uploads=True, redrive_executions=True, where="aws",
+    )

@@ -17,11 +17,9 @@ from pagemill.errors import (
     NotAPdf,
     PageLimitExceeded,
 )
+from pagemill.pdf.header import HEADER_WINDOW, has_pdf_header
 from pagemill.pdf.ocr import needs_ocr
 from pagemill.settings import Settings
-
-# Readers accept a "%PDF-" header anywhere in the first KB (some producers put junk first).
-_HEADER_WINDOW = 1024
 
 # What MuPDF raises for a damaged file: the Python layer's FileDataError (a RuntimeError)
 # on open, the C++ binding's FzErrorBase family (e.g. FzErrorFormat) on page loading.
@@ -50,8 +48,8 @@ def open_pdf(path: str | os.PathLike[str], settings: Settings) -> pymupdf.Docume
             "split it into smaller PDFs or raise PAGEMILL_MAX_BYTES."
         )
     with open(path, "rb") as fh:
-        head = fh.read(_HEADER_WINDOW)
-    if b"%PDF-" not in head:
+        head = fh.read(HEADER_WINDOW)
+    if not has_pdf_header(head):
         raise NotAPdf("The file is not a PDF (no %PDF- header); upload a PDF document.")
 
     try:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from moto.stepfunctions.parser.asl.eval.callback.callback import (
     CallbackEndpoint,
     HeartbeatEndpoint,
 )
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 from pagemill_tools.engine.template import ACCOUNT, REGION, ContainerSpec
 
@@ -65,7 +67,18 @@ def _setup_heartbeat_endpoint(self: CallbackEndpoint, heartbeat_seconds: int) ->
 
 # moto 5.2.5's ECS integration passes the state's PascalCase parameters to boto3 unconverted (its
 # base class normalisation is a no-op for ECS); these are the conversions its other services do.
+def _stop_once_started(self: ExecutionWorker, stop_date: Any, error: str | None, cause: str | None) -> None:
+    # moto's worker builds its environment in its own thread, so a StopExecution that follows
+    # StartExecution at once (a cancel right after an upload) found none and failed; on AWS an
+    # execution can be stopped from the moment it exists. The thread sets it as it starts.
+    deadline = time.monotonic() + 10
+    while self.env is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    self.env.set_stop(stop_date=stop_date, cause=cause, error=error)
+
+
 INTERPRETER_FIXES = (
+    (ExecutionWorker, "stop", _stop_once_started),
     (StateTaskServiceEcs, "_normalise_parameters", _normalise_parameters),
     (StateTaskServiceEcs, "_normalise_response", _normalise_response),
     (CallbackEndpoint, "notify_heartbeat", _notify_heartbeat),

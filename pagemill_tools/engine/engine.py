@@ -37,7 +37,7 @@ from pagemill_tools.engine.lambda_runtime import LambdaRuntime
 from pagemill_tools.engine.runbook import WRITE_EVERY_S, DocumentRun, RunBook
 from pagemill_tools.engine.synth import PROJECT_ROOT, synthesize
 from pagemill_tools.engine.template import REGION, LocalDeployment, load_deployment
-from pagemill_tools.operate.progress import document_progress, read_history
+from pagemill.operate.progress import document_progress, read_history
 
 log = logging.getLogger(__name__)
 

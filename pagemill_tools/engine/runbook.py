@@ -19,7 +19,7 @@ from pagemill.db.connect import connect
 from pagemill.errors import DatabaseUnavailable
 from pagemill.records import SourceObject
 from pagemill_tools.engine import local_runs
-from pagemill_tools.operate.progress import current_state, read_history
+from pagemill.operate.progress import current_state, read_history
 
 log = logging.getLogger(__name__)
 

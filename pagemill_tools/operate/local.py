@@ -19,7 +19,7 @@ from pagemill.db import documents
 from pagemill.errors import NotRedrivable, NotRunning, UnknownDocument
 from pagemill.pipeline.context import document_id_for, file_sha256
 from pagemill_tools.engine import local_runs
-from pagemill_tools.operate import (
+from pagemill.operate import (
     DOCUMENT_ID,
     FINISHED,
     CancelOutcome,

@@ -12,7 +12,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pagemill_tools.engine.engine import EngineOptions, LocalEngine
-from pagemill_tools.operate.progress import visited
+from pagemill.operate.progress import visited
 from pagemill_tools.sample import make_catalog
 from tests.support.tcp_proxy import TcpProxy
 

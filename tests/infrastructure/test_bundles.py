@@ -38,6 +38,7 @@ ABSENT = {
     "lambdas/extract": {"anthropic", "tokenizers"},
     "lambdas/migrate": {"pymupdf", "onnxruntime", "numpy", "anthropic", "PIL"},
     "lambdas/speech": {"pymupdf", "onnxruntime", "numpy", "psycopg", "anthropic", "PIL"},
+    "lambdas/api": {"pymupdf", "anthropic", "typer", "rich", "moto", "uvicorn"},
 }
 
 

@@ -18,7 +18,9 @@ from tests.infrastructure.queries import Context, as_list, of_type, role_stateme
 
 pytestmark = pytest.mark.xdist_group("infrastructure")
 
-DATABASE_HANDLERS = {"handler.plan", "handler.write", "handler.record_failure", "handler.settle", "handler.on_event"}
+DATABASE_HANDLERS = {
+    "handler.plan", "handler.write", "handler.record_failure", "handler.settle", "handler.on_event", "handler.api",
+}
 
 
 def _one(resources: dict[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
@@ -169,12 +171,12 @@ def test_credentials_are_generated_and_rotated_every_30_days(
     assert template["Transform"].startswith("AWS::SecretsManager-")
 
 
-def test_endpoints_let_the_isolated_functions_reach_s3_and_secrets_manager(resources: dict[str, Any]) -> None:
+def test_endpoints_let_the_isolated_functions_reach_s3_secrets_manager_and_step_functions(resources: dict[str, Any]) -> None:
     endpoints = {
         e["Properties"]["ServiceName"]["Fn::Join"][1][-1]: e["Properties"]
         for e in of_type(resources, "AWS::EC2::VPCEndpoint").values()
     }
-    assert set(endpoints) == {".s3", ".secretsmanager"}
+    assert set(endpoints) == {".s3", ".secretsmanager", ".states"}
     assert endpoints[".s3"]["VpcEndpointType"] == "Gateway"
     # the gateway serves the isolated subnets' route tables
     isolated = {s["Ref"] for s in _isolated_subnets(resources)}
@@ -193,8 +195,10 @@ def test_endpoints_let_the_isolated_functions_reach_s3_and_secrets_manager(resou
     _, rotation = _one(resources, "AWS::SecretsManager::RotationSchedule")
     rotation_group = _group_id(rotation["Properties"]["HostedRotationLambda"]["VpcSecurityGroupIds"])
     assert sorted(_ingress(resources, endpoint_group)) == sorted([(clients, 443, 443), (rotation_group, 443, 443)])
-    # AND no function in the VPC calls Step Functions (why there is no endpoint for it)
-    for handler in DATABASE_HANDLERS:
+    states = endpoints[".states"]
+    assert states["VpcEndpointType"] == "Interface" and states["PrivateDnsEnabled"] is True
+    # AND of the functions in the VPC only the HTTP API's calls Step Functions (why it has an endpoint)
+    for handler in DATABASE_HANDLERS - {"handler.api"}:
         role_id = functions[handler]["Properties"]["Role"]["Fn::GetAtt"][0]
         actions = [a for s in role_statements(resources, role_id) for a in as_list(s["Action"])]
         assert not [a for a in actions if a.startswith("states:")], handler

@@ -44,10 +44,13 @@ FUNCTIONS = {
     "handler.handler": ("lambdas/trigger", 30, 256),
     "handler.watch": ("lambdas/trigger", 60, 256),
     "handler.on_event": ("lambdas/migrate", 900, 512),
+    "handler.api": ("lambdas/api", 29, 2048),
 }
 
 
-DATABASE_HANDLERS = ("handler.plan", "handler.write", "handler.record_failure", "handler.settle", "handler.on_event")
+DATABASE_HANDLERS = (
+    "handler.plan", "handler.write", "handler.record_failure", "handler.settle", "handler.on_event", "handler.api",
+)
 
 
 PIPELINE_HANDLERS = (

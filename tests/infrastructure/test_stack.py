@@ -12,7 +12,7 @@ from tests.infrastructure.queries import of_type
 
 def test_the_stack_composes_every_construct(resources: dict[str, Any]) -> None:
     prefixes = {"Storage", "Captions", "Network", "Database", "Functions", "Migrations", "Gpu", "Documents",
-                "Monitoring"}
+                "Api", "Monitoring"}
     assert {p for p in prefixes if any(k.startswith(p) for k in resources)} == prefixes
 
 

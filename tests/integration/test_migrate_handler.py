@@ -4,7 +4,6 @@ leaves the schema, and touches no database at all."""
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,31 +16,19 @@ from pagemill.aws import clients as edge
 from pagemill.db.connect import connect
 from pagemill.db.migrate import migrations
 from pagemill.errors import DatabaseUnavailable
+from tests.support.lambda_context import LambdaContext, load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLER = ROOT / "lambdas" / "migrate" / "handler.py"
 
 
-class _Context:
-    function_name = "MigrateFunction"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:MigrateFunction"
-    memory_limit_in_mb = 512
-    aws_request_id = "test-request"
-    log_group_name = "/aws/lambda/MigrateFunction"
-    log_stream_name = "test"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
+def _context() -> LambdaContext:
+    return LambdaContext("MigrateFunction", 512, 900_000)
 
 
 @pytest.fixture(scope="module")
 def handler() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pagemill_migrate_handler", HANDLER)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_handler(HANDLER, "pagemill_migrate_handler")
 
 
 @pytest.fixture
@@ -82,7 +69,7 @@ def test_create_migrates_an_empty_database(
     # GIVEN an empty database and the function's environment pointing at it
     monkeypatch.setenv("DATABASE_URL", empty_database_url)
     # WHEN CloudFormation creates the resource
-    result = handler.on_event(_event("Create"), _Context())
+    result = handler.on_event(_event("Create"), _context())
     # THEN every migration is applied and reported, the vector extension included
     versions = [m.version for m in migrations()]
     assert result == {
@@ -100,11 +87,11 @@ def test_update_applies_only_what_is_pending(
 ) -> None:
     # GIVEN a database migrated by an earlier deploy
     monkeypatch.setenv("DATABASE_URL", empty_database_url)
-    handler.on_event(_event("Create"), _Context())
+    handler.on_event(_event("Create"), _context())
     # WHEN a later deploy sends an Update (the migrations hash changed)
     result = handler.on_event(
         _event("Update", PhysicalResourceId="pagemill-schema", OldResourceProperties={"MigrationsHash": "old"}),
-        _Context(),
+        _context(),
     )
     # THEN nothing is applied twice, the resource keeps its id, and the function still holds one connection
     assert result["PhysicalResourceId"] == "pagemill-schema"
@@ -124,7 +111,7 @@ def test_delete_keeps_the_schema_and_needs_no_database(
     # or rolled back before its instance came up)
     monkeypatch.setenv("DATABASE_URL", _closed_port_url())
     # WHEN CloudFormation deletes the resource
-    result = handler.on_event(_event("Delete", PhysicalResourceId="pagemill-schema"), _Context())
+    result = handler.on_event(_event("Delete", PhysicalResourceId="pagemill-schema"), _context())
     # THEN it succeeds without a connection, and the schema and its tables are still there
     assert result == {"PhysicalResourceId": "pagemill-schema"}
     assert edge._connection is None
@@ -138,9 +125,9 @@ def test_an_unreachable_database_fails_the_deploy_with_a_clear_error(
     monkeypatch.setenv("DATABASE_URL", _closed_port_url())
     # WHEN CloudFormation creates the resource THEN the error names what could not be reached
     with pytest.raises(DatabaseUnavailable, match="could not reach PostgreSQL at 127.0.0.1"):
-        handler.on_event(_event("Create"), _Context())
+        handler.on_event(_event("Create"), _context())
 
 
 def test_an_event_that_is_not_a_custom_resource_request_is_refused(handler: ModuleType) -> None:
     with pytest.raises(ValueError, match="RequestType is 'Invoke'"):
-        handler.on_event({"RequestType": "Invoke"}, _Context())
+        handler.on_event({"RequestType": "Invoke"}, _context())

@@ -21,8 +21,8 @@ from pagemill import keys
 from pagemill.aws.trigger import start_for_object
 from pagemill.db import documents
 from pagemill.errors import NotRedrivable, NotRunning, StackNotFound, UnknownDocument
+from pagemill.operate import executions as aws
 from pagemill.records import SourceObject, dump
-from pagemill_tools.operate import aws
 
 REGION = "eu-west-1"
 DOCUMENT_ID = "a" * 32

@@ -22,6 +22,8 @@ from pagemill.errors import SourceMissing
 class Progress:
     page_count: int | None  # None until Plan has written the manifest
     pages_done: int
+    batches_total: int | None = None  # None until Plan has written the manifest (or not read)
+    batches_done: int = 0
 
 
 def document_progress(
@@ -30,20 +32,22 @@ def document_progress(
     """``since``: count only batch results written from then on (an execution's start), so a
     re-run does not count the results an earlier attempt left behind. ``page_count``: already
     known (the manifest is not read again)."""
+    batches_total = None
     if page_count is None:
         try:
             manifest = storage.get_json(s3, bucket, keys.manifest_key(document_id))
             page_count = sum(item["last_page"] - item["first_page"] + 1 for item in manifest)
+            batches_total = len(manifest)
         except SourceMissing:
             pass
     # S3 listings give LastModified to the second.
     since = since.replace(microsecond=0) if since else None
-    done = sum(
+    done = [
         keys.pages_in_batch_key(obj["Key"])
         for obj in storage.list_objects(s3, bucket, keys.batches_prefix(document_id))
         if since is None or obj["LastModified"] >= since
-    )
-    return Progress(page_count=page_count, pages_done=done)
+    ]
+    return Progress(page_count=page_count, pages_done=sum(done), batches_total=batches_total, batches_done=len(done))
 
 
 def read_history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
-"""status / cancel / redrive against a deployed stack: Step Functions is the record of what ran,
+"""status / cancel / redrive against a stack's state machine (deployed, or the local engine's):
+Step Functions is the record of what ran,
 S3 holds the progress, and the database (optional here) holds the document rows.
 
-The clients are passed in (built at the edge: the CLI, or a test under moto)."""
+The clients are passed in (built at the edge: the CLI, the HTTP API, or a test under moto)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from botocore.exceptions import ClientError
 from pagemill.aws.trigger import execution_arn, execution_name, start_for_object
 from pagemill.db import documents
 from pagemill.errors import NotRedrivable, NotRunning, StackNotFound, UnknownDocument
-from pagemill.records import SourceObject, load
-from pagemill_tools.operate import (
+from pagemill.operate import (
     DOCUMENT_ID,
     EXECUTION_TO_DOCUMENT,
     CancelOutcome,
@@ -23,7 +23,7 @@ from pagemill_tools.operate import (
     RedriveOutcome,
     StatusList,
 )
-from pagemill_tools.operate.progress import (
+from pagemill.operate.progress import (
     current_state,
     document_progress,
     planned_document,
@@ -31,6 +31,7 @@ from pagemill_tools.operate.progress import (
     visited,
     written,
 )
+from pagemill.records import SourceObject, load
 
 _ENDED_UNSUCCESSFULLY = {"FAILED", "TIMED_OUT", "ABORTED"}
 
