@@ -16,6 +16,7 @@ from pagemill.db.connect import connect
 from pagemill.settings import Settings
 from pagemill_tools.clip_testmodel import ensure_test_model
 from pagemill_tools.engine.engine import LocalEngine
+from pagemill_tools.searching import text_embedder
 
 
 def local_backend(engine: LocalEngine, database_url: str, settings: Settings) -> Backend:
@@ -30,7 +31,7 @@ def local_backend(engine: LocalEngine, database_url: str, settings: Settings) ->
     return Backend(
         s3=engine.s3, sfn=engine.sfn, bucket=engine.deployment.bucket_name,
         state_machine_arn=engine.state_machine_arn, connection=connection,
-        embed_text=text_encoder(settings, engine.options.home),
+        embed_text=text_encoder(settings, engine.options.home), text_embedder=text_embedder(settings),
         max_upload_bytes=settings.max_bytes, max_source_bytes=settings.max_bytes,
         redrive_executions=False, where="local",
     )

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pagemill.operate.executions import Stack
+
+if TYPE_CHECKING:
+    from pagemill.text_embed.embedder import TextEmbedder
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,8 @@ class Backend:
     connection: Callable[[], AbstractContextManager[Any]]
     # Text → one L2-normalized CLIP vector (the model loads on the first search).
     embed_text: Callable[[str], np.ndarray]
+    # The chunk vectors' model, to embed queries with (None: chunks are found by keyword only).
+    text_embedder: TextEmbedder | None
     # The largest file POST /documents accepts; larger ones go through POST /uploads.
     max_upload_bytes: int
     # The largest PDF the pipeline accepts (Settings.max_bytes): the presigned upload's limit.

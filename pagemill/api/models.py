@@ -158,13 +158,16 @@ class Stats(BaseModel):
 class SearchHit(BaseModel):
     document_id: str
     file_name: str | None = None
-    kind: str = Field(description="image (chunks join when the hybrid search lands)")
-    page_no: int
-    score: float
-    caption: str | None
-    image_no: int | None
-    image_url: str | None
-    thumbnail_url: str | None
+    kind: str = Field(description="chunk (a passage of text) or image")
+    score: float = Field(description="reciprocal rank fusion of the keyword and vector lists")
+    first_page: int | None = Field(None, description="chunk: the pages it spans")
+    last_page: int | None = None
+    text: str | None = Field(None, description="chunk: a snippet, matched terms between « and »")
+    page_no: int | None = Field(None, description="image: the page it is on")
+    caption: str | None = None
+    image_no: int | None = None
+    image_url: str | None = None
+    thumbnail_url: str | None = None
     document_url: str
 
 

@@ -38,7 +38,8 @@ from pagemill.operate.progress import (
 from pagemill.pdf.header import HEADER_WINDOW, has_pdf_header
 from pagemill.pipeline.context import document_id_for
 from pagemill.records import DocumentWarning, SourceObject, load_list
-from pagemill.search.images import nearest_images
+from pagemill.search.hybrid import SearchFilters
+from pagemill.search.hybrid import search as hybrid_search
 
 THUMBNAIL_SIDE = 256
 _AUDIO_TYPES = {"mp3": "audio/mpeg", "ogg": "audio/ogg", "wav": "audio/wav"}
@@ -241,21 +242,23 @@ def stats(conn: Any) -> models.Stats:
 
 
 def search(backend: Backend, conn: Any, q: str, *, limit: int, document: str | None) -> list[models.SearchHit]:
-    """Images nearest to the text (CLIP); ``document`` keeps one document's."""
-    query = backend.embed_text(q)
-    # The filter applies after ranking; fetch more so a filtered page still fills.
-    hits = nearest_images(conn, query, limit=limit if document is None else limit * 20)
-    if document is not None:
-        hits = [h for h in hits if h.document_id == document][:limit]
+    """The hybrid search of `pagemill search` (chunks by keyword and vector, images by caption and
+    CLIP vector, fused by rank); ``document`` keeps one document's."""
+    hits = hybrid_search(
+        conn, q, limit=limit, filters=SearchFilters(document_id=document), embedder=backend.text_embedder,
+        image_query=backend.embed_text(q),
+    )
     names = overview.file_names(conn, sorted({h.document_id for h in hits}))
     out = []
     for h in hits:
-        url = f"/documents/{h.document_id}/images/{h.image_no}"
-        out.append(models.SearchHit(
-            document_id=h.document_id, file_name=names.get(h.document_id), kind="image", page_no=h.page_no, score=h.score, caption=h.caption,
-            image_no=h.image_no, image_url=url, thumbnail_url=f"{url}?size=thumbnail",
-            document_url=f"/documents/{h.document_id}",
-        ))
+        common = {"document_id": h.document_id, "file_name": names.get(h.document_id), "kind": h.kind,
+                  "score": h.score, "document_url": f"/documents/{h.document_id}"}
+        if h.kind == "chunk":
+            out.append(models.SearchHit(**common, first_page=h.first_page, last_page=h.last_page, text=h.text))
+        else:
+            url = f"/documents/{h.document_id}/images/{h.image_no}"
+            out.append(models.SearchHit(**common, page_no=h.page_no, caption=h.caption, image_no=h.image_no,
+                                        image_url=url, thumbnail_url=f"{url}?size=thumbnail"))
     return out
 
 

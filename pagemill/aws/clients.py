@@ -302,6 +302,8 @@ def api_backend() -> Any:
         state_machine_arn=ExecutionsEnv.from_environ().state_machine_arn,
         connection=lambda: nullcontext(db_connection()),
         embed_text=lambda text: clip_model().embed_texts([text])[0],
+        # Chunks by keyword only on AWS for now: the API function has no Bedrock grant for Titan.
+        text_embedder=None,
         max_upload_bytes=API_MAX_UPLOAD_BYTES, max_source_bytes=env.settings.max_bytes,
         presigned_uploads=True, redrive_executions=True, where="aws",
     )

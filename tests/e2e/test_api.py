@@ -117,9 +117,13 @@ def test_listing_stats_and_search_see_it(client: TestClient, processed: dict[str
     assert stats["by_status"]["succeeded"] >= 1
     assert stats["pages_processed"] >= 12 and stats["images_processed"] >= len(processed["detail"]["images"])
     assert stats["last_hour"]["pages"] >= 12
-    hits = client.get("/search", params={"q": "a leather sofa", "limit": 5, "document": document_id}).json()
+    hits = client.get("/search", params={"q": "oak dining table", "limit": 20, "document": document_id}).json()
     assert hits and all(h["document_id"] == document_id for h in hits)
-    assert client.get(hits[0]["thumbnail_url"]).status_code == 200
+    # the hybrid search: passages with the matched terms marked, and images with thumbnails that load
+    passages = [h for h in hits if h["kind"] == "chunk"]
+    assert any("«" in h["text"] for h in passages) and all(h["first_page"] >= 1 for h in passages)
+    images = [h for h in hits if h["kind"] == "image"]
+    assert images and client.get(images[0]["thumbnail_url"]).status_code == 200
 
 
 def test_same_content_again_is_a_duplicate(client: TestClient, processed: dict[str, Any], catalog: Path) -> None:
