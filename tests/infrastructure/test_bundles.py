@@ -184,10 +184,16 @@ def _top_level(dist: metadata.Distribution) -> set[str]:
     return {Path(f).parts[0].split(".")[0] for f in dist.files or () if ".dist-info" not in Path(f).parts[0]}
 
 
+# Packages a bundle carries for their data files, which our code reads without importing them:
+# wordllama's static embedding weights and tokenizer (pagemill.text_embed.static finds its folder).
+DATA_PACKAGES = {"lambdas/embed": {"wordllama"}}
+
+
 def _installed_and_imported(bundle: Path, source: str) -> tuple[dict[str, metadata.Distribution], set[str]]:
-    """The bundle's distributions by normalized name, and those the handler's code imports."""
+    """The bundle's distributions by normalized name, and those the handler's code imports (or
+    reads the data of)."""
     distributions = {_normalized(d.metadata["Name"]): d for d in metadata.distributions(path=[str(bundle)])}
-    imports = _imported_by_our_code(ROOT / source)
+    imports = _imported_by_our_code(ROOT / source) | DATA_PACKAGES.get(source, set())
     return distributions, {name for name, dist in distributions.items() if _top_level(dist) & imports}
 
 
