@@ -85,6 +85,9 @@ def extract_pages(
     for record in result.pages:
         if record.page_no not in damage.failed:
             texts.settle(doc, record, markdown[record.page_no - 1])
+            # Some text layers carry NUL characters (the fallback paths keep them), and PostgreSQL
+            # text cannot hold one: Write would fail the whole document for it.
+            record.markdown = record.markdown.replace("\x00", "")
     result.warnings.extend(texts.warnings())
     result.chunks = chunk_pages(result.pages, settings.chunk_chars)
     result.seconds = time.perf_counter() - started
