@@ -81,6 +81,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.ps = psutil.Process(self.process.pid)
+        self._killed = threading.Lock()
 
     def rss_mb(self) -> float:
         try:
@@ -89,6 +90,10 @@ class _Worker:
             return 0.0
 
     def kill(self) -> None:
+        # Shutdown (main thread) and an invocation thread that saw the worker die may both
+        # kill it; closing its pipe twice at once raised EBADF and turned Ctrl-C into exit 1.
+        if not self._killed.acquire(blocking=False):
+            return
         self.process.kill()
         self.process.join(timeout=5)
         self.conn.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,3 +116,17 @@ def test_a_shared_variable_a_function_overrides_comes_back_for_the_next(runtime:
     assert json.loads(runtime.invoke("Shadow", b"{}").payload)["base"] == "mine"
     # THEN the other function sees the shared value again
     assert json.loads(runtime.invoke("Echo", b"{}").payload)["base"] == "yes"
+
+
+def test_closing_while_an_invocation_runs_ends_it_with_an_exit_error(runtime: LambdaRuntime) -> None:
+    # GIVEN an invocation in flight on the only worker
+    results: list = []
+    caller = threading.Thread(target=lambda: results.append(runtime.invoke("Sleep", b'{"seconds": 0.9}')))
+    caller.start()
+    time.sleep(0.3)
+    # WHEN the runtime closes (Ctrl-C), while the caller may be replacing the dead worker too
+    runtime.close()
+    caller.join(timeout=10)
+    # THEN the invocation ends as a worker exit and closing raised nothing
+    assert [r.error_type for r in results] in (["Runtime.ExitError"], [None])
+    assert runtime.worker_pids() == []
