@@ -151,10 +151,13 @@ class RecordFailureInput:
 
 @dataclass(frozen=True)
 class ExecutionEnded:
-    """EventBridge "Step Functions Execution Status Change" (Settle's rule: ABORTED, TIMED_OUT)."""
+    """EventBridge "Step Functions Execution Status Change" (Settle's rule: ABORTED, TIMED_OUT, FAILED;
+    ``error`` and ``cause`` are set for a failed one)."""
 
     execution_arn: Annotated[str, Field(validation_alias=AliasPath("detail", "executionArn"))]
     status: Annotated[str, Field(validation_alias=AliasPath("detail", "status"))]
+    error: Annotated[str | None, Field(validation_alias=AliasPath("detail", "error"))] = None
+    cause: Annotated[str | None, Field(validation_alias=AliasPath("detail", "cause"))] = None
 
     def log_keys(self) -> dict[str, Any]:
         return {"execution_arn": self.execution_arn}

@@ -214,12 +214,13 @@ class DocumentStateMachine(Construct):
 
     def settle_ended_executions(self, function: lambda_.IFunction, *, dead_letter_queue: sqs.IQueue) -> events.Rule:
         """An execution stopped or timed out as a whole ends without its Catch, so RecordFailure
-        never runs: ``function`` settles its document (cancelled, or failed with the reason)."""
+        never runs; a failed one may have failed in RecordFailure itself: ``function`` settles its
+        document (cancelled, or failed with the reason) when it is still running."""
         return events.Rule(
             self,
             "SettleEndedExecutions",
-            description="A document execution was stopped or timed out: settle its document's status",
-            event_pattern=execution_status_pattern(self.state_machine, "ABORTED", "TIMED_OUT"),
+            description="A document execution was stopped, timed out or failed: settle its document's status",
+            event_pattern=execution_status_pattern(self.state_machine, "ABORTED", "TIMED_OUT", "FAILED"),
             targets=[targets.LambdaFunction(
                 function, dead_letter_queue=dead_letter_queue, retry_attempts=8, max_event_age=Duration.hours(6),
             )],

@@ -1,4 +1,4 @@
-"""Write, RecordFailure and Settle (executions stopped or timed out as a whole): thin handlers
+"""Write, RecordFailure and Settle (executions that ended without recording their end): thin handlers
 over pagemill.pipeline.write, .record_failure and .settle."""
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ def record_failure(payload: RecordFailureInput, context: LambdaContext) -> dict[
     return recorded
 
 
-# No metric of its own: AWS/States ExecutionsAborted and ExecutionsTimedOut count these (alarmed).
+# No metric of its own: AWS/States ExecutionsAborted, ExecutionsTimedOut and ExecutionsFailed count these (alarmed).
 @lambda_handler(ExecutionEnded)
 def settle(payload: ExecutionEnded, context: LambdaContext) -> dict[str, str | None]:
-    """EventBridge "Step Functions Execution Status Change" for ABORTED and TIMED_OUT executions."""
+    """EventBridge "Step Functions Execution Status Change" for ABORTED, TIMED_OUT and FAILED executions."""
     settled = settle_ended_execution(db_connection(), payload)
     logger.info("execution settled", extra=settled)
     return settled

@@ -255,6 +255,7 @@ class LocalEngine:
                     self.runbook.observed(run, terminal=run.status in _TERMINAL)
                     if run.status in _TERMINAL:
                         pending.remove(run)
+                        self._deliver_status_change(run)
                 if pending:
                     time.sleep(poll_seconds)
 
@@ -275,6 +276,29 @@ class LocalEngine:
             self._refresh(run)
             self.runbook.observed(run, terminal=True)
         log.warning("run interrupted", extra={"reason": reason, "executions": [r.execution_arn for r in runs]})
+
+    def _deliver_status_change(self, run: DocumentRun) -> None:
+        """What EventBridge does on AWS when an execution ends: its "Execution Status Change" event
+        to the rules' Lambda targets (Settle: a document whose execution ended without recording
+        it must not say "running"). Locally one attempt; a failure is logged, as AWS's DLQ would keep it."""
+        assert self.deployment is not None and self.runtime is not None
+        for rule in self.deployment.execution_rules:
+            if run.status not in rule.statuses:
+                continue
+            description = self.sfn.describe_execution(executionArn=run.execution_arn)
+            event = {
+                "source": "aws.states", "detail-type": "Step Functions Execution Status Change",
+                "detail": {
+                    "executionArn": run.execution_arn, "stateMachineArn": self.state_machine_arn,
+                    "status": run.status, "error": description.get("error"), "cause": description.get("cause"),
+                },
+            }
+            result = self.runtime.invoke(rule.function, json.dumps(event).encode())
+            if result.function_error:
+                log.error("execution status change not delivered", extra={
+                    "function": rule.function, "execution_arn": run.execution_arn,
+                    "error": result.payload.decode(errors="replace")[:500],
+                })
 
     def _refresh(self, run: DocumentRun) -> None:
         assert self.deployment is not None

@@ -38,6 +38,16 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True)
+class ExecutionRule:
+    """An EventBridge rule on this state machine's "Execution Status Change" events with a Lambda
+    target: the local engine delivers the event to ``function`` when an execution ends with one of
+    ``statuses``, as EventBridge would (Settle's rule)."""
+
+    statuses: frozenset[str]
+    function: str
+
+
+@dataclass(frozen=True)
 class LocalDeployment:
     stack_name: str
     definition: dict[str, Any]
@@ -48,6 +58,7 @@ class LocalDeployment:
     containers: dict[str, ContainerSpec]
     # DynamoDB tables: name → partition key attribute (string keys; the only kind the stack makes).
     tables: dict[str, str]
+    execution_rules: tuple[ExecutionRule, ...] = ()
 
 
 class _Resolver:
@@ -166,7 +177,27 @@ def load_deployment(template_path: Path, stack_name: str, root: Path) -> LocalDe
         functions=functions,
         containers=containers,
         tables=tables,
+        execution_rules=_execution_rules(template, machine_id, functions),
     )
+
+
+def _execution_rules(
+    template: dict[str, Any], machine_id: str, functions: dict[str, FunctionSpec]
+) -> tuple[ExecutionRule, ...]:
+    rules = []
+    for resource in _of_type(template, "AWS::Events::Rule").values():
+        pattern = resource["Properties"].get("EventPattern", {})
+        detail = pattern.get("detail", {})
+        if pattern.get("source") != ["aws.states"] or detail.get("stateMachineArn") != [{"Ref": machine_id}]:
+            continue
+        if set(detail) != {"stateMachineArn", "status"}:
+            continue  # patterns on the output (the partial alarm) go to SNS, not to a function
+        for target in resource["Properties"].get("Targets", []):
+            arn = target.get("Arn", {})
+            logical_id = arn.get("Fn::GetAtt", [None])[0] if isinstance(arn, dict) else None
+            if logical_id in functions:
+                rules.append(ExecutionRule(frozenset(detail["status"]), logical_id))
+    return tuple(rules)
 
 
 def _with_moto_number_syntax(value: Any) -> Any:

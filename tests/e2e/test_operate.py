@@ -18,6 +18,7 @@ from pagemill.errors import (
     NotRedrivable,
     UnknownDocument,
 )
+from pagemill.pipeline.settle import STOPPED_REASON
 from pagemill.records import SourceObject
 from pagemill_tools.engine.engine import LocalEngine
 from pagemill_tools.operate import local
@@ -114,6 +115,22 @@ def test_cancel_stops_a_live_run(engine: LocalEngine, db: psycopg.Connection, tm
     # AND the run's record says so for other processes
     assert db.execute("select status from local_runs where execution_arn = %s",
                       (run.execution_arn,)).fetchone()[0] == "ABORTED"
+
+
+def test_an_execution_stopped_behind_pagemill_s_back_settles_its_document(
+    engine: LocalEngine, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    # GIVEN a document being processed
+    run = engine.submit(text_pdf(tmp_path / "console.pdf", pages=200, words="console"))
+    wait_for(lambda: doc_status(db, run.document_id) == "running", "the document to be registered")
+    # WHEN its execution is stopped as the Step Functions console does (no cancellation recorded)
+    engine.sfn.stop_execution(executionArn=run.execution_arn, error="Operator", cause="stopped in the console")
+    engine.wait([run])
+    # THEN the status-change event reached Settle, as EventBridge's rule delivers it on AWS:
+    # the document is cancelled, saying how, not "running" for ever
+    assert run.status == "ABORTED"
+    status = local.status(db, run.document_id)
+    assert (status.status, status.error) == ("cancelled", STOPPED_REASON)
 
 
 def test_redrive_after_a_transient_failure_ends_succeeded_with_each_row_once(

@@ -54,8 +54,9 @@ def test_uploaded_pdfs_trigger_the_pipeline(resources: dict[str, Any]) -> None:
     assert resources[trigger_id]["Properties"]["Environment"]["Variables"]["STATE_MACHINE_ARN"] == {"Ref": machine_id}
 
 
-def test_stopped_or_timed_out_executions_settle_their_documents(resources: dict[str, Any]) -> None:
-    # They end without their Catch, so RecordFailure never runs: a rule hands them to Settle
+def test_executions_that_ended_without_recording_it_settle_their_documents(resources: dict[str, Any]) -> None:
+    # Stopped or timed out, they end without their Catch, so RecordFailure never runs; failed, it may
+    # be RecordFailure that failed: a rule hands them to Settle
     (machine_id,) = of_type(resources, "AWS::StepFunctions::StateMachine")
     (dlq_id,) = of_type(resources, "AWS::SQS::Queue")
     settle_id = next(i for i, f in of_type(resources, "AWS::Lambda::Function").items()
@@ -63,7 +64,7 @@ def test_stopped_or_timed_out_executions_settle_their_documents(resources: dict[
     (rule,) = [r["Properties"] for r in of_type(resources, "AWS::Events::Rule").values()
                if r["Properties"].get("Targets", [{}])[0].get("Arn") == {"Fn::GetAtt": [settle_id, "Arn"]}]
     assert rule["EventPattern"]["detail"] == {
-        "stateMachineArn": [{"Ref": machine_id}], "status": ["ABORTED", "TIMED_OUT"],
+        "stateMachineArn": [{"Ref": machine_id}], "status": ["ABORTED", "TIMED_OUT", "FAILED"],
     }
     target = rule["Targets"][0]
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dlq_id, "Arn"]}}

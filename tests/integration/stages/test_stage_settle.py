@@ -10,6 +10,7 @@ import pytest
 from pagemill.payloads import ExecutionEnded
 from pagemill.pipeline.settle import (
     STOPPED_REASON,
+    FAILED_REASON,
     TIMED_OUT_REASON,
     settle_ended_execution,
 )
@@ -17,11 +18,11 @@ from pagemill.records import load
 from tests.support.stages import EXECUTION_ARN
 
 
-def status_change(status: str) -> ExecutionEnded:
+def status_change(status: str, **failure: str) -> ExecutionEnded:
     # The EventBridge event Settle's rule delivers (the fields it reads).
     return load(ExecutionEnded, {
         "source": "aws.states", "detail-type": "Step Functions Execution Status Change",
-        "detail": {"executionArn": EXECUTION_ARN, "status": status, "stateMachineArn": "arn:sm"},
+        "detail": {"executionArn": EXECUTION_ARN, "status": status, "stateMachineArn": "arn:sm", **failure},
     })
 
 
@@ -40,3 +41,20 @@ def test_settle_ends_the_running_document_of_the_execution(
     assert settled == {"document_id": planned["document_id"], "status": status}
     assert db.execute("select status, error_class, error from documents where id = %s",
                       (planned["document_id"],)).fetchone() == row
+
+
+def test_a_failed_execution_whose_failure_was_not_recorded_fails_its_document(
+    conn: psycopg.Connection[Any], db: psycopg.Connection[Any], planned: dict[str, Any]
+) -> None:
+    # GIVEN a document still running after its execution failed (RecordFailure itself failed)
+    # WHEN the FAILED status change arrives
+    settled = settle_ended_execution(conn, status_change(
+        "FAILED", error="Database.Unavailable", cause="connection refused"))
+    # THEN the document fails with the execution's error, and what to do
+    assert settled == {"document_id": planned["document_id"], "status": "FAILED"}
+    assert db.execute("select status, error_class, error from documents where id = %s",
+                      (planned["document_id"],)).fetchone() == (
+        "failed", "Database.Unavailable",
+        FAILED_REASON.format(error="Database.Unavailable: connection refused"))
+    # and a second delivery (or the usual FAILED after RecordFailure recorded it) changes nothing
+    assert settle_ended_execution(conn, status_change("FAILED"))["document_id"] is None
