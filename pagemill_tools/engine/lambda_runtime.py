@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.05
 _CLOSED_POLL_S = 0.2  # how soon an invocation waiting for a worker notices the runtime closed
+_INIT_LIMIT_S = 10.0  # Lambda's allowance for loading a function's module before its timeout starts
 _CTX = multiprocessing.get_context("spawn")  # the parent runs threads (moto); fork would copy them
 
 
@@ -167,7 +168,9 @@ class LambdaRuntime:
         except (BrokenPipeError, OSError):
             self._replace(worker)
             return self._record(spec, started, _exit_error("worker pipe closed before the invocation"))
-        deadline = started + spec.timeout_s
+        # Like Lambda, the function's timeout starts once its module is loaded (the worker says
+        # "started"); loading it (a cold start) has Lambda's init allowance on top.
+        deadline = time.monotonic() + _INIT_LIMIT_S + spec.timeout_s
         while True:
             try:
                 ready = worker.conn.poll(_POLL_SECONDS)
@@ -179,6 +182,9 @@ class LambdaRuntime:
                 except (EOFError, OSError):
                     self._replace(worker)
                     return self._record(spec, started, _exit_error(_exit_reason(worker)))
+                if status == "started":
+                    deadline = time.monotonic() + spec.timeout_s
+                    continue
                 self._release(worker)
                 return self._record(
                     spec, started, Invocation(body, None if status == "ok" else "Unhandled")
@@ -286,11 +292,12 @@ def _worker_main(conn: Connection, base_env: dict[str, str], log_path: str | Non
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = spec.name
         os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(spec.memory_mb)
         function_env_keys = set(spec.environment)
-        deadline = time.monotonic() + spec.timeout_s
         try:
             key = (str(spec.source_dir), spec.handler)
             if key not in handlers:
                 handlers[key] = _load_handler(spec)
+            conn.send(("started", None))
+            deadline = time.monotonic() + spec.timeout_s
             event = json.loads(payload) if payload else {}
             result = handlers[key](event, _Context(spec, request_id, deadline))
             conn.send(("ok", json.dumps(result).encode()))
