@@ -162,7 +162,9 @@ class PipelineFunctions(Construct):
                 _grant_bedrock_invoke(function)
         # Every timed stage records its timings (pagemill.pipeline.timings); Plan and ExtractBatch
         # may put anywhere under documents/ already.
-        for function in (self.collect_images, self.embed, self.caption_batch, self.understand):
+        timed = (self.collect_images, self.embed, self.caption_batch, self.understand, self.speak_summary,
+                 *((self.embed_chunks,) if self.embed_chunks else ()))
+        for function in timed:
             bucket.grant_put(function, keys.timings_prefix(ANY) + ANY)
         # SpeakSummary reads the summary and writes its audio under the document's speech prefix only.
         self.speak_summary.add_to_role_policy(iam.PolicyStatement(

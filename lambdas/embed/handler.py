@@ -27,6 +27,6 @@ def embed(payload: EmbedInput, context: LambdaContext) -> dict[str, Any]:
     return run_embed(stage_context(), clip_model(), payload)
 
 
-@lambda_handler(DocumentInput, counts={m.CHUNKS_EMBEDDED: "chunks"})
+@lambda_handler(DocumentInput, counts={m.CHUNKS_EMBEDDED: "chunks"}, state="EmbedChunks")
 def embed_chunks(payload: DocumentInput, context: LambdaContext) -> dict[str, Any]:
     return run_embed_chunks(stage_context(), payload, text_embedder(payload.document_id))

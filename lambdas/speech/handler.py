@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 @lambda_handler(
     SpeakSummaryInput, counts={m.SUMMARY_SECONDS_SPOKEN: "seconds", m.SUMMARY_CHARS_SPOKEN: "chars"},
-    units={m.SUMMARY_SECONDS_SPOKEN: MetricUnit.Seconds},
+    units={m.SUMMARY_SECONDS_SPOKEN: MetricUnit.Seconds}, state="SpeakSummary",
 )
 def speak_summary(payload: SpeakSummaryInput, context: LambdaContext) -> dict[str, Any]:
     return run_speak_summary(stage_context(), payload, speech_engine())

@@ -15,7 +15,8 @@ from pagemill import keys, storage
 from pagemill.pipeline.context import StageContext
 
 # The states, in the order a document goes through them (the run summary's columns).
-STATES = ("Plan", "ExtractPages", "CollectImages", "Embed", "Captions", "Understand", "Write")
+STATES = ("Plan", "ExtractPages", "CollectImages", "Embed", "EmbedChunks", "Captions", "Understand", "SpeakSummary",
+          "Write")
 
 
 def record_timing(ctx: StageContext, document_id: str, state: str, started: float, item: str | None = None) -> None:

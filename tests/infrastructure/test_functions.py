@@ -143,6 +143,7 @@ def test_functions_get_least_privilege_bucket_access(resources: dict[str, Any]) 
     assert put_targets(resources, "handler.embed") == ["/documents/*/embeddings/*", "/documents/*/timings/*"]
     assert put_targets(resources, "handler.caption_batch") == ["/documents/*/captions/*", "/documents/*/timings/*"]
     assert put_targets(resources, "handler.understand") == ["/documents/*/timings/*", "/documents/*/understanding.json"]
+    assert put_targets(resources, "handler.speak_summary") == ["/documents/*/speech/*", "/documents/*/timings/*"]
 
 
 def put_targets(resources: dict[str, Any], handler: str) -> list[str]:
