@@ -22,6 +22,7 @@ from tests.infrastructure.conftest import (
 from tests.infrastructure.queries import (
     actions_of,
     function_with,
+    handler_of,
     object_suffixes,
     of_type,
     role_statements,
@@ -357,7 +358,7 @@ def test_chunk_embeddings_off_leave_no_state(tmp_path: Path) -> None:
     definition = definition_of(template)
     assert len(definition["States"]["Enrich"]["Branches"]) == 3
     assert "chunk_vectors.$" not in definition["States"]["Write"]["Parameters"]["Payload"]
-    handlers = {f["Properties"]["Handler"] for f in of_type(template["Resources"], "AWS::Lambda::Function").values()}
+    handlers = {handler_of(f) for f in of_type(template["Resources"], "AWS::Lambda::Function").values()}
     assert "handler.embed_chunks" not in handlers
 
 
