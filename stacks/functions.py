@@ -23,7 +23,12 @@ from stacks.captions import CaptionState
 from stacks.config import PipelineConfig
 from stacks.database import DatabaseAccess
 from stacks.grants import grant_secret_read, pushed_repository
-from stacks.paths import EXTRACT_IMAGE_SOURCE, LIBRARY_DIR, REPO_ROOT, build_context_exclude
+from stacks.paths import (
+    EXTRACT_IMAGE_SOURCE,
+    LIBRARY_DIR,
+    REPO_ROOT,
+    build_context_exclude,
+)
 
 ANY = "*"  # stands for a document id in the keys' IAM patterns
 # What each group of functions reads from the settings contract.
