@@ -5,6 +5,7 @@ every construct is there. Each construct's own tests build it alone (test_<const
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,15 +86,28 @@ def test_the_watch_knows_the_state_machine_and_may_list_its_executions(resources
 
 
 def test_the_local_engine_runs_every_function_from_its_handler_folder(template: dict[str, Any], tmp_path: Path) -> None:
+    # GIVEN the synthesized template, ExtractBatch a container image (no Handler, its asset a build
+    # context): the local engine runs each of pagemill's functions from the folder the stack names
+    _assert_the_engine_runs_extract_batch_from_its_folder(template, tmp_path)
+
+
+def test_the_local_engine_runs_a_pushed_extract_image_from_its_handler_folder(
+    synthesize: Callable[..., Any], tmp_path: Path
+) -> None:
+    # GIVEN ExtractBatch as an image pushed to ECR: no asset at all in the template
+    uri = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/pagemill-extract:v1"
+    template = synthesize(tmp_path / "cdk", extract_image_uri=uri).to_json()
+    # THEN the local engine still runs it, from lambdas/extract
+    _assert_the_engine_runs_extract_batch_from_its_folder(template, tmp_path)
+
+
+def _assert_the_engine_runs_extract_batch_from_its_folder(template: dict[str, Any], tmp_path: Path) -> None:
     from pagemill_tools.engine.template import load_deployment
     from tests.infrastructure.conftest import ROOT
 
-    # GIVEN the synthesized template, ExtractBatch a container image (no Handler, its asset a build context)
     path = tmp_path / "Pagemill.template.json"
     path.write_text(json.dumps(template))
-    # WHEN the local engine reads it
     deployment = load_deployment(path, "Pagemill", ROOT)
-    # THEN each of pagemill's functions runs its handler from the folder the stack names
     for logical_id, resource in of_type(template["Resources"], "AWS::Lambda::Function").items():
         if "pagemill:source" in resource["Metadata"]:
             spec = deployment.functions[logical_id]
