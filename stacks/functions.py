@@ -309,7 +309,8 @@ class PipelineFunctions(Construct):
             cmd=[spec.handler],
             exclude=build_context_exclude(LIBRARY_DIR, spec.source, EXTRACT_IMAGE_SOURCE),
             ignore_mode=IgnoreMode.DOCKER,
-            platform=ecr_assets.Platform.custom(ARCHITECTURE.docker_platform),  # the base image has both
+            # public.ecr.aws/lambda/python:3.12 is published for both of Lambda's architectures
+            platform=ecr_assets.Platform.custom(ARCHITECTURE.docker_platform),
         )
         return code, None
 
