@@ -115,9 +115,12 @@ class PipelineConfig(DeployedSettings):
     # The GPU worker's image, already built and pushed to ECR (CI, another machine): deploy then
     # needs no Docker at all. Unset, `cdk deploy` builds containers/clip-gpu/Dockerfile.
     gpu_image_uri: str | None = None
-    # ExtractBatch's container image with OCR (containers/extract/Dockerfile), pushed to ECR. Unset,
-    # ExtractBatch runs from the zip, which cannot hold OCR (README, "OCR on AWS"): scanned pages
-    # then get an ocr_unavailable warning.
+    # ExtractBatch reads scanned pages with OCR, which does not fit a Lambda zip (README, "OCR on
+    # AWS"): it runs as a container image, containers/extract/Dockerfile, that `cdk deploy` builds
+    # with Docker, or extract_image_uri's, already built and pushed to ECR (deploy then needs no
+    # Docker for it). extract_ocr false: ExtractBatch runs from the zip, with no Docker and no OCR,
+    # and scanned pages get an ocr_unavailable warning.
+    extract_ocr: bool = True
     extract_image_uri: str | None = None
     gpu_worker_heartbeat_seconds: int = setting(20, low=1, high=300)
     # s3://bucket/prefix/ holding the CLIP model (model.json, image_encoder.onnx, text_encoder.onnx,
@@ -171,6 +174,11 @@ class PipelineConfig(DeployedSettings):
                     f"context '{key}' must be an ECR image with a tag or digest, such as "
                     f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/pagemill-clip:v1, got {uri!r}"
                 )
+        if self.extract_image_uri is not None and not self.extract_ocr:
+            raise ConfigError(
+                "context 'extract_image_uri' names ExtractBatch's image with OCR while 'extract_ocr' is false "
+                "(the zip, without OCR): unset one of them"
+            )
         if self.clip_model_s3_uri is not None and not _S3_PREFIX_URI.match(self.clip_model_s3_uri):
             raise ConfigError(
                 "context 'clip_model_s3_uri' must be an S3 prefix ending in '/', such as s3://my-models/clip-vit-b32/ "

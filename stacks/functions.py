@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Annotations, Duration, Size, Stack
+from aws_cdk import Annotations, Duration, IgnoreMode, Size, Stack
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -21,6 +23,12 @@ from stacks.captions import CaptionState
 from stacks.config import PipelineConfig
 from stacks.database import DatabaseAccess
 from stacks.grants import grant_secret_read, pushed_repository
+from stacks.paths import (
+    EXTRACT_IMAGE_SOURCE,
+    LIBRARY_DIR,
+    REPO_ROOT,
+    build_context_exclude,
+)
 
 ANY = "*"  # stands for a document id in the keys' IAM patterns
 # What each group of functions reads from the settings contract.
@@ -116,9 +124,9 @@ class PipelineFunctions(Construct):
             )
 
         self.plan = self._function("PlanFunction", PLAN, pipeline_env, database)
-        # With OCR only from its container image (the zip cannot hold OpenCV): README, "OCR on AWS".
+        # OCR only fits a container image (the zip cannot hold OpenCV): README, "OCR on AWS".
         self.extract_batch = self._function("ExtractBatchFunction", EXTRACT_BATCH, pipeline_env,
-                                            image=config.extract_image)
+                                            image=config.extract_ocr)
         self.collect_images = self._function("CollectImagesFunction", COLLECT_IMAGES, images_env)
         self.embed = self._function("EmbedFunction", EMBED, {**images_env, **clip_env})
         self.caption_batch = self._function("CaptionBatchFunction", CAPTION_BATCH, caption_env)
@@ -242,14 +250,14 @@ class PipelineFunctions(Construct):
 
     def _function(
         self, id_: str, spec: HandlerSpec, env: dict[str, str], database: DatabaseAccess | None = None,
-        image: dict[str, str] | None = None,
+        image: bool = False,
     ) -> lambda_.Function:
         """``database``: the function talks to PostgreSQL, from inside the VPC when the database is there.
-        ``image``: an image pushed to ECR (``PipelineConfig.extract_image``) that runs the same handler
-        instead of the bundled zip."""
-        repository = pushed_repository(self, f"{id_}Repository", image) if image else None
-        if repository is not None and image is not None:
-            code: lambda_.Code = lambda_.Code.from_ecr_image(repository, tag_or_digest=image["tag"], cmd=[spec.handler])
+        ``image``: the function runs the same handler from ExtractBatch's container image instead of
+        the bundled zip (``_extract_image``)."""
+        repository = None
+        if image:
+            code, repository = self._extract_image(id_, spec)
             handler, runtime = lambda_.Handler.FROM_IMAGE, lambda_.Runtime.FROM_IMAGE
         else:
             if spec.source not in self._codes:
@@ -287,6 +295,26 @@ class PipelineFunctions(Construct):
             grant_secret_read(function, database.secret)
             self.database_clients.append(function)
         return function
+
+    def _extract_image(self, id_: str, spec: HandlerSpec) -> tuple[lambda_.Code, ecr.IRepository | None]:
+        """The image pushed to ECR that the configuration names (and its repository, to grant the
+        pull), or containers/extract/Dockerfile, built by ``cdk deploy`` for the functions'
+        architecture. Synth only stages the build context (the library, the handler folder and
+        the Dockerfile's folder); Docker runs at deploy."""
+        pushed = self._config.extract_image
+        if pushed is not None:
+            repository = pushed_repository(self, f"{id_}Repository", pushed)
+            return lambda_.Code.from_ecr_image(repository, tag_or_digest=pushed["tag"], cmd=[spec.handler]), repository
+        code = lambda_.Code.from_asset_image(
+            str(REPO_ROOT),
+            file=f"{EXTRACT_IMAGE_SOURCE}/Dockerfile",
+            cmd=[spec.handler],
+            exclude=build_context_exclude(LIBRARY_DIR, spec.source, EXTRACT_IMAGE_SOURCE),
+            ignore_mode=IgnoreMode.DOCKER,
+            # public.ecr.aws/lambda/python:3.12 is published for both of Lambda's architectures
+            platform=ecr_assets.Platform.custom(ARCHITECTURE.docker_platform),
+        )
+        return code, None
 
 
 def _grant_prefix_download(function: lambda_.Function, bucket_name: str, prefix: str) -> None:

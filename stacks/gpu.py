@@ -34,20 +34,9 @@ from stacks import nag
 from stacks.config import PipelineConfig
 from stacks.grants import pushed_repository
 from stacks.network import Network
-from stacks.paths import CONTAINER_SOURCE, LIBRARY_DIR, REPO_ROOT
+from stacks.paths import CONTAINER_SOURCE, LIBRARY_DIR, REPO_ROOT, build_context_exclude
 
 CONTAINER_NAME = "clip"
-# The build context is the repository root (the Dockerfile copies pagemill/ and its own folder):
-# everything else stays out of it, so staging and hashing the asset does not walk .venv,
-# node_modules, cdk.out, build, tests... Docker's syntax: exclude all, then re-include.
-BUILD_CONTEXT_EXCLUDE = (
-    "*",
-    f"!{LIBRARY_DIR}",
-    f"!{CONTAINER_SOURCE}",
-    "**/__pycache__",
-    "**/*.pyc",
-    "**/.*",
-)
 # The worker loads the CLIP model and decodes image batches in memory; a g5.xlarge has 16 GiB.
 MEMORY_RESERVATION_MIB = 12 * 1024
 # ECS waits this long after SIGTERM before SIGKILL: the worker reports WorkerInterrupted (which
@@ -189,9 +178,9 @@ class GpuEmbedding(Construct):
         image = config.gpu_image
         if image is None:
             return ecs.ContainerImage.from_asset(
-                str(REPO_ROOT),
+                str(REPO_ROOT),  # the Dockerfile copies the library and its own folder
                 file=f"{CONTAINER_SOURCE}/Dockerfile",
-                exclude=list(BUILD_CONTEXT_EXCLUDE),
+                exclude=build_context_exclude(LIBRARY_DIR, CONTAINER_SOURCE),
                 ignore_mode=IgnoreMode.DOCKER,
                 platform=ecr_assets.Platform.LINUX_AMD64,
             )

@@ -1,6 +1,7 @@
 """Synthesize the CDK app exactly as ``cdk synth`` would, cached by the content of everything
-that shapes the template (app.py, cdk.json, stacks/, lambdas/), so a local run pays the node/jsii
-start-up (several seconds) only after the infrastructure changed."""
+that shapes the template the local engine reads (app.py, cdk.json, stacks/, lambdas/, the
+library's contract modules), so a local run pays the node/jsii start-up (several seconds) only
+after the infrastructure changed."""
 
 from __future__ import annotations
 
@@ -19,7 +20,11 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-_INPUTS = ("app.py", "cdk.json", "stacks", "lambdas")
+# The library's contract modules the stack imports (settings' defaults become the functions'
+# environment). The rest of pagemill/ and containers/ is left out on purpose: it changes only the
+# hash of ExtractBatch's and the GPU worker's image assets, which the local engine never reads (it
+# runs every function and task from its source folder), so editing the library costs no synth.
+_INPUTS = ("app.py", "cdk.json", "stacks", "lambdas", "pagemill/settings.py", "pagemill/keys.py", "pagemill/metrics.py")
 # Syntheses kept in the cache (different context overrides, e.g. tests', are different entries).
 _KEEP_SYNTHESES = 6
 

@@ -1,6 +1,7 @@
 """Turn the synthesized CloudFormation template into what the local engine deploys: the state
 machine definition exactly as synthesized with its ``Ref``/``Fn::GetAtt`` tokens resolved to local
-names, and the Lambda functions with their handler, timeout, memory and environment."""
+names, and the Lambda functions with their handler, timeout, memory and environment (zip and
+container-image functions alike run from their handler folder)."""
 
 from __future__ import annotations
 
@@ -145,9 +146,9 @@ def load_deployment(template_path: Path, stack_name: str, root: Path) -> LocalDe
     if len(buckets) != 1:
         raise TemplateError(f"expected one bucket in {template_path}, found {len(buckets)}")
     functions = {
-        logical_id: _function_spec(logical_id, resource, resolver, template_path.parent)
+        logical_id: _function_spec(logical_id, resource, resolver, template_path.parent, root)
         for logical_id, resource in _of_type(template, "AWS::Lambda::Function").items()
-        if "aws:asset:path" in resource.get("Metadata", {})
+        if {"aws:asset:path", "pagemill:source"} & set(resource.get("Metadata", {}))
     }
     containers = {
         resource["Properties"].get("Family", logical_id): ContainerSpec(
@@ -219,14 +220,27 @@ def _of_type(template: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def _function_spec(
-    logical_id: str, resource: dict[str, Any], resolver: _Resolver, assembly_dir: Path
+    logical_id: str, resource: dict[str, Any], resolver: _Resolver, assembly_dir: Path, root: Path
 ) -> FunctionSpec:
-    props = resource["Properties"]
+    """pagemill's functions, zip or container image (ExtractBatch with OCR), run from the handler
+    folder the stack names (``pagemill:source``) with this machine's libraries, as the ECS tasks
+    do: an image function's asset is a Docker build context, not a folder to import from. CDK's
+    own functions run from their staged asset."""
+    props, metadata = resource["Properties"], resource["Metadata"]
     variables = resolver.resolve(props.get("Environment", {}).get("Variables", {}))
+    source = metadata.get("pagemill:source")
+    if props.get("PackageType") == "Image":
+        if source is None:
+            raise TemplateError(f"image function {logical_id} has no pagemill:source metadata to run it from")
+        handler = props.get("ImageConfig", {}).get("Command", [None])[0]
+    else:
+        handler = props.get("Handler")
+    if not handler:
+        raise TemplateError(f"function {logical_id} names no handler (Handler, or ImageConfig.Command)")
     return FunctionSpec(
         name=logical_id,
-        source_dir=(assembly_dir / resource["Metadata"]["aws:asset:path"]).resolve(),
-        handler=props["Handler"],
+        source_dir=root / source if source else (assembly_dir / metadata["aws:asset:path"]).resolve(),
+        handler=handler,
         timeout_s=float(props.get("Timeout", 3)),
         memory_mb=int(props.get("MemorySize", 128)),
         environment={k: str(v) for k, v in variables.items() if v is not None},

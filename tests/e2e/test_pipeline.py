@@ -4,6 +4,7 @@ worker processes, real PostgreSQL. Assertions are on rows, objects and execution
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import threading
@@ -12,8 +13,11 @@ from pathlib import Path
 import pymupdf
 import pytest
 
+from pagemill.pdf.completeness import word_loss
 from pagemill_tools.engine.engine import DocumentRun, LocalEngine
+from pagemill_tools.engine.synth import synthesize
 from pagemill_tools.sample import make_catalog
+from pagemill_tools.scans import add_scan, known_text
 
 
 def run_all(engine: LocalEngine, paths: list[Path], keys: list[str] | None = None) -> list[DocumentRun]:
@@ -114,6 +118,33 @@ def test_redelivered_event_starts_nothing_new(engine: LocalEngine, tmp_path: Pat
     assert again == [run.execution_arn, run.execution_arn]
     executions = engine.sfn.list_executions(stateMachineArn=engine.state_machine_arn)["executions"]
     assert sum(e["executionArn"] == run.execution_arn for e in executions) == 1
+
+
+def test_a_scanned_page_is_read_by_ocr_in_extract_batch_s_image_function(
+    engine: LocalEngine, engine_home: Path, db, tmp_path: Path
+) -> None:
+    # GIVEN a scan of known text, upside down, with no text layer
+    text = known_text(7, 80)
+    doc = pymupdf.open()
+    add_scan(doc, text, dpi=150, rotation=180)
+    path = tmp_path / "scan.pdf"
+    doc.save(path)
+    # WHEN it runs through the engine
+    (run,) = run_all(engine, [path])
+    # THEN its page is the OCR text, upright, and says so
+    assert run.status == "SUCCEEDED", document(db, run.document_id)
+    markdown, source, confidence = db.execute(
+        "select markdown, text_source, ocr_confidence from pages where document_id = %s", (run.document_id,)
+    ).fetchone()
+    assert source == "ocr" and confidence > 0.8
+    assert 1 - word_loss(text, markdown).fraction >= 0.9
+    # AND the batch ran in ExtractBatch as synthesized for AWS: the container image with OCR,
+    # whose handler the engine runs from lambdas/extract
+    template, _ = synthesize(engine_home / "synth")  # the engine's synthesis, from the cache
+    resources = json.loads(template.read_text())["Resources"]
+    assert engine.runtime is not None
+    batches = {name for name, _, _ in engine.runtime.invocations if "ExtractBatch" in name}
+    assert batches and all(resources[name]["Properties"]["PackageType"] == "Image" for name in batches)
 
 
 def _encrypted(path: Path) -> Path:

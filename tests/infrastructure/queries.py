@@ -56,10 +56,14 @@ def pagemill_functions(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def handler_of(function: dict[str, Any]) -> str | None:
+    """A function's handler: its Handler, or the command of a container-image function (ExtractBatch)."""
+    props = function["Properties"]
+    return props.get("Handler") or props.get("ImageConfig", {}).get("Command", [None])[0]
+
+
 def function_with(resources: dict[str, Any], handler: str) -> dict[str, Any]:
-    matches = [
-        r for r in of_type(resources, "AWS::Lambda::Function").values() if r["Properties"]["Handler"] == handler
-    ]
+    matches = [r for r in of_type(resources, "AWS::Lambda::Function").values() if handler_of(r) == handler]
     assert len(matches) == 1, f"expected one function with handler {handler}, found {len(matches)}"
     return matches[0]
 

@@ -47,6 +47,9 @@ def test_config_reads_context_with_defaults_and_cli_strings() -> None:
         ({"clip_model_s3_uri": "s3://my-models/clip"}, "'clip_model_s3_uri' must be an S3 prefix ending in '/'"),
         ({"gpu_image_uri": "pagemill-clip:v1"}, "'gpu_image_uri' must be an ECR image with a tag or digest"),
         ({"gpu_image_uri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/pagemill-clip"}, "with a tag or digest"),
+        ({"extract_ocr": "maybe"}, "'extract_ocr' must be true or false"),
+        ({"extract_ocr": "false", "extract_image_uri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/pagemill-extract:v1"},
+         "'extract_image_uri' names ExtractBatch's image with OCR while 'extract_ocr' is false"),
     ],
 )
 def test_config_rejects_bad_values_with_a_clear_message(context: dict[str, Any], message: str) -> None:
@@ -66,6 +69,13 @@ def test_config_accepts_gpu_settings() -> None:
     assert (config.gpu_instance_type, config.gpu_max_instances, config.gpu_min_images) == ("g4dn.2xlarge", 4, 50)
     assert config.clip_model_location == ("my-models", "clip-vit-b32/")
     assert PipelineConfig().clip_model_location is None
+
+
+def test_extract_batch_reads_scans_with_ocr_unless_opted_out() -> None:
+    from stacks.config import PipelineConfig
+
+    assert PipelineConfig().extract_ocr is True  # cdk deploy builds the image with OCR
+    assert PipelineConfig.from_context(Context(extract_ocr="false")).extract_ocr is False  # `-c extract_ocr=false`
 
 
 def test_the_stack_and_the_library_share_one_settings_contract() -> None:

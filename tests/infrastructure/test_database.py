@@ -14,7 +14,7 @@ import pytest
 
 from pagemill.db import connect
 from tests.infrastructure.conftest import BYO_SECRET, construct_template
-from tests.infrastructure.queries import Context, as_list, of_type, role_statements
+from tests.infrastructure.queries import Context, as_list, handler_of, of_type, role_statements
 
 pytestmark = pytest.mark.xdist_group("infrastructure")
 
@@ -65,7 +65,7 @@ def _isolated_subnets(resources: dict[str, Any]) -> list[dict[str, str]]:
 
 def _functions_by_handler(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {
-        f["Properties"]["Handler"]: f for f in of_type(resources, "AWS::Lambda::Function").values()
+        handler_of(f): f for f in of_type(resources, "AWS::Lambda::Function").values()
         if "pagemill:source" in f.get("Metadata", {})
     }
 
@@ -247,7 +247,7 @@ def test_migrations_run_at_deploy_after_the_database_with_the_migrations_hash(re
     provider_id = schema["Properties"]["ServiceToken"]["Fn::GetAtt"][0]
     migrate_id = next(
         k for k, f in of_type(resources, "AWS::Lambda::Function").items()
-        if f["Properties"]["Handler"] == "handler.on_event"
+        if handler_of(f) == "handler.on_event"
     )
     migrate = resources[migrate_id]
     assert migrate["Metadata"]["pagemill:source"] == "lambdas/migrate"

@@ -63,7 +63,9 @@ def test_functions_are_python312_x86_with_timeouts_and_tracing(resources: dict[s
     assert len(pagemill_functions(resources)) == len(FUNCTIONS)
     for handler, (source, timeout, memory) in FUNCTIONS.items():
         props = function_with(resources, handler)["Properties"]
-        assert props["Runtime"] == "python3.12", handler
+        # ExtractBatch's image is built on the Lambda Python 3.12 base (containers/extract/Dockerfile)
+        assert props.get("Runtime", "python3.12") == "python3.12", handler
+        assert ("Runtime" in props) == (handler != "handler.extract_batch"), handler
         assert props["Architectures"] == ["x86_64"], handler
         assert (props["Timeout"], props["MemorySize"]) == (timeout, memory), handler
         assert props["TracingConfig"] == {"Mode": "Active"}, handler
@@ -95,13 +97,55 @@ def test_pipeline_functions_get_their_settings(resources: dict[str, Any]) -> Non
 
 
 def test_each_function_names_its_handler_folder(resources: dict[str, Any]) -> None:
-    # With bundling skipped, the asset path is the handler folder itself; pagemill:source names
-    # it relative to the repository root (what a local runner uses).
+    # With bundling skipped, a zip's asset path is the handler folder itself; pagemill:source names
+    # it relative to the repository root (what the local engine runs, ExtractBatch's image included).
     for handler, (source, _, _) in FUNCTIONS.items():
         metadata = function_with(resources, handler)["Metadata"]
         assert metadata["pagemill:source"] == source
-        assert Path(metadata["aws:asset:path"]) == ROOT / source
+        if handler != "handler.extract_batch":
+            assert Path(metadata["aws:asset:path"]) == ROOT / source
         assert (ROOT / source / "handler.py").is_file()
+
+
+def test_extract_batch_is_an_image_with_ocr_that_deploy_builds(tmp_path: Path) -> None:
+    # GIVEN the default configuration (no extract_image_uri)
+    resources = construct_template(tmp_path, functions_part).to_json()["Resources"]
+    # THEN ExtractBatch is a container image of the same handler, memory and timeout; Plan stays a zip
+    extract = function_with(resources, "handler.extract_batch")
+    props = extract["Properties"]
+    assert props["PackageType"] == "Image" and props["ImageConfig"] == {"Command": ["handler.extract_batch"]}
+    assert (props["MemorySize"], props["Timeout"], props["Architectures"]) == (3008, 300, ["x86_64"])
+    assert function_with(resources, "handler.plan")["Properties"]["Runtime"] == "python3.12"
+    # AND `cdk deploy` builds it from containers/extract/Dockerfile for the functions' architecture
+    (assets,) = tmp_path.rglob("Pagemill.assets.json")
+    (image,) = json.loads(assets.read_text())["dockerImages"].values()
+    assert image["source"]["dockerFile"] == "containers/extract/Dockerfile"
+    assert image["source"]["platform"] == "linux/amd64"
+    # AND the build context synth staged holds what the Dockerfile copies, and nothing else
+    # (no .venv, tests, build, cdk.out, node_modules, caches)
+    context = tmp_path / extract["Metadata"]["aws:asset:path"]
+    assert extract["Metadata"]["aws:asset:path"] == image["source"]["directory"]
+    assert sorted(p.name for p in context.iterdir()) == ["containers", "lambdas", "pagemill"]
+    assert [p.name for p in (context / "containers").iterdir()] == ["extract"]
+    assert [p.name for p in (context / "lambdas").iterdir()] == ["extract"]
+    staged = {str(p.relative_to(context)) for p in context.rglob("*") if p.is_file()}
+    assert {"containers/extract/Dockerfile", "containers/extract/requirements.txt", "lambdas/extract/handler.py",
+            "lambdas/extract/requirements.txt", "pagemill/pdf/ocr.py"} <= staged
+    assert not [f for f in staged if "__pycache__" in f or f.endswith(".pyc") or "/." in f or f.startswith(".")]
+    library = {str(p.relative_to(ROOT)) for p in (ROOT / "pagemill").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith(".")}
+    assert {f for f in staged if f.startswith("pagemill/")} == library
+
+
+def test_extract_batch_runs_from_the_zip_without_ocr_when_opted_out(tmp_path: Path) -> None:
+    # GIVEN an account without Docker, deploying with extract_ocr false
+    resources = construct_template(tmp_path, functions_part, extract_ocr=False).to_json()["Resources"]
+    # THEN ExtractBatch is the extract zip, as Plan is, and nothing is left for Docker to build
+    extract, plan = (function_with(resources, h)["Properties"] for h in ("handler.extract_batch", "handler.plan"))
+    assert extract["Runtime"] == "python3.12" and "PackageType" not in extract
+    assert extract["Code"] == plan["Code"]
+    (assets,) = tmp_path.rglob("Pagemill.assets.json")
+    assert json.loads(assets.read_text()).get("dockerImages", {}) == {}
 
 
 def test_functions_get_least_privilege_bucket_access(resources: dict[str, Any]) -> None:
@@ -255,3 +299,6 @@ def test_extract_batch_runs_a_pushed_image_with_ocr_when_one_is_named(tmp_path: 
     pulls = [s for p in of_type(resources, "AWS::IAM::Policy").values()
              for s in p["Properties"]["PolicyDocument"]["Statement"] if "ecr:BatchGetImage" in actions_of(s)]
     assert [s["Resource"] for s in pulls] == [{"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, arn]]}]
+    # AND nothing is left for Docker to build
+    (assets,) = tmp_path.rglob("Pagemill.assets.json")
+    assert json.loads(assets.read_text()).get("dockerImages", {}) == {}

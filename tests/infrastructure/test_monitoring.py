@@ -13,7 +13,7 @@ from tests.infrastructure.conftest import (
     monitoring_part,
     part_fixture,
 )
-from tests.infrastructure.queries import of_type, pagemill_functions
+from tests.infrastructure.queries import handler_of, of_type, pagemill_functions
 
 template = part_fixture(monitoring_part)
 
@@ -86,7 +86,7 @@ def test_alarm_email_subscribes_to_the_topic(tmp_path: Path) -> None:
 
 def test_executions_running_too_long_raise_the_stuck_alarm(resources: dict[str, Any]) -> None:
     functions = of_type(resources, "AWS::Lambda::Function")
-    (watch_id,) = [i for i, f in functions.items() if f["Properties"]["Handler"] == "handler.watch"]
+    (watch_id,) = [i for i, f in functions.items() if handler_of(f) == "handler.watch"]
     # the watch runs every five minutes (what it may list: test_stack)
     (schedule,) = [r["Properties"] for r in of_type(resources, "AWS::Events::Rule").values()
                    if "ScheduleExpression" in r["Properties"]]

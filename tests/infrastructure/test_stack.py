@@ -5,9 +5,11 @@ every construct is there. Each construct's own tests build it alone (test_<const
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from tests.infrastructure.queries import of_type
+from tests.infrastructure.queries import handler_of, of_type
 
 
 def test_the_stack_composes_every_construct(resources: dict[str, Any]) -> None:
@@ -60,7 +62,7 @@ def test_executions_that_ended_without_recording_it_settle_their_documents(resou
     (machine_id,) = of_type(resources, "AWS::StepFunctions::StateMachine")
     (dlq_id,) = of_type(resources, "AWS::SQS::Queue")
     settle_id = next(i for i, f in of_type(resources, "AWS::Lambda::Function").items()
-                     if f["Properties"]["Handler"] == "handler.settle")
+                     if handler_of(f) == "handler.settle")
     (rule,) = [r["Properties"] for r in of_type(resources, "AWS::Events::Rule").values()
                if r["Properties"].get("Targets", [{}])[0].get("Arn") == {"Fn::GetAtt": [settle_id, "Arn"]}]
     assert rule["EventPattern"]["detail"] == {
@@ -74,10 +76,45 @@ def test_executions_that_ended_without_recording_it_settle_their_documents(resou
 def test_the_watch_knows_the_state_machine_and_may_list_its_executions(resources: dict[str, Any]) -> None:
     (machine_id,) = of_type(resources, "AWS::StepFunctions::StateMachine")
     functions = of_type(resources, "AWS::Lambda::Function")
-    (watch_id,) = [i for i, f in functions.items() if f["Properties"]["Handler"] == "handler.watch"]
+    (watch_id,) = [i for i, f in functions.items() if handler_of(f) == "handler.watch"]
     assert functions[watch_id]["Properties"]["Environment"]["Variables"]["STATE_MACHINE_ARN"] == {"Ref": machine_id}
     # it may list the executions of this state machine
     role_id = functions[watch_id]["Properties"]["Role"]["Fn::GetAtt"][0]
     statements = [s for p in of_type(resources, "AWS::IAM::Policy").values()
                   if {"Ref": role_id} in p["Properties"]["Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]]
     assert {"Action": "states:ListExecutions", "Effect": "Allow", "Resource": {"Ref": machine_id}} in statements
+
+
+def test_the_local_engine_runs_every_function_from_its_handler_folder(template: dict[str, Any], tmp_path: Path) -> None:
+    # GIVEN the synthesized template, ExtractBatch a container image (no Handler, its asset a build
+    # context): the local engine runs each of pagemill's functions from the folder the stack names
+    _assert_the_engine_runs_extract_batch_from_its_folder(template, tmp_path)
+
+
+def test_the_local_engine_runs_a_pushed_extract_image_from_its_handler_folder(
+    synthesize: Callable[..., Any], tmp_path: Path
+) -> None:
+    # GIVEN ExtractBatch as an image pushed to ECR: no asset at all in the template
+    uri = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/pagemill-extract:v1"
+    template = synthesize(tmp_path / "cdk", extract_image_uri=uri).to_json()
+    # THEN the local engine still runs it, from lambdas/extract
+    _assert_the_engine_runs_extract_batch_from_its_folder(template, tmp_path)
+
+
+def _assert_the_engine_runs_extract_batch_from_its_folder(template: dict[str, Any], tmp_path: Path) -> None:
+    from pagemill_tools.engine.template import load_deployment
+    from tests.infrastructure.conftest import ROOT
+
+    path = tmp_path / "Pagemill.template.json"
+    path.write_text(json.dumps(template))
+    deployment = load_deployment(path, "Pagemill", ROOT)
+    for logical_id, resource in of_type(template["Resources"], "AWS::Lambda::Function").items():
+        if "pagemill:source" in resource["Metadata"]:
+            spec = deployment.functions[logical_id]
+            assert spec.handler == handler_of(resource)
+            assert spec.source_dir == ROOT / resource["Metadata"]["pagemill:source"]
+            assert (spec.source_dir / "handler.py").is_file()
+    (extract,) = [spec for spec in deployment.functions.values() if spec.handler == "handler.extract_batch"]
+    assert extract.source_dir == ROOT / "lambdas/extract"
+    assert (extract.timeout_s, extract.memory_mb) == (300, 3008)
+    assert extract.environment["PAGEMILL_MARKDOWN_MODE"] == "legacy"

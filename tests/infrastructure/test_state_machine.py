@@ -22,6 +22,7 @@ from tests.infrastructure.conftest import (
 from tests.infrastructure.queries import (
     actions_of,
     function_with,
+    handler_of,
     object_suffixes,
     of_type,
     role_statements,
@@ -357,7 +358,7 @@ def test_chunk_embeddings_off_leave_no_state(tmp_path: Path) -> None:
     definition = definition_of(template)
     assert len(definition["States"]["Enrich"]["Branches"]) == 3
     assert "chunk_vectors.$" not in definition["States"]["Write"]["Parameters"]["Payload"]
-    handlers = {f["Properties"]["Handler"] for f in of_type(template["Resources"], "AWS::Lambda::Function").values()}
+    handlers = {handler_of(f) for f in of_type(template["Resources"], "AWS::Lambda::Function").values()}
     assert "handler.embed_chunks" not in handlers
 
 
@@ -479,15 +480,18 @@ def test_skipped_bundling_runs_no_pip(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(bundling.LocalPythonBundler, "try_bundle", refuse)
     # WHEN the functions and the GPU service are synthesized with "aws:cdk:bundling-stacks": []
     construct_template(tmp_path, state_machine_part)
-    # THEN no Lambda bundle was staged into the assembly: the staged assets are the GPU image's
-    # build context, copied (not built) at synth, holding only what the Dockerfile copies, and
-    # CDK's own prebuilt custom-resource provider code
+    # THEN no Lambda bundle was staged into the assembly: the staged assets are the GPU image's and
+    # ExtractBatch's build contexts, copied (not built) at synth, holding only what their
+    # Dockerfiles copy (ExtractBatch's: test_functions), and CDK's own prebuilt custom-resource
+    # provider code
     assets = json.loads((tmp_path / "Pagemill.assets.json").read_text())
-    (image,) = assets["dockerImages"].values()
-    staged = tmp_path / image["source"]["directory"]
-    for other in set(tmp_path.glob("asset.*")) - {staged}:
+    images = {i["source"]["dockerFile"]: i for i in assets["dockerImages"].values()}
+    assert set(images) == {"containers/clip-gpu/Dockerfile", "containers/extract/Dockerfile"}
+    contexts = {tmp_path / i["source"]["directory"] for i in images.values()}
+    for other in set(tmp_path.glob("asset.*")) - contexts:
         assert not (other / "pagemill").exists() and not (other / "handler.py").exists(), other
-    assert image["source"]["dockerFile"] == "containers/clip-gpu/Dockerfile"
+    image = images["containers/clip-gpu/Dockerfile"]
+    staged = tmp_path / image["source"]["directory"]
     assert image["source"]["platform"] == "linux/amd64"
     assert sorted(p.name for p in staged.iterdir()) == ["containers", "pagemill"]
     assert sorted(p.name for p in (staged / "containers").iterdir()) == ["clip-gpu"]
