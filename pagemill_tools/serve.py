@@ -14,9 +14,8 @@ import numpy as np
 from pagemill.api.backend import Backend
 from pagemill.db.connect import connect
 from pagemill.settings import Settings
-from pagemill_tools.clip_testmodel import ensure_test_model
 from pagemill_tools.engine.engine import LocalEngine
-from pagemill_tools.searching import text_embedder
+from pagemill_tools.searching import clip_model, text_embedder
 
 
 def local_backend(engine: LocalEngine, database_url: str, settings: Settings) -> Backend:
@@ -63,8 +62,6 @@ def text_encoder(settings: Settings, home: Path) -> Callable[[str], np.ndarray]:
 
     @lru_cache(maxsize=1)
     def model() -> Any:
-        from pagemill.clip.model import ClipModel
-
-        return ClipModel.load(Path(settings.clip_dir) if settings.clip_dir else ensure_test_model(home / "clip-test-model"))
+        return clip_model(settings, home)
 
     return lambda text: model().embed_texts([text])[0]
