@@ -528,6 +528,9 @@ class DocumentStateMachine(Construct):
             "OUT_PREFIX": sfn.JsonPath.format(
                 keys.embeddings_prefix("{}"), sfn.JsonPath.string_at("$.plan.document_id")
             ),
+            # Where the worker records the Embed state's span (pagemill.pipeline.timings), as the
+            # Lambda stages do.
+            "TIMING_KEY": sfn.JsonPath.format(keys.timing_key("{}", "Embed"), sfn.JsonPath.string_at("$.plan.document_id")),
         }
         task = tasks.EcsRunTask(
             self,

@@ -37,6 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pagemill.clip.embed import embed_images
 from pagemill.clip.errors import TaskAbandoned, WorkerInterrupted, WorkerMisconfigured
 from pagemill.clip.model import CUDA, ClipModel
+from pagemill.pipeline.timings import record_span
 from pagemill.settings import Settings
 
 log = logging.getLogger("pagemill.clip.worker")
@@ -59,6 +60,7 @@ class WorkerConfig:
     batch_size: int | None
     heartbeat_seconds: float
     max_image_pixels: int
+    timing_key: str | None = None  # where to record the Embed state's span; unset, it is not recorded
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> WorkerConfig:
@@ -77,7 +79,7 @@ class WorkerConfig:
         return cls(
             images_bucket=env["IMAGES_BUCKET"], images_key=env["IMAGES_KEY"], out_prefix=env["OUT_PREFIX"],
             model_dir=Path(env["PAGEMILL_CLIP_DIR"]), batch_size=batch_size, heartbeat_seconds=heartbeat,
-            max_image_pixels=max_pixels,
+            max_image_pixels=max_pixels, timing_key=env.get("TIMING_KEY") or None,
         )
 
 
@@ -111,6 +113,7 @@ def run_worker(env: Mapping[str, str], *, sfn: Any, s3: Any, model_loader: Model
 
 
 def _work(config: WorkerConfig, *, s3: Any, model_loader: ModelLoader, heartbeat: _Heartbeat) -> dict[str, Any]:
+    began = time.time()
     started = time.monotonic()
     model = model_loader(config.model_dir)
     heartbeat.check()
@@ -124,10 +127,13 @@ def _work(config: WorkerConfig, *, s3: Any, model_loader: ModelLoader, heartbeat
         log.info("progress", extra={"done": done, "total": total})
         heartbeat.check()
 
-    return embed_images(
+    result = embed_images(
         s3, bucket=config.images_bucket, images_key=config.images_key, out_prefix=config.out_prefix,
         model=model, batch_size=batch_size, max_image_pixels=config.max_image_pixels, on_progress=progress,
     )
+    if config.timing_key:
+        record_span(s3, config.images_bucket, config.timing_key, "Embed", began)
+    return result
 
 
 class _Task:

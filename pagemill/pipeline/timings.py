@@ -4,12 +4,13 @@ Each stage's handler records when its invocation started and ended (``record_tim
 pagemill.aws.handler.lambda_handler for the handlers given a ``state``), one small object per
 state and map item under the document's timings prefix; Write turns them into wall-clock seconds
 per state (first start to last end: a map's items overlap) for this execution, ignoring an earlier
-run's. The GPU Embed task is not a Lambda and is not timed.
+run's. The GPU Embed task records its span at the key the state machine gives it (TIMING_KEY).
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from pagemill import keys, storage
 from pagemill.pipeline.context import StageContext
@@ -21,8 +22,12 @@ STATES = ("Plan", "ExtractPages", "CollectImages", "Embed", "EmbedChunks", "Capt
 
 def record_timing(ctx: StageContext, document_id: str, state: str, started: float, item: str | None = None) -> None:
     """``state`` (its map ``item``) ran from ``started`` (epoch seconds) until now."""
-    storage.put_json(ctx.s3, ctx.work_bucket, keys.timing_key(document_id, state, item),
-                     {"state": state, "started": started, "ended": time.time()})
+    record_span(ctx.s3, ctx.work_bucket, keys.timing_key(document_id, state, item), state, started)
+
+
+def record_span(s3: Any, bucket: str, key: str, state: str, started: float) -> None:
+    """The same record at a key given whole (the GPU worker is told its key by the state machine)."""
+    storage.put_json(s3, bucket, key, {"state": state, "started": started, "ended": time.time()})
 
 
 def state_seconds(ctx: StageContext, document_id: str, *, since: float | None) -> dict[str, float]:

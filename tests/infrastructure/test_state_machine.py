@@ -384,6 +384,7 @@ def test_embed_on_gpu_runs_the_task_and_waits_for_its_token(definition: dict[str
         "IMAGES_BUCKET": environment["IMAGES_BUCKET"],
         "IMAGES_KEY": "$.images.images_key",
         "OUT_PREFIX": "States.Format('documents/{}/embeddings/', $.plan.document_id)",
+        "TIMING_KEY": "States.Format('documents/{}/timings/Embed.json', $.plan.document_id)",
     }
     assert environment["IMAGES_BUCKET"].startswith("<StorageBucket")
     assert task["ResultSelector"] == {"index_key.$": "$.index_key", "count.$": "$.count"}
@@ -433,8 +434,10 @@ def test_gpu_task_role_is_least_privilege(resources: dict[str, Any]) -> None:
     statements = role_statements(resources, role_id)
     actions = [a for s in statements for a in actions_of(s)]
     assert not [a for a in actions if "*" in a], actions
-    s3 = {a: suffix for s in statements for a in actions_of(s) if a.startswith("s3:") for suffix in object_suffixes(s)}
-    assert s3 == {"s3:GetObject": "/documents/*", "s3:PutObject": "/documents/*/embeddings/*"}
+    s3 = sorted((a, suffix) for s in statements for a in actions_of(s) if a.startswith("s3:")
+                for suffix in object_suffixes(s))
+    assert s3 == [("s3:GetObject", "/documents/*"), ("s3:PutObject", "/documents/*/embeddings/*"),
+                  ("s3:PutObject", "/documents/*/timings/*")]
     # AND it answers task tokens of this state machine only
     (machine_id,) = of_type(resources, "AWS::StepFunctions::StateMachine")
     (token,) = [s for s in statements if any(a.startswith("states:") for a in actions_of(s))]
