@@ -202,7 +202,8 @@ def _normalized(name: str) -> str:
 
 
 def _requirement_names(text: str) -> list[str]:
-    return [_normalized(re.match(r"[A-Za-z0-9._-]+", line)[0]) for line in text.splitlines() if line.strip()]
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())  # pip's comments
+    return [_normalized(re.match(r"[A-Za-z0-9._-]+", line)[0]) for line in lines if line]
 
 
 @pytest.mark.parametrize("source", SOURCES)
