@@ -139,7 +139,10 @@ class PipelineFunctions(Construct):
         self.migrate = self._function("MigrateFunction", MIGRATE, {}, database)
         self.trigger = self._function("TriggerFunction", TRIGGER, {})
         self.watch = self._function("WatchFunction", WATCH, {})
-        self.api = self._function("ApiFunction", API, {**pipeline_env, **clip_env}, database)
+        # The API embeds search queries with the chunk vectors' model.
+        self.api = self._function("ApiFunction", API, {
+            **pipeline_env, **clip_env, **environment(config, TEXT_EMBEDDING_SETTINGS)}, database)
+        self.grant_text_embedder(self.api)
 
         # Each stage reads and writes only the keys pagemill.keys gives it, for any document id.
         uploads, documents = f"{keys.UPLOADS_PREFIX}{ANY}", f"{keys.DOCUMENTS_PREFIX}{ANY}"
@@ -232,12 +235,19 @@ class PipelineFunctions(Construct):
         bucket.grant_put(function, keys.chunk_vectors_key(ANY))
         if config.text_embedder == "titan":
             captions.table.grant_read_write_data(function)
+        self.grant_text_embedder(function)
+        return function
+
+    def grant_text_embedder(self, function: lambda_.Function) -> None:
+        """What embedding with the configured text embedder needs: on Titan, InvokeModel on that one
+        model in the stack's region; the offline models read their weights from the bundle."""
+        config = self._config
+        if config.text_embedder == "titan":
             stack = Stack.of(function)
             function.add_to_role_policy(iam.PolicyStatement(
                 actions=["bedrock:InvokeModel"],
                 resources=[f"arn:{stack.partition}:bedrock:{stack.region}::foundation-model/{config.titan_model_id}"],
             ))
-        return function
 
     @property
     def pipeline(self) -> tuple[lambda_.Function, ...]:

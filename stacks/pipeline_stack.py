@@ -30,7 +30,8 @@ class PipelineStack(Stack):
         # Bring your own database (database_secret_arn), or the stack's own, in the VPC.
         database: Database | None = None
         network = Network(
-            self, "Network", isolated_subnets=not config.database_secret_arn, log_retention=config.log_retention
+            self, "Network", isolated_subnets=not config.database_secret_arn, log_retention=config.log_retention,
+            bedrock_runtime=config.text_embedder == "titan",
         )
         if config.database_secret_arn:
             access = DatabaseAccess(secret=config.database_secret_arn)

@@ -185,8 +185,9 @@ def _top_level(dist: metadata.Distribution) -> set[str]:
 
 
 # Packages a bundle carries for their data files, which our code reads without importing them:
-# wordllama's static embedding weights and tokenizer (pagemill.text_embed.static finds its folder).
-DATA_PACKAGES = {"lambdas/embed": {"wordllama"}}
+# wordllama's static embedding weights and tokenizer (pagemill.text_embed.static finds its folder):
+# EmbedChunks embeds chunks with them, the API search queries.
+DATA_PACKAGES = {"lambdas/embed": {"wordllama"}, "lambdas/api": {"wordllama"}}
 
 
 def _installed_and_imported(bundle: Path, source: str) -> tuple[dict[str, metadata.Distribution], set[str]]:
