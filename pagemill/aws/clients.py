@@ -333,3 +333,21 @@ def query_embedder(settings: Settings) -> Any:
     ))
     policy = RetryPolicy(QUERY_RETRY_ATTEMPTS, QUERY_RETRY_BASE_SECONDS, QUERY_RETRY_MAX_SECONDS)
     return standalone_embedder(settings, bedrock=bedrock, policy=policy)
+
+
+def reembed_embedder() -> Any:
+    """The configured embedder for ReembedBatch (re-embedding belongs to no document: no per-document
+    budget; Titan with the caption calls' retries behind a breaker of this execution environment)."""
+    return _reembed_embedder(Settings.from_env())
+
+
+@lru_cache(maxsize=2)
+def _reembed_embedder(settings: Settings) -> Any:
+    from pagemill.errors import InternalError
+    from pagemill.text_embed.select import standalone_embedder
+
+    embedder = standalone_embedder(
+        settings, bedrock=client("bedrock-runtime") if settings.text_embedder == "titan" else None)
+    if embedder is None:
+        raise InternalError("PAGEMILL_TEXT_EMBEDDER is off: the reembed functions should not be deployed")
+    return embedder

@@ -136,9 +136,12 @@ class _Resolver:
 def load_deployment(template_path: Path, stack_name: str, root: Path) -> LocalDeployment:
     template = json.loads(template_path.read_text())
     resolver = _Resolver(template, stack_name)
-    machines = _of_type(template, "AWS::StepFunctions::StateMachine")
+    # The document state machine (the reembed one, `pagemill reembed --aws`, is not run locally:
+    # `pagemill reembed` makes its calls in one process).
+    machines = {k: v for k, v in _of_type(template, "AWS::StepFunctions::StateMachine").items()
+                if v.get("Metadata", {}).get("pagemill:state-machine") == "documents"}
     if len(machines) != 1:
-        raise TemplateError(f"expected one state machine in {template_path}, found {len(machines)}")
+        raise TemplateError(f"expected one document state machine in {template_path}, found {len(machines)}")
     (machine_id, machine), = machines.items()
     props = machine["Properties"]
     definition = _with_moto_number_syntax(json.loads(resolver.resolve(props["DefinitionString"])))

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.xdist_group("infrastructure")
 
 DATABASE_HANDLERS = {
     "handler.plan", "handler.write", "handler.record_failure", "handler.settle", "handler.on_event", "handler.api",
+    "handler.reembed_batch", "handler.build_index",
 }
 
 

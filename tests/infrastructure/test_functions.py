@@ -46,11 +46,14 @@ FUNCTIONS = {
     "handler.watch": ("lambdas/trigger", 60, 256),
     "handler.on_event": ("lambdas/migrate", 900, 512),
     "handler.api": ("lambdas/api", 29, 2048),
+    "handler.reembed_batch": ("lambdas/reembed", 900, 1024),
+    "handler.build_index": ("lambdas/reembed", 900, 512),
 }
 
 
 DATABASE_HANDLERS = (
     "handler.plan", "handler.write", "handler.record_failure", "handler.settle", "handler.on_event", "handler.api",
+    "handler.reembed_batch", "handler.build_index",
 )
 
 
@@ -240,8 +243,9 @@ def test_caption_functions_share_a_table_and_read_the_key_secret(resources: dict
     assert collect["PAGEMILL_CAPTION_BATCH_SIZE"] == "5"
 
 
-# The functions that embed text with the configured embedder: chunks (EmbedChunks), search queries (the API).
-TEXT_EMBEDDING_HANDLERS = ("handler.embed_chunks", "handler.api")
+# The functions that embed text with the configured embedder: chunks (EmbedChunks, ReembedBatch), search
+# queries (the API).
+TEXT_EMBEDDING_HANDLERS = ("handler.embed_chunks", "handler.api", "handler.reembed_batch")
 
 
 def bedrock_statements(resources: dict[str, Any], handler: str) -> list[dict[str, Any]]:
@@ -268,7 +272,8 @@ def test_with_text_embeddings_off_the_api_searches_by_keyword_without_bedrock(tm
     variables = function_with(resources, "handler.api")["Properties"]["Environment"]["Variables"]
     assert variables["PAGEMILL_TEXT_EMBEDDER"] == "off"
     assert not bedrock_statements(resources, "handler.api")
-    assert not [f for f in pagemill_functions(resources).values() if f["Properties"]["Handler"] == "handler.embed_chunks"]
+    handlers = {f["Properties"]["Handler"] for f in pagemill_functions(resources).values()}
+    assert not handlers & {"handler.embed_chunks", "handler.reembed_batch", "handler.build_index"}
 
 
 def test_with_the_offline_embedder_no_function_may_call_bedrock(tmp_path: Path) -> None:
