@@ -54,7 +54,7 @@ def progress(sfn: Any, execution_arn: str) -> ReembedRun:
     # Oldest first: the latest batch's remaining count wins.
     for event in reversed(read_history(sfn, execution_arn)):
         details = event.get("stateExitedEventDetails") or {}
-        if event["type"] != "TaskStateExited" or details.get("name") not in (BATCH_STATE, INDEX_STATE):
+        if not event["type"].endswith("StateExited") or details.get("name") not in (BATCH_STATE, INDEX_STATE):
             continue
         output = json.loads(details.get("output") or "{}")
         if details["name"] == BATCH_STATE and "batch" in output:
