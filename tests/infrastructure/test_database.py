@@ -172,7 +172,7 @@ def test_credentials_are_generated_and_rotated_every_30_days(
     assert template["Transform"].startswith("AWS::SecretsManager-")
 
 
-def test_endpoints_let_the_isolated_functions_reach_s3_secrets_manager_and_step_functions(resources: dict[str, Any]) -> None:
+def test_endpoints_let_the_isolated_functions_reach_s3_secrets_manager_step_functions_and_bedrock(resources: dict[str, Any]) -> None:
     endpoints = {
         e["Properties"]["ServiceName"]["Fn::Join"][1][-1]: e["Properties"]
         for e in of_type(resources, "AWS::EC2::VPCEndpoint").values()
@@ -201,6 +201,8 @@ def test_endpoints_let_the_isolated_functions_reach_s3_secrets_manager_and_step_
     assert states["VpcEndpointType"] == "Interface" and states["PrivateDnsEnabled"] is True
     bedrock = endpoints[".bedrock-runtime"]
     assert bedrock["VpcEndpointType"] == "Interface" and bedrock["PrivateDnsEnabled"] is True
+    (bedrock_group,) = (_group_id(g) for g in bedrock["SecurityGroupIds"])
+    assert (clients, 443, 443) in _ingress(resources, bedrock_group)
     # AND of the functions in the VPC only the HTTP API's calls Step Functions (why it has an endpoint)
     for handler in DATABASE_HANDLERS - {"handler.api"}:
         role_id = functions[handler]["Properties"]["Role"]["Fn::GetAtt"][0]
