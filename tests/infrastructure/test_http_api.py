@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 
-from tests.infrastructure.queries import as_list, documents_machine_id, of_type, role_statements
+from tests.infrastructure.queries import (
+    as_list,
+    documents_machine_id,
+    of_type,
+    role_statements,
+)
 
 
 def _api_role(resources: dict[str, Any]) -> str:

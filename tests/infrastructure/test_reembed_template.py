@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from tests.infrastructure.conftest import synth
-from tests.infrastructure.queries import actions_of, as_list, function_with, of_type, role_statements
+from tests.infrastructure.queries import (
+    actions_of,
+    as_list,
+    function_with,
+    of_type,
+    role_statements,
+)
 
 pytestmark = pytest.mark.xdist_group("infrastructure")
 

@@ -184,8 +184,8 @@ def test_an_upload_is_read_in_chunks_never_whole(deployed: dict[str, Any], tmp_p
 
 TOPICS = [
     "The orchard harvest began in late September. Pickers filled wooden crates with ripe apples and pears.",
-    "The central bank raised interest rates by half a percentage point to curb inflation, and mortgage costs "
-    "climbed for borrowers.",
+    ("The central bank raised interest rates by half a percentage point to curb inflation, and mortgage costs "
+     "climbed for borrowers."),
     "Engineers replaced the corroded steel cables of the suspension bridge over the river during a closure.",
 ]
 # Shares no word with its chunk (TOPICS[1]): only the chunk vectors find it.

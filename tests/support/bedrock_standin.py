@@ -38,7 +38,7 @@ def bedrock_standin() -> Iterator[BedrockStandIn]:
     state = BedrockStandIn(url="")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             from urllib.parse import unquote
 
             match = _INVOKE.match(unquote(self.path))
