@@ -20,6 +20,7 @@ from tests.infrastructure.queries import (
     actions_of,
     as_list,
     function_with,
+    handler_of,
     object_suffixes,
     of_type,
     pagemill_functions,
@@ -272,7 +273,7 @@ def test_with_text_embeddings_off_the_api_searches_by_keyword_without_bedrock(tm
     variables = function_with(resources, "handler.api")["Properties"]["Environment"]["Variables"]
     assert variables["PAGEMILL_TEXT_EMBEDDER"] == "off"
     assert not bedrock_statements(resources, "handler.api")
-    handlers = {f["Properties"]["Handler"] for f in pagemill_functions(resources).values()}
+    handlers = {handler_of(f) for f in pagemill_functions(resources).values()}
     assert not handlers & {"handler.embed_chunks", "handler.reembed_batch", "handler.build_index"}
 
 

@@ -16,6 +16,7 @@ from tests.infrastructure.queries import (
     actions_of,
     as_list,
     function_with,
+    handler_of,
     of_type,
     role_statements,
 )
@@ -103,7 +104,7 @@ def test_without_chunk_embeddings_there_is_nothing_to_reembed(tmp_path: Path) ->
     template = synth(tmp_path, text_embedder="off").to_json()
     resources = template["Resources"]
     assert len(of_type(resources, "AWS::StepFunctions::StateMachine")) == 1
-    handlers = {f["Properties"].get("Handler") for f in of_type(resources, "AWS::Lambda::Function").values()}
+    handlers = {handler_of(f) for f in of_type(resources, "AWS::Lambda::Function").values()}
     assert not handlers & {"handler.reembed_batch", "handler.build_index"}
     assert "ReembedStateMachineArn" not in template["Outputs"]
     # and no Bedrock endpoint in the VPC
