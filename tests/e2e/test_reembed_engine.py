@@ -14,7 +14,7 @@ from pagemill.operate import reembed as on_aws
 from pagemill.operate.executions import Stack
 from pagemill.text_embed.select import local_embedder
 from pagemill_tools.engine.engine import LocalEngine
-from pagemill_tools.sample import make_catalog
+from tests.e2e.conftest import run_catalog
 
 OLD_MODEL = "an-older-model"
 
@@ -22,10 +22,7 @@ OLD_MODEL = "an-older-model"
 def test_one_reembed_execution_replaces_every_vector_once_and_builds_the_index(
     engine: LocalEngine, db, tmp_path: Path
 ) -> None:
-    catalog = tmp_path / "catalog.pdf"
-    make_catalog(catalog, pages=3)
-    run = engine.submit(catalog)
-    engine.wait([run])
+    run = run_catalog(engine, tmp_path, pages=3)
     assert run.status == "SUCCEEDED"
     # GIVEN vectors of another model, one chunk left without any, and that model's index
     db.execute("update chunks set embedding_model = %s", (OLD_MODEL,))
