@@ -8,7 +8,11 @@ of them at once, so the wall time is the largest bound plus one document's laten
 largest bound is the bottleneck. The HNSW index is costed two ways: maintained on every insert
 (what migration 0002 does today) and built after load per partition (bench/bench_hnsw.py).
 
-    python -m bench.scale_model [--pages 10] [--images 20] [--lambda-concurrency 1000] ...
+    python -m bench.scale_model [--pages 10] [--images 20] [--lambda-concurrency 1000] [--chunks 1000000] ...
+
+It also costs chunk embeddings per million chunks: Titan by its price per token and the tokens a
+chunk of the corpus has (bench_chunk_tokens), the offline models by Lambda GB-seconds at their
+measured speed (bench_retrieval).
 
 Measured inputs come from build/bench/measured.json (written by bench_db_write, bench_hnsw and
 bench_e2e); any that is missing falls back to the figure recorded in bench/RESULTS.md, and the
@@ -83,6 +87,18 @@ PROXY_VCPU_HOUR = 0.015
 S3_PUT = 0.005 / 1000
 S3_GET = 0.0004 / 1000
 
+# --- chunk embeddings (issue 13) --------------------------------------------------------------------
+# Titan Text Embeddings V2, on demand, us-east-1: $0.02 per million input tokens ($0.00002 per 1k).
+# https://aws.amazon.com/bedrock/pricing/
+TITAN_PER_1K_TOKENS = 0.00002
+# EmbedChunks (stacks/functions.py EMBED_CHUNKS): 1,024 MB, Titan requests 4 in flight
+# (Settings.titan_concurrency). Assumed, not measured (no AWS account): 100 ms a request.
+EMBED_CHUNKS_MB = 1024
+TITAN_IN_FLIGHT = 4
+TITAN_REQUEST_S = 0.1
+# e5 runs ONNX Runtime on every vCPU it gets: costed on a 1,769 MB (one vCPU) function.
+E5_MB = MB_PER_VCPU
+
 # --- the seeds' figures (issue 6) -------------------------------------------------------------------
 SEEDS = {
     "500k documents": "a week on one machine, about a day on 10",
@@ -123,6 +139,58 @@ DOCUMENTED = Inputs(
     hnsw_rows=50_000, hnsw_build_cores=2, hnsw_mb_per_million=2600, local_500_pages_s=10.3,
     local_pages=500, local_images=200, transitions_per_document=13,
 )
+
+
+@dataclass(frozen=True)
+class EmbeddingInputs:
+    tokens_per_chunk: float  # BPE tokens of a 1,500-character chunk, over the corpus (bench_chunk_tokens)
+    chunks_per_s: dict[str, float]  # one thread (bench_retrieval); e5's per vCPU
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+# bench/RESULTS.md's figures: tokens per chunk of the 2026-12-02 corpus run, the quiet speeds of the
+# retrieval section.
+DOCUMENTED_EMBEDDING = EmbeddingInputs(tokens_per_chunk=416, chunks_per_s={"wordllama": 2786, "e5": 3.2})
+
+
+def embedding_inputs_from(measured: Mapping[str, Any]) -> EmbeddingInputs:
+    tokens, speeds = measured.get("chunk_tokens"), (measured.get("retrieval") or {}).get("chunks_per_second_one_thread")
+    return EmbeddingInputs(
+        tokens_per_chunk=tokens["bpe_tokens_per_chunk"] if tokens else DOCUMENTED_EMBEDDING.tokens_per_chunk,
+        chunks_per_s={**DOCUMENTED_EMBEDDING.chunks_per_s, **(speeds or {})},
+        sources={"tokens_per_chunk": "measured" if tokens else "RESULTS.md",
+                 "chunks_per_s": "measured" if speeds else "RESULTS.md"},
+    )
+
+
+@dataclass(frozen=True)
+class EmbeddingCost:
+    embedder: str
+    lambda_s: float  # function seconds
+    gb_s: float
+    model_usd: float  # Bedrock's per-token price; 0 for the models that run in the function
+
+    @property
+    def lambda_usd(self) -> float:
+        return self.gb_s * LAMBDA_GB_S
+
+    @property
+    def usd(self) -> float:
+        return self.lambda_usd + self.model_usd
+
+
+def embedding_costs(chunks: int, e: EmbeddingInputs) -> list[EmbeddingCost]:
+    """What embedding ``chunks`` chunks costs with each embedder. wordllama is one thread: at
+    EmbedChunks' 1,024 MB it gets 0.58 of a vCPU. Titan's function mostly waits on its requests."""
+    wordllama_s = chunks / (e.chunks_per_s["wordllama"] * min(1.0, vcpus(EMBED_CHUNKS_MB)))
+    e5_s = chunks / (e.chunks_per_s["e5"] * vcpus(E5_MB))
+    titan_s = chunks * TITAN_REQUEST_S / TITAN_IN_FLIGHT
+    return [
+        EmbeddingCost("wordllama", wordllama_s, wordllama_s * EMBED_CHUNKS_MB / 1024, 0.0),
+        EmbeddingCost("e5", e5_s, e5_s * E5_MB / 1024, 0.0),
+        EmbeddingCost("titan", titan_s, titan_s * EMBED_CHUNKS_MB / 1024,
+                      chunks * e.tokens_per_chunk / 1000 * TITAN_PER_1K_TOKENS),
+    ]
 
 
 def inputs_from(measured: Mapping[str, Any]) -> Inputs:
@@ -333,6 +401,16 @@ def print_seeds(m: Inputs, limits: Limits, big: Projection, measured: Mapping[st
     print(f"{'rows into PostgreSQL':<22}{SEEDS['rows into PostgreSQL']:<48}{rows}")
 
 
+def print_embedding_costs(chunks: int, e: EmbeddingInputs) -> None:
+    print(f"chunk embeddings, {chunks:,} chunks: {e.tokens_per_chunk:,.0f} tokens a chunk ({e.sources['tokens_per_chunk']}), "
+          f"wordllama {e.chunks_per_s['wordllama']:,.0f} and e5 {e.chunks_per_s['e5']:,.1f} chunks/s on one core "
+          f"({e.sources['chunks_per_s']}); Titan ${TITAN_PER_1K_TOKENS * 1000:.2f} per million tokens, "
+          f"{TITAN_REQUEST_S * 1000:.0f} ms a request with {TITAN_IN_FLIGHT} in flight (assumed)")
+    print(f"{'embedder':<12}{'Lambda s':>12}{'GB-s':>12}{'Lambda USD':>12}{'model USD':>12}{'USD':>9}")
+    for c in embedding_costs(chunks, e):
+        print(f"{c.embedder:<12}{c.lambda_s:>12,.0f}{c.gb_s:>12,.0f}{c.lambda_usd:>12.2f}{c.model_usd:>12.2f}{c.usd:>9.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=10, help="pages per document")
@@ -343,6 +421,7 @@ def main() -> None:
     parser.add_argument("--gpu-instances", type=int, default=GPU_INSTANCES)
     parser.add_argument("--gpu-images-per-s", type=float, default=GPU_IMAGES_PER_S)
     parser.add_argument("--gpu-min-images", type=int, default=GPU_MIN_IMAGES, help="fewer images embed on Lambda")
+    parser.add_argument("--chunks", type=int, default=1_000_000, help="chunks to cost the embedders for")
     args = parser.parse_args()
     measured = load()
     m = inputs_from(measured)
@@ -369,6 +448,8 @@ def main() -> None:
     print_bounds(projections)
     print()
     print_seeds(m, limits, projections[-1], measured)
+    print()
+    print_embedding_costs(args.chunks, embedding_inputs_from(measured))
 
 
 if __name__ == "__main__":

@@ -177,3 +177,16 @@ class ObjectCreated:
 
     def log_keys(self) -> dict[str, Any]:
         return {"key": self.key}
+
+
+@dataclass(frozen=True)
+class ReembedInput:
+    """ReembedBatch's input (the reembed state machine's): how much one invocation may do."""
+
+    # Chunks one invocation re-embeds at most (the handler also stops well before its timeout).
+    max_chunks: int = 20_000
+    # Chunks per transaction (each commits: a stopped run loses nothing).
+    batch_size: int = 256
+
+    def log_keys(self) -> dict[str, Any]:
+        return {"max_chunks": self.max_chunks, "batch_size": self.batch_size}

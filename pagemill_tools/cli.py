@@ -259,9 +259,17 @@ def _page_range(pages: str | None) -> tuple[int | None, int | None]:
 def reembed(
     batch_size: Annotated[int, typer.Option(help="Chunks embedded per transaction.")] = 256,
     database_url: DatabaseUrlOption = None,
+    aws: AwsOption = False,
+    stack_name: StackOption = None,
+    region: RegionOption = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="With --aws: follow the run until it ends.")] = True,
 ) -> None:
-    """Give every chunk a vector of the configured text embedder (PAGEMILL_TEXT_EMBEDDER), replacing
-    another model's; then rebuild that model's vector index."""
+    """Give every chunk a vector of the configured text embedder (PAGEMILL_TEXT_EMBEDDER; on AWS the
+    stack's text_embedder), replacing another model's; then rebuild that model's vector index. With
+    --aws: the stack's reembed state machine does it inside the VPC (an execution already running is
+    followed, not doubled)."""
+    if aws:
+        _operate(lambda: _reembed_on_aws(_Aws(stack_name, region, None), wait))
     from pagemill.db.chunk_vectors import models_stored
     from pagemill.db.chunk_vectors import reembed as run_reembed
     from pagemill.db.connect import connect
@@ -287,6 +295,42 @@ def reembed(
         stored = models_stored(conn)
     out.print(f"{counts.chunks} chunks re-embedded with {counts.model}; index built in {counts.index_seconds:.1f} s; "
               f"chunks per model now: {stored}", highlight=False)
+
+
+# How often `pagemill reembed --aws` reads the execution's progress.
+REEMBED_POLL_SECONDS = 10.0
+
+
+def _reembed_on_aws(edge: _Aws, wait: bool) -> int:
+    """Start (or follow) the stack's reembed execution; 0 once it succeeded (or started, without
+    --wait), 1 if it ended otherwise."""
+    import time
+
+    from pagemill.operate import reembed as on_aws
+
+    arn, started = on_aws.start(edge.sfn, edge.stack)
+    err.print(f"{'started' if started else 'already running, following'}: {arn}", highlight=False)
+    run = on_aws.progress(edge.sfn, arn)
+    if wait:
+        with Progress(TextColumn("re-embedding chunks on AWS"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err) as bar:
+            task = bar.add_task("chunks", total=None)
+            while not run.finished:
+                time.sleep(REEMBED_POLL_SECONDS)
+                run = on_aws.progress(edge.sfn, arn)
+                total = None if run.remaining is None else run.embedded + run.remaining
+                bar.update(task, completed=run.embedded, total=total)
+    if not run.finished:
+        out.print(f"running: {run.embedded} chunks re-embedded so far; follow it with "
+                  f"`pagemill reembed --aws` or in the Step Functions console", highlight=False)
+        return 0
+    if run.status != "SUCCEEDED":
+        err.print(f"[red]reembed {run.status.lower()}: {run.error or 'no error recorded'}; the chunks done so far "
+                  "are kept: run `pagemill reembed --aws` again to go on[/red]", highlight=False)
+        return 1
+    out.print(f"{run.embedded} chunks re-embedded with {run.model}; index built in {run.index_seconds or 0:.1f} s",
+              highlight=False)
+    return 0
 
 
 @app.command()

@@ -21,21 +21,14 @@ TEST_MODEL_NOTE = (
 
 
 def text_embedder(settings: Settings) -> TextEmbedder | None:
-    """The configured chunk embedder; Titan through the ambient AWS credentials, behind a breaker
-    of this process."""
-    from pagemill.text_embed.select import build_embedder
+    """The configured chunk embedder; Titan through the ambient AWS credentials."""
+    from pagemill.text_embed.select import standalone_embedder
 
     if settings.text_embedder != "titan":
-        return build_embedder(settings)
+        return standalone_embedder(settings)
     import boto3
 
-    from pagemill.captions.breaker import CircuitBreaker, InMemoryBreakerStore
-
-    breaker = CircuitBreaker(
-        InMemoryBreakerStore(), failure_threshold=settings.breaker_failure_threshold,
-        window_seconds=settings.breaker_window_seconds, cooldown_seconds=settings.breaker_cooldown_seconds,
-    )
-    return build_embedder(settings, bedrock=boto3.client("bedrock-runtime"), breaker=breaker)
+    return standalone_embedder(settings, bedrock=boto3.client("bedrock-runtime"))
 
 
 def clip_model(settings: Settings, home: Path) -> ClipModel:

@@ -73,6 +73,11 @@ SPEAK_SUMMARY = HandlerSpec("lambdas/speech", "handler.speak_summary", Duration.
 # The HTTP API (lambdas/api): API Gateway gives up on an integration after 30 s; memory for the
 # CLIP text encoder a search loads.
 API = HandlerSpec("lambdas/api", "handler.api", Duration.seconds(29), 2048)
+# The reembed state machine (`pagemill reembed --aws`): ReembedBatch stops starting batches 3 minutes
+# before its timeout (lambdas/reembed); BuildChunkIndex builds one HNSW index, on the database's side
+# (about 8 minutes per million 256-d chunks on 2 cores: bench/RESULTS.md).
+REEMBED_BATCH = HandlerSpec("lambdas/reembed", "handler.reembed_batch", Duration.seconds(900), 1024)
+BUILD_CHUNK_INDEX = HandlerSpec("lambdas/reembed", "handler.build_index", Duration.seconds(900), 512)
 # Schema migrations at deploy (a custom resource): building an index over a large table takes
 # minutes, all on the database's side.
 MIGRATE = HandlerSpec("lambdas/migrate", "handler.on_event", Duration.seconds(900), 512)
@@ -80,7 +85,8 @@ MIGRATE = HandlerSpec("lambdas/migrate", "handler.on_event", Duration.seconds(90
 
 class PipelineFunctions(Construct):
     """Plan, ExtractBatch, CollectImages, Embed, CaptionBatch, Understand, SpeakSummary, Write, RecordFailure, the
-    upload trigger, the running-executions watch and the deploy-time schema migration, each with
+    upload trigger, the running-executions watch, the deploy-time schema migration and the reembed
+    state machine's ReembedBatch and BuildChunkIndex, each with
     least-privilege access to the bucket; those that talk to PostgreSQL read its secret and, when
     the database is the stack's own, run in its VPC. Each function carries ``pagemill:source``
     metadata naming its handler folder, for tools that run the template's functions locally."""
@@ -133,13 +139,17 @@ class PipelineFunctions(Construct):
         self.understand = self._function("UnderstandFunction", UNDERSTAND, caption_env)
         self.speak_summary = self._function("SpeakSummaryFunction", SPEAK_SUMMARY, speech_env)
         self.embed_chunks = self._embed_chunks(bucket, captions, pipeline_env)
+        self.reembed_batch, self.build_chunk_index = self._reembed(database)
         self.write = self._function("WriteFunction", WRITE, pipeline_env, database)
         self.record_failure = self._function("RecordFailureFunction", RECORD_FAILURE, pipeline_env, database)
         self.settle = self._function("SettleFunction", SETTLE, {}, database)
         self.migrate = self._function("MigrateFunction", MIGRATE, {}, database)
         self.trigger = self._function("TriggerFunction", TRIGGER, {})
         self.watch = self._function("WatchFunction", WATCH, {})
-        self.api = self._function("ApiFunction", API, {**pipeline_env, **clip_env}, database)
+        # The API embeds search queries with the chunk vectors' model.
+        self.api = self._function("ApiFunction", API, {
+            **pipeline_env, **clip_env, **environment(config, TEXT_EMBEDDING_SETTINGS)}, database)
+        self.grant_text_embedder(self.api)
 
         # Each stage reads and writes only the keys pagemill.keys gives it, for any document id.
         uploads, documents = f"{keys.UPLOADS_PREFIX}{ANY}", f"{keys.DOCUMENTS_PREFIX}{ANY}"
@@ -232,12 +242,30 @@ class PipelineFunctions(Construct):
         bucket.grant_put(function, keys.chunk_vectors_key(ANY))
         if config.text_embedder == "titan":
             captions.table.grant_read_write_data(function)
+        self.grant_text_embedder(function)
+        return function
+
+    def grant_text_embedder(self, function: lambda_.Function) -> None:
+        """What embedding with the configured text embedder needs: on Titan, InvokeModel on that one
+        model in the stack's region; the offline models read their weights from the bundle."""
+        config = self._config
+        if config.text_embedder == "titan":
             stack = Stack.of(function)
             function.add_to_role_policy(iam.PolicyStatement(
                 actions=["bedrock:InvokeModel"],
                 resources=[f"arn:{stack.partition}:bedrock:{stack.region}::foundation-model/{config.titan_model_id}"],
             ))
-        return function
+
+    def _reembed(self, database: DatabaseAccess) -> tuple[lambda_.Function | None, lambda_.Function | None]:
+        """ReembedBatch gives chunks vectors of the configured model (in the database's VPC, with its
+        secret, and Bedrock on Titan); BuildChunkIndex builds that model's index. None when chunk
+        embeddings are off."""
+        if self._config.text_embedder == "off":
+            return None, None
+        env = environment(self._config, TEXT_EMBEDDING_SETTINGS)
+        batch = self._function("ReembedBatchFunction", REEMBED_BATCH, env, database)
+        self.grant_text_embedder(batch)
+        return batch, self._function("BuildChunkIndexFunction", BUILD_CHUNK_INDEX, env, database)
 
     @property
     def pipeline(self) -> tuple[lambda_.Function, ...]:

@@ -7,7 +7,8 @@
 No NAT gateway (about 32 USD a month per AZ, idle or not): nothing in the VPC needs the internet.
 The GPU worker reaches AWS APIs through its public address; the functions in the isolated subnets
 reach S3 through a gateway endpoint (free), and Secrets Manager and Step Functions (the HTTP API's
-function starts, describes and stops executions) through interface endpoints.
+function starts, describes and stops executions) through interface endpoints; and, when chunks are
+embedded by Titan, Bedrock's runtime (the HTTP API embeds search queries, ReembedBatch chunks).
 
 Rejected connections are logged (VPC flow logs, REJECT only: what someone tried and was refused,
 at a fraction of the volume of all traffic).
@@ -25,8 +26,10 @@ HTTPS = 443
 
 class Network(Construct):
     def __init__(
-        self, scope: Construct, id_: str, *, isolated_subnets: bool, log_retention: logs.RetentionDays
+        self, scope: Construct, id_: str, *, isolated_subnets: bool, log_retention: logs.RetentionDays,
+        bedrock_runtime: bool = False,
     ) -> None:
+        """``bedrock_runtime``: the functions in the isolated subnets call Bedrock (InvokeModel)."""
         super().__init__(scope, id_)
         subnets = [ec2.SubnetConfiguration(name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24)]
         if isolated_subnets:
@@ -55,14 +58,17 @@ class Network(Construct):
         self.interface_endpoints: list[ec2.InterfaceVpcEndpoint] = []
         if isolated_subnets:
             # Closed by default: allow_aws_apis_from opens them to the groups that need them.
+            services = [
+                ("SecretsManager", ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER),
+                ("StepFunctions", ec2.InterfaceVpcEndpointAwsService.STEP_FUNCTIONS),
+            ]
+            if bedrock_runtime:
+                services.append(("BedrockRuntime", ec2.InterfaceVpcEndpointAwsService.BEDROCK_RUNTIME))
             self.interface_endpoints = [
                 self.vpc.add_interface_endpoint(
                     name, service=service, subnets=self.isolated_subnets, open=False, private_dns_enabled=True
                 )
-                for name, service in (
-                    ("SecretsManager", ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER),
-                    ("StepFunctions", ec2.InterfaceVpcEndpointAwsService.STEP_FUNCTIONS),
-                )
+                for name, service in services
             ]
 
     def allow_aws_apis_from(self, group: ec2.ISecurityGroup, description: str) -> None:

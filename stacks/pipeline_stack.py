@@ -18,6 +18,7 @@ from stacks.gpu import GpuEmbedding
 from stacks.migrations import SchemaMigrations
 from stacks.monitoring import Monitoring
 from stacks.network import Network
+from stacks.reembed import ReembedStateMachine
 from stacks.state_machine import DocumentStateMachine
 from stacks.storage import Storage
 
@@ -30,7 +31,8 @@ class PipelineStack(Stack):
         # Bring your own database (database_secret_arn), or the stack's own, in the VPC.
         database: Database | None = None
         network = Network(
-            self, "Network", isolated_subnets=not config.database_secret_arn, log_retention=config.log_retention
+            self, "Network", isolated_subnets=not config.database_secret_arn, log_retention=config.log_retention,
+            bedrock_runtime=config.text_embedder == "titan",
         )
         if config.database_secret_arn:
             access = DatabaseAccess(secret=config.database_secret_arn)
@@ -57,6 +59,10 @@ class PipelineStack(Stack):
         storage.trigger_on_upload(functions.trigger)
         documents.settle_ended_executions(functions.settle, dead_letter_queue=storage.dead_letter_queue)
 
+        # `pagemill reembed --aws`: after the text embedder changed, every chunk gets a vector of the new one.
+        reembed = ReembedStateMachine(self, "Reembed", functions=functions, config=config) \
+            if config.text_embedder != "off" else None
+
         api = HttpApi(
             self, "Api", function=functions.api, bucket=storage.bucket, state_machine=documents.state_machine,
             config=config,
@@ -71,6 +77,9 @@ class PipelineStack(Stack):
 
         CfnOutput(self, "BucketName", value=storage.bucket.bucket_name, description="Upload PDFs under uploads/")
         CfnOutput(self, "StateMachineArn", value=documents.state_machine.state_machine_arn)
+        if reembed:
+            CfnOutput(self, "ReembedStateMachineArn", value=reembed.state_machine.state_machine_arn,
+                      description="pagemill reembed --aws starts it")
         CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn, description="Alarms and failed documents")
         if database:
             CfnOutput(self, "DatabaseProxyEndpoint", value=database.proxy.endpoint,

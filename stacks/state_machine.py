@@ -181,6 +181,8 @@ class DocumentStateMachine(Construct):
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ERROR, include_execution_data=True),
         )
+        # What the local engine runs (the stack has a second state machine: stacks/reembed.py).
+        self.state_machine.node.default_child.add_metadata("pagemill:state-machine", "documents")
         # ExtractPages' ItemReader reads the batch manifest that Plan wrote under documents/.
         self.state_machine.add_to_role_policy(
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{keys.DOCUMENTS_PREFIX}*")])

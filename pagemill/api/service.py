@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from pagemill.pipeline.context import document_id_for
 from pagemill.records import DocumentWarning, SourceObject, load_list
 from pagemill.search.hybrid import SearchFilters
 from pagemill.search.hybrid import search as hybrid_search
+from pagemill.text_embed.embedder import EmbeddingUnavailable
 
 THUMBNAIL_SIDE = 256
 _AUDIO_TYPES = {"mp3": "audio/mpeg", "ogg": "audio/ogg", "wav": "audio/wav"}
@@ -50,6 +52,7 @@ _DOCUMENT_ID = re.compile(r"^[0-9a-f]{32}$")
 # execution fills what it can).
 _UNFINISHED = ("failed", "cancelled", "interrupted")
 _REDRIVABLE = (*_UNFINISHED, "partial")
+log = logging.getLogger(__name__)
 
 
 class BadRequest(OperationError):
@@ -243,11 +246,19 @@ def stats(conn: Any) -> models.Stats:
 
 def search(backend: Backend, conn: Any, q: str, *, limit: int, document: str | None) -> list[models.SearchHit]:
     """The hybrid search of `pagemill search` (chunks by keyword and vector, images by caption and
-    CLIP vector, fused by rank); ``document`` keeps one document's."""
-    hits = hybrid_search(
-        conn, q, limit=limit, filters=SearchFilters(document_id=document), embedder=backend.text_embedder,
-        image_query=backend.embed_text(q),
-    )
+    CLIP vector, fused by rank); ``document`` keeps one document's. When the query cannot be
+    embedded, chunks are found by keyword only."""
+    filters, image_query = SearchFilters(document_id=document), backend.embed_text(q)
+    try:
+        hits = hybrid_search(conn, q, limit=limit, filters=filters, embedder=backend.text_embedder,
+                             image_query=image_query)
+    except EmbeddingUnavailable as exc:
+        # The embedding service is down or throttled past the query's retries: a search by keyword
+        # is worth more to the person waiting than an error.
+        log.warning("query embedding unavailable: chunks found by keyword only",
+                    extra={"model": backend.text_embedder.model if backend.text_embedder else None,
+                           "reason": exc.reason})
+        hits = hybrid_search(conn, q, limit=limit, filters=filters, embedder=None, image_query=image_query)
     names = overview.file_names(conn, sorted({h.document_id for h in hits}))
     out = []
     for h in hits:

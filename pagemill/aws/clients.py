@@ -290,8 +290,8 @@ API_MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 @cache
 def api_backend() -> Any:
     """The HTTP API's Backend on Lambda: the function's bucket, state machine and database
-    connection (one at a time: a Lambda serves one request at a time), and the CLIP text
-    encoder, loaded at the first search."""
+    connection (one at a time: a Lambda serves one request at a time), the CLIP text encoder,
+    loaded at the first search, and the chunk embedder queries are embedded with."""
     from contextlib import nullcontext
 
     from pagemill.api.backend import Backend
@@ -302,8 +302,52 @@ def api_backend() -> Any:
         state_machine_arn=ExecutionsEnv.from_environ().state_machine_arn,
         connection=lambda: nullcontext(db_connection()),
         embed_text=lambda text: clip_model().embed_texts([text])[0],
-        # Chunks by keyword only on AWS for now: the API function has no Bedrock grant for Titan.
-        text_embedder=None,
+        text_embedder=query_embedder(env.settings),
         max_upload_bytes=API_MAX_UPLOAD_BYTES, max_source_bytes=env.settings.max_bytes,
         presigned_uploads=True, redrive_executions=True, where="aws",
     )
+
+
+# A search waits for its query's vector: two tries within about a second, then the API answers by
+# keyword (pagemill.api.service.search); API Gateway gives up on the function after 29 s.
+QUERY_RETRY_ATTEMPTS = 2
+QUERY_RETRY_BASE_SECONDS = 0.2
+QUERY_RETRY_MAX_SECONDS = 1.0
+QUERY_BEDROCK_TIMEOUT_SECONDS = 5
+
+
+def query_embedder(settings: Settings) -> Any:
+    """The chunk vectors' embedder for search queries (None when chunk embeddings are off); Titan
+    with short timeouts and few retries (a query is one short text and a person is waiting)."""
+    from pagemill.captions.client import RetryPolicy
+    from pagemill.text_embed.select import standalone_embedder
+
+    if settings.text_embedder != "titan":
+        return standalone_embedder(settings)
+    from botocore.config import Config
+
+    bedrock = boto3.client("bedrock-runtime", config=Config(
+        connect_timeout=2, read_timeout=QUERY_BEDROCK_TIMEOUT_SECONDS,
+        # One try per call (botocore's max_attempts would count retries only): the retries are ours.
+        retries={"mode": "standard", "total_max_attempts": 1},
+    ))
+    policy = RetryPolicy(QUERY_RETRY_ATTEMPTS, QUERY_RETRY_BASE_SECONDS, QUERY_RETRY_MAX_SECONDS)
+    return standalone_embedder(settings, bedrock=bedrock, policy=policy)
+
+
+def reembed_embedder() -> Any:
+    """The configured embedder for ReembedBatch (re-embedding belongs to no document: no per-document
+    budget; Titan with the caption calls' retries behind a breaker of this execution environment)."""
+    return _reembed_embedder(Settings.from_env())
+
+
+@lru_cache(maxsize=2)
+def _reembed_embedder(settings: Settings) -> Any:
+    from pagemill.errors import InternalError
+    from pagemill.text_embed.select import standalone_embedder
+
+    embedder = standalone_embedder(
+        settings, bedrock=client("bedrock-runtime") if settings.text_embedder == "titan" else None)
+    if embedder is None:
+        raise InternalError("PAGEMILL_TEXT_EMBEDDER is off: the reembed functions should not be deployed")
+    return embedder

@@ -67,33 +67,50 @@ def models_stored(conn: Any) -> dict[str | None, int]:
     return {model: count for model, count in rows}
 
 
-def reembed(
+@dataclass(frozen=True)
+class ReembedProgress:
+    chunks: int  # vectors written by this call
+    remaining: int  # chunks still without a vector of the model
+
+
+def chunks_to_reembed(conn: Any, model: str) -> int:
+    """Chunks without a vector of ``model`` (another model's, or none: an embedding outage's)."""
+    # Each statement in a transaction of its own (here and below): a bare query would open one that
+    # every later transaction() only nests in, and no batch would commit until the end.
+    with unavailable_on_failure("counting chunks to re-embed"), conn.transaction():
+        return conn.execute(
+            "select count(*) from chunks where embedding_model is distinct from %s", (model,)
+        ).fetchone()[0]
+
+
+def reembed_batches(
     conn: Any,
     embedder: TextEmbedder,
     *,
     batch_size: int = 256,
+    max_chunks: int | None = None,
+    keep_going: Callable[[], bool] = lambda: True,
     on_progress: Callable[[int, int], None] | None = None,
-) -> ReembedCounts:
-    """Give every chunk that has no vector of ``embedder.model`` one, batch by batch (each batch
-    commits, so an interrupted run resumes where it stopped), then build that model's index and
-    drop the indexes of models no chunk uses any more. Chunks already embedded by the model are
-    left alone: a second run writes nothing."""
-    # Each statement in a transaction of its own (here and below): a bare query would open one that
-    # every later transaction() only nests in, and no batch would commit until the end.
-    with unavailable_on_failure("counting chunks to re-embed"), conn.transaction():
-        todo = conn.execute(
-            "select count(*) from chunks where embedding_model is distinct from %s", (embedder.model,)
-        ).fetchone()[0]
-    # Rows go into a bare table far faster than into an indexed one: drop, load, build.
+) -> ReembedProgress:
+    """Give chunks that have no vector of ``embedder.model`` one, batch by batch, until none is left,
+    ``max_chunks`` are done or ``keep_going()`` says stop (checked before each batch). Each batch
+    commits, so a stopped or interrupted run loses nothing and the next call goes on from there;
+    chunks already embedded by the model are never written again. The model's index is dropped
+    first (rows go into a bare table far faster than into an indexed one): ``build_reembedded_index``
+    builds it once at the end. This is the one "re-embed a batch" of `pagemill reembed` locally and
+    of ReembedBatch on AWS."""
+    todo = chunks_to_reembed(conn, embedder.model)
     if todo:
         drop_index(conn, embedder.model)
     done = 0
-    while True:
+    while done < todo and (max_chunks is None or done < max_chunks) and keep_going():
+        size = batch_size if max_chunks is None else min(batch_size, max_chunks - done)
         with unavailable_on_failure("re-embedding chunks"), conn.transaction():
+            # skip locked: two runs at once share the work instead of embedding the same chunks.
             rows = conn.execute(
                 "select document_id, chunk_no, text from chunks where embedding_model is distinct from %s"
                 " order by document_id, chunk_no limit %s for update skip locked",
-                (embedder.model, batch_size),
+                (embedder.model, size),
             ).fetchall()
             if not rows:
                 break
@@ -106,17 +123,40 @@ def reembed(
         done += len(rows)
         if on_progress is not None:
             on_progress(done, todo)
+    # Counted again, not todo - done: another run may have embedded chunks meanwhile, or a Write of
+    # the old configuration added some.
+    remaining = chunks_to_reembed(conn, embedder.model) if todo else 0
+    log.info("chunks re-embedded", extra={"model": embedder.model, "chunks": done, "remaining": remaining})
+    return ReembedProgress(chunks=done, remaining=remaining)
+
+
+def build_reembedded_index(conn: Any, model: str, dim: int) -> float:
+    """After re-embedding: build ``model``'s index and drop those of models no chunk uses any more;
+    returns the build's seconds."""
     began = time.monotonic()
-    build_index(conn, embedder.model, embedder.dim)
+    build_index(conn, model, dim)
     index_seconds = time.monotonic() - began
     with unavailable_on_failure("listing chunk vector indexes"), conn.transaction():
         stale = conn.execute(
             "select indexname from pg_indexes where tablename = 'chunks' and indexname like 'chunks_embedding_%%'"
-            " and indexname <> %s", (chunk_index_name(embedder.model),)
+            " and indexname <> %s", (chunk_index_name(model),)
         ).fetchall()
     for (name,) in stale:
-        with conn.transaction():
+        with unavailable_on_failure("dropping a stale chunk vector index"), conn.transaction():
             conn.execute(sql.SQL("drop index if exists {}").format(sql.Identifier(name)))
-    log.info("chunks re-embedded", extra={"model": embedder.model, "chunks": done,
-                                          "index_seconds": round(index_seconds, 2)})
-    return ReembedCounts(chunks=done, model=embedder.model, index_seconds=round(index_seconds, 3))
+    log.info("chunk vector index built", extra={"model": model, "index_seconds": round(index_seconds, 2)})
+    return index_seconds
+
+
+def reembed(
+    conn: Any,
+    embedder: TextEmbedder,
+    *,
+    batch_size: int = 256,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ReembedCounts:
+    """Re-embed every chunk that has no vector of ``embedder.model`` in this process, then build
+    the model's index (`pagemill reembed`; on AWS the reembed state machine makes the same calls)."""
+    progress = reembed_batches(conn, embedder, batch_size=batch_size, on_progress=on_progress)
+    index_seconds = build_reembedded_index(conn, embedder.model, embedder.dim)
+    return ReembedCounts(chunks=progress.chunks, model=embedder.model, index_seconds=round(index_seconds, 3))

@@ -41,6 +41,8 @@ class Stack:
     name: str
     bucket: str
     state_machine_arn: str
+    # `pagemill reembed --aws`'s state machine (None: chunk embeddings are off in the stack).
+    reembed_state_machine_arn: str | None = None
 
 
 def find_stack(cfn: Any, stack_name: str) -> Stack:
@@ -57,7 +59,7 @@ def find_stack(cfn: Any, stack_name: str) -> Stack:
     missing = {"BucketName", "StateMachineArn"} - set(outputs)
     if missing:
         raise StackNotFound(f"stack {stack_name!r} has no output {', '.join(sorted(missing))}: is it a pagemill stack?")
-    return Stack(stack_name, outputs["BucketName"], outputs["StateMachineArn"])
+    return Stack(stack_name, outputs["BucketName"], outputs["StateMachineArn"], outputs.get("ReembedStateMachineArn"))
 
 
 def resolve(sfn: Any, s3: Any, stack: Stack, ref: str, conn: Any = None) -> str:

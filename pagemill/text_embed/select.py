@@ -22,8 +22,9 @@ def build_embedder(
     bedrock: Any = None,
     breaker: CircuitBreaker | None = None,
     budget: TokenBudget | None = None,
+    policy: RetryPolicy | None = None,
 ) -> TextEmbedder | None:
-    """None when chunk embeddings are off."""
+    """None when chunk embeddings are off. ``policy``: Titan's retries (default: the caption calls')."""
     name = settings.text_embedder
     if name == "off":
         return None
@@ -36,10 +37,28 @@ def build_embedder(
             bedrock, breaker=breaker, budget=budget, model_id=settings.titan_model_id,
             dimensions=settings.titan_dimensions, normalize=settings.titan_normalize,
             concurrency=settings.titan_concurrency,
-            policy=RetryPolicy(settings.caption_max_attempts, settings.caption_retry_base_seconds,
-                               settings.caption_retry_max_seconds),
+            policy=policy or RetryPolicy(settings.caption_max_attempts, settings.caption_retry_base_seconds,
+                                         settings.caption_retry_max_seconds),
         )
     return local_embedder(name)
+
+
+def standalone_embedder(
+    settings: Settings, *, bedrock: Any = None, policy: RetryPolicy | None = None
+) -> TextEmbedder | None:
+    """The configured embedder outside a document's EmbedChunks: search queries (the HTTP API,
+    `pagemill search`) and re-embedding (`pagemill reembed`, ReembedBatch). Titan gets a breaker of
+    this process and no budget: the per-document token budget bounds one document's chunks, and a
+    query or a re-embedding run belongs to no document. ``bedrock`` is needed for Titan only."""
+    if settings.text_embedder != "titan":
+        return build_embedder(settings)
+    from pagemill.captions.breaker import CircuitBreaker, InMemoryBreakerStore
+
+    breaker = CircuitBreaker(
+        InMemoryBreakerStore(), failure_threshold=settings.breaker_failure_threshold,
+        window_seconds=settings.breaker_window_seconds, cooldown_seconds=settings.breaker_cooldown_seconds,
+    )
+    return build_embedder(settings, bedrock=bedrock, breaker=breaker, policy=policy)
 
 
 @lru_cache(maxsize=2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,14 +28,11 @@ class StaticEmbedder:
 
     def __init__(self, package_dir: Path | None = None) -> None:
         from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
 
         root = package_dir or _package_dir("wordllama")
         self._table = load_file(str(root / _WEIGHTS))["embedding.weight"].astype(np.float32)
         self.dim = int(self._table.shape[1])
-        self._tokenizer = Tokenizer.from_file(str(root / _TOKENIZER))
-        self._tokenizer.no_padding()
-        self._tokenizer.no_truncation()
+        self._tokenizer = load_tokenizer(root)
 
     def passages(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -45,6 +43,16 @@ class StaticEmbedder:
 
     def query(self, text: str) -> np.ndarray:
         return self.passages([text])[0]
+
+
+def load_tokenizer(package_dir: Path | None = None) -> Any:
+    """WordLlama's tokenizer (Llama 2's 32k BPE) from its wheel, whole texts (no padding, no truncation)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str((package_dir or _package_dir("wordllama")) / _TOKENIZER))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
 
 
 def _package_dir(name: str) -> Path:

@@ -93,6 +93,7 @@ class LocalEngine:
         self._patches: list[Any] = []
         self.containers: LocalContainers | None = None
         self.state_machine_arn = ""
+        self.reembed_state_machine_arn: str | None = None
         self.runbook: RunBook | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -139,6 +140,13 @@ class LocalEngine:
             roleArn=self.deployment.role_arn,
             type="STANDARD",
         )["stateMachineArn"]
+        # The reembed state machine runs on the same functions (tests; `pagemill reembed` locally
+        # makes its calls in one process).
+        if self.deployment.reembed is not None:
+            self.reembed_state_machine_arn = self.sfn.create_state_machine(
+                name=self.deployment.reembed.name, definition=json.dumps(self.deployment.reembed.definition),
+                roleArn=self.deployment.reembed.role_arn, type="STANDARD",
+            )["stateMachineArn"]
         logs = home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         self.log_path = logs / f"lambda-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"

@@ -49,6 +49,13 @@ class ExecutionRule:
 
 
 @dataclass(frozen=True)
+class StateMachineSpec:
+    name: str
+    definition: dict[str, Any]
+    role_arn: str
+
+
+@dataclass(frozen=True)
 class LocalDeployment:
     stack_name: str
     definition: dict[str, Any]
@@ -60,6 +67,8 @@ class LocalDeployment:
     # DynamoDB tables: name → partition key attribute (string keys; the only kind the stack makes).
     tables: dict[str, str]
     execution_rules: tuple[ExecutionRule, ...] = ()
+    # `pagemill reembed --aws`'s state machine (None: chunk embeddings are off).
+    reembed: StateMachineSpec | None = None
 
 
 class _Resolver:
@@ -136,12 +145,18 @@ class _Resolver:
 def load_deployment(template_path: Path, stack_name: str, root: Path) -> LocalDeployment:
     template = json.loads(template_path.read_text())
     resolver = _Resolver(template, stack_name)
-    machines = _of_type(template, "AWS::StepFunctions::StateMachine")
-    if len(machines) != 1:
-        raise TemplateError(f"expected one state machine in {template_path}, found {len(machines)}")
-    (machine_id, machine), = machines.items()
+    documents = _marked_state_machines(template, "documents")
+    if len(documents) != 1:
+        raise TemplateError(f"expected one document state machine in {template_path}, found {len(documents)}")
+    ((machine_id, machine),) = documents.items()
     props = machine["Properties"]
     definition = _with_moto_number_syntax(json.loads(resolver.resolve(props["DefinitionString"])))
+    # `pagemill reembed --aws`'s, on the same functions (at most one; none when embeddings are off).
+    reembed = [
+        StateMachineSpec(name, _with_moto_number_syntax(json.loads(resolver.resolve(m["Properties"]["DefinitionString"]))),
+                         resolver.resolve(m["Properties"]["RoleArn"]))
+        for name, m in _marked_state_machines(template, "reembed").items()
+    ]
     buckets = _of_type(template, "AWS::S3::Bucket")
     if len(buckets) != 1:
         raise TemplateError(f"expected one bucket in {template_path}, found {len(buckets)}")
@@ -179,7 +194,14 @@ def load_deployment(template_path: Path, stack_name: str, root: Path) -> LocalDe
         containers=containers,
         tables=tables,
         execution_rules=_execution_rules(template, machine_id, functions),
+        reembed=reembed[0] if reembed else None,
     )
+
+
+def _marked_state_machines(template: dict[str, Any], role: str) -> dict[str, Any]:
+    """The state machines the stack marks as ``role`` (``pagemill:state-machine`` metadata)."""
+    return {k: v for k, v in _of_type(template, "AWS::StepFunctions::StateMachine").items()
+            if v.get("Metadata", {}).get("pagemill:state-machine") == role}
 
 
 def _execution_rules(

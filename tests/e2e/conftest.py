@@ -10,6 +10,8 @@ import pytest
 
 from pagemill.db.migrate import migrate
 from pagemill_tools.engine.engine import EngineOptions, LocalEngine
+from pagemill_tools.engine.runbook import DocumentRun
+from pagemill_tools.sample import make_catalog
 from pagemill_tools.scratch_db import scratch_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,3 +45,12 @@ def engine(engine_home: Path, module_database_url: str) -> Iterator[LocalEngine]
 def db(module_database_url: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(module_database_url, autocommit=True) as conn:
         yield conn
+
+
+def run_catalog(engine: LocalEngine, folder: Path, pages: int) -> DocumentRun:
+    """A generated catalog of ``pages`` pages, uploaded and run to its end."""
+    catalog = folder / "catalog.pdf"
+    make_catalog(catalog, pages=pages)
+    run = engine.submit(catalog)
+    engine.wait([run])
+    return run

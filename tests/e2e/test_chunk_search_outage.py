@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pagemill_tools.engine.engine import EngineOptions, LocalEngine
-from pagemill_tools.sample import make_catalog
+from tests.e2e.conftest import run_catalog
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +25,7 @@ def engine(engine_home: Path, module_database_url: str) -> Iterator[LocalEngine]
 def test_an_embedding_outage_leaves_the_document_partial_with_a_warning(
     engine: LocalEngine, db, tmp_path: Path
 ) -> None:
-    catalog = tmp_path / "catalog.pdf"
-    make_catalog(catalog, pages=3)
-    run = engine.submit(catalog)
-    engine.wait([run])
+    run = run_catalog(engine, tmp_path, pages=3)
     # THEN the execution went through EmbedChunks and Write, never RecordFailure
     visited = engine.visited_states(run.execution_arn)
     assert run.status == "SUCCEEDED" and "EmbedChunks" in visited and "RecordFailure" not in visited

@@ -154,8 +154,11 @@ def _placeholder(token: Any) -> str:
 
 
 def definition_of(template: dict[str, Any]) -> dict[str, Any]:
-    """The one state machine's ASL, with Ref/GetAtt tokens replaced by placeholders."""
+    """The document state machine's ASL (or the one state machine's: a test's own), with Ref/GetAtt
+    tokens replaced by placeholders."""
     machines = [r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    if len(machines) > 1:
+        machines = [r for r in machines if r.get("Metadata", {}).get("pagemill:state-machine") == "documents"]
     assert len(machines) == 1, f"expected one state machine, found {len(machines)}"
     body = machines[0]["Properties"]["DefinitionString"]
     if isinstance(body, str):

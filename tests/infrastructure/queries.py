@@ -83,3 +83,14 @@ def the_one(resources: dict[str, Any], kind: str) -> dict[str, Any]:
     """The properties of the one resource of ``kind``."""
     (resource,) = of_type(resources, kind).values()
     return resource["Properties"]
+
+
+def documents_machine_id(resources: dict[str, Any]) -> str:
+    """The document state machine's logical id (a stack also has the reembed state machine; a
+    construct's template may have one state machine of its own)."""
+    machines = of_type(resources, "AWS::StepFunctions::StateMachine")
+    if len(machines) > 1:
+        machines = {k: v for k, v in machines.items()
+                    if v.get("Metadata", {}).get("pagemill:state-machine") == "documents"}
+    (machine_id,) = machines
+    return machine_id

@@ -39,6 +39,7 @@ ABSENT = {
     "lambdas/migrate": {"pymupdf", "onnxruntime", "numpy", "anthropic", "PIL"},
     "lambdas/speech": {"pymupdf", "onnxruntime", "numpy", "psycopg", "anthropic", "PIL"},
     "lambdas/api": {"pymupdf", "anthropic", "typer", "rich", "moto", "uvicorn"},
+    "lambdas/reembed": {"pymupdf", "onnxruntime", "anthropic", "PIL", "fastapi"},
 }
 
 
@@ -185,8 +186,9 @@ def _top_level(dist: metadata.Distribution) -> set[str]:
 
 
 # Packages a bundle carries for their data files, which our code reads without importing them:
-# wordllama's static embedding weights and tokenizer (pagemill.text_embed.static finds its folder).
-DATA_PACKAGES = {"lambdas/embed": {"wordllama"}}
+# wordllama's static embedding weights and tokenizer (pagemill.text_embed.static finds its folder):
+# EmbedChunks and ReembedBatch embed chunks with them, the API search queries.
+DATA_PACKAGES = {"lambdas/embed": {"wordllama"}, "lambdas/api": {"wordllama"}, "lambdas/reembed": {"wordllama"}}
 
 
 def _installed_and_imported(bundle: Path, source: str) -> tuple[dict[str, metadata.Distribution], set[str]]:

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.xdist_group("infrastructure")
 
 DATABASE_HANDLERS = {
     "handler.plan", "handler.write", "handler.record_failure", "handler.settle", "handler.on_event", "handler.api",
+    "handler.reembed_batch", "handler.build_index",
 }
 
 
@@ -171,12 +172,13 @@ def test_credentials_are_generated_and_rotated_every_30_days(
     assert template["Transform"].startswith("AWS::SecretsManager-")
 
 
-def test_endpoints_let_the_isolated_functions_reach_s3_secrets_manager_and_step_functions(resources: dict[str, Any]) -> None:
+def test_endpoints_let_the_isolated_functions_reach_s3_secrets_manager_step_functions_and_bedrock(resources: dict[str, Any]) -> None:
     endpoints = {
         e["Properties"]["ServiceName"]["Fn::Join"][1][-1]: e["Properties"]
         for e in of_type(resources, "AWS::EC2::VPCEndpoint").values()
     }
-    assert set(endpoints) == {".s3", ".secretsmanager", ".states"}
+    # (Bedrock's runtime: cdk.json embeds chunks with Titan, and the API embeds queries from the VPC)
+    assert set(endpoints) == {".s3", ".secretsmanager", ".states", ".bedrock-runtime"}
     assert endpoints[".s3"]["VpcEndpointType"] == "Gateway"
     # the gateway serves the isolated subnets' route tables
     isolated = {s["Ref"] for s in _isolated_subnets(resources)}
@@ -197,6 +199,10 @@ def test_endpoints_let_the_isolated_functions_reach_s3_secrets_manager_and_step_
     assert sorted(_ingress(resources, endpoint_group)) == sorted([(clients, 443, 443), (rotation_group, 443, 443)])
     states = endpoints[".states"]
     assert states["VpcEndpointType"] == "Interface" and states["PrivateDnsEnabled"] is True
+    bedrock = endpoints[".bedrock-runtime"]
+    assert bedrock["VpcEndpointType"] == "Interface" and bedrock["PrivateDnsEnabled"] is True
+    (bedrock_group,) = (_group_id(g) for g in bedrock["SecurityGroupIds"])
+    assert (clients, 443, 443) in _ingress(resources, bedrock_group)
     # AND of the functions in the VPC only the HTTP API's calls Step Functions (why it has an endpoint)
     for handler in DATABASE_HANDLERS - {"handler.api"}:
         role_id = functions[handler]["Properties"]["Role"]["Fn::GetAtt"][0]

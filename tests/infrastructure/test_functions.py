@@ -18,7 +18,9 @@ from tests.infrastructure.conftest import (
 )
 from tests.infrastructure.queries import (
     actions_of,
+    as_list,
     function_with,
+    handler_of,
     object_suffixes,
     of_type,
     pagemill_functions,
@@ -45,11 +47,14 @@ FUNCTIONS = {
     "handler.watch": ("lambdas/trigger", 60, 256),
     "handler.on_event": ("lambdas/migrate", 900, 512),
     "handler.api": ("lambdas/api", 29, 2048),
+    "handler.reembed_batch": ("lambdas/reembed", 900, 1024),
+    "handler.build_index": ("lambdas/reembed", 900, 512),
 }
 
 
 DATABASE_HANDLERS = (
     "handler.plan", "handler.write", "handler.record_failure", "handler.settle", "handler.on_event", "handler.api",
+    "handler.reembed_batch", "handler.build_index",
 )
 
 
@@ -239,20 +244,45 @@ def test_caption_functions_share_a_table_and_read_the_key_secret(resources: dict
     assert collect["PAGEMILL_CAPTION_BATCH_SIZE"] == "5"
 
 
-def test_embed_chunks_may_invoke_only_the_titan_model(resources: dict[str, Any]) -> None:
-    function = function_with(resources, "handler.embed_chunks")
-    variables = function["Properties"]["Environment"]["Variables"]
-    assert (variables["PAGEMILL_TEXT_EMBEDDER"], variables["PAGEMILL_TITAN_DIMENSIONS"]) == ("titan", "1024")
-    assert variables["PAGEMILL_TITAN_MODEL_ID"] == "amazon.titan-embed-text-v2:0"
-    statements = role_statements(resources, function["Properties"]["Role"]["Fn::GetAtt"][0])
-    bedrock = [s for s in statements if any(a.startswith("bedrock:") for a in actions_of(s))]
-    assert [actions_of(s) for s in bedrock] == [["bedrock:InvokeModel"]]
-    assert json.dumps(bedrock[0]["Resource"]).endswith('"::foundation-model/amazon.titan-embed-text-v2:0"]]}')
+# The functions that embed text with the configured embedder: chunks (EmbedChunks, ReembedBatch), search
+# queries (the API).
+TEXT_EMBEDDING_HANDLERS = ("handler.embed_chunks", "handler.api", "handler.reembed_batch")
+
+
+def bedrock_statements(resources: dict[str, Any], handler: str) -> list[dict[str, Any]]:
+    role = function_with(resources, handler)["Properties"]["Role"]["Fn::GetAtt"][0]
+    return [s for s in role_statements(resources, role) if any(a.startswith("bedrock:") for a in actions_of(s))]
+
+
+def test_the_text_embedding_functions_may_invoke_only_the_titan_model(resources: dict[str, Any]) -> None:
+    for handler in TEXT_EMBEDDING_HANDLERS:
+        variables = function_with(resources, handler)["Properties"]["Environment"]["Variables"]
+        assert (variables["PAGEMILL_TEXT_EMBEDDER"], variables["PAGEMILL_TITAN_DIMENSIONS"]) == ("titan", "1024")
+        assert variables["PAGEMILL_TITAN_MODEL_ID"] == "amazon.titan-embed-text-v2:0"
+        bedrock = bedrock_statements(resources, handler)
+        assert [actions_of(s) for s in bedrock] == [["bedrock:InvokeModel"]], handler
+        (arn,) = as_list(bedrock[0]["Resource"])
+        assert json.dumps(arn).endswith('"::foundation-model/amazon.titan-embed-text-v2:0"]]}'), handler
     # no other function may call Bedrock with the default (anthropic) caption provider
-    for handler in FUNCTIONS:
-        if handler != "handler.embed_chunks":
-            role = function_with(resources, handler)["Properties"]["Role"]["Fn::GetAtt"][0]
-            assert not any(a.startswith("bedrock:") for s in role_statements(resources, role) for a in actions_of(s))
+    for handler in set(FUNCTIONS) - set(TEXT_EMBEDDING_HANDLERS):
+        assert not bedrock_statements(resources, handler), handler
+
+
+def test_with_text_embeddings_off_the_api_searches_by_keyword_without_bedrock(tmp_path: Path) -> None:
+    resources = construct_template(tmp_path, functions_part, text_embedder="off").to_json()["Resources"]
+    variables = function_with(resources, "handler.api")["Properties"]["Environment"]["Variables"]
+    assert variables["PAGEMILL_TEXT_EMBEDDER"] == "off"
+    assert not bedrock_statements(resources, "handler.api")
+    handlers = {handler_of(f) for f in pagemill_functions(resources).values()}
+    assert not handlers & {"handler.embed_chunks", "handler.reembed_batch", "handler.build_index"}
+
+
+def test_with_the_offline_embedder_no_function_may_call_bedrock(tmp_path: Path) -> None:
+    resources = construct_template(tmp_path, functions_part, text_embedder="wordllama").to_json()["Resources"]
+    for handler in TEXT_EMBEDDING_HANDLERS:
+        variables = function_with(resources, handler)["Properties"]["Environment"]["Variables"]
+        assert variables["PAGEMILL_TEXT_EMBEDDER"] == "wordllama"
+        assert not bedrock_statements(resources, handler), handler
 
 
 # What each stage writes, by pagemill.keys (the names the library uses), for one document.

@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 
-from tests.infrastructure.queries import as_list, of_type, role_statements
+from tests.infrastructure.queries import (
+    as_list,
+    documents_machine_id,
+    of_type,
+    role_statements,
+)
 
 
 def _api_role(resources: dict[str, Any]) -> str:
@@ -67,7 +72,7 @@ def test_api_function_least_privilege(resources: dict[str, Any]) -> None:
         (resource,) = by_action[action]
         assert ":execution:" in json.dumps(resource) and "DocumentsStateMachine" in json.dumps(resource)
     (start,) = by_action["states:StartExecution"]
-    assert start == {"Ref": next(k for k in of_type(resources, "AWS::StepFunctions::StateMachine"))}
+    assert start == {"Ref": documents_machine_id(resources)}
     assert not any(a.startswith(("s3:Delete", "states:Delete", "states:Create")) for a in by_action)
     # The database through the proxy (its endpoint in the environment, the secret readable).
     (function,) = [f for f in of_type(resources, "AWS::Lambda::Function").values()

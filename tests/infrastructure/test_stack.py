@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.infrastructure.queries import handler_of, of_type
+from tests.infrastructure.queries import documents_machine_id, handler_of, of_type
 
 
 def test_the_stack_composes_every_construct(resources: dict[str, Any]) -> None:
@@ -52,14 +52,14 @@ def test_uploaded_pdfs_trigger_the_pipeline(resources: dict[str, Any]) -> None:
     (queue,) = of_type(resources, "AWS::SQS::Queue").values()
     assert queue["Properties"]["SqsManagedSseEnabled"] is True
     # AND the trigger knows which state machine to start
-    (machine_id,) = of_type(resources, "AWS::StepFunctions::StateMachine")
+    machine_id = documents_machine_id(resources)
     assert resources[trigger_id]["Properties"]["Environment"]["Variables"]["STATE_MACHINE_ARN"] == {"Ref": machine_id}
 
 
 def test_executions_that_ended_without_recording_it_settle_their_documents(resources: dict[str, Any]) -> None:
     # Stopped or timed out, they end without their Catch, so RecordFailure never runs; failed, it may
     # be RecordFailure that failed: a rule hands them to Settle
-    (machine_id,) = of_type(resources, "AWS::StepFunctions::StateMachine")
+    machine_id = documents_machine_id(resources)
     (dlq_id,) = of_type(resources, "AWS::SQS::Queue")
     settle_id = next(i for i, f in of_type(resources, "AWS::Lambda::Function").items()
                      if handler_of(f) == "handler.settle")
@@ -74,7 +74,7 @@ def test_executions_that_ended_without_recording_it_settle_their_documents(resou
 
 
 def test_the_watch_knows_the_state_machine_and_may_list_its_executions(resources: dict[str, Any]) -> None:
-    (machine_id,) = of_type(resources, "AWS::StepFunctions::StateMachine")
+    machine_id = documents_machine_id(resources)
     functions = of_type(resources, "AWS::Lambda::Function")
     (watch_id,) = [i for i, f in functions.items() if handler_of(f) == "handler.watch"]
     assert functions[watch_id]["Properties"]["Environment"]["Variables"]["STATE_MACHINE_ARN"] == {"Ref": machine_id}

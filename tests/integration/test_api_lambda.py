@@ -1,7 +1,8 @@
 """The API Lambda (lambdas/api): API Gateway HTTP API events (payload 2.0, as the IAM-authorized
 route sends them) through Mangum into the same application, against S3 and Step Functions in moto
 and a real PostgreSQL: an upload lands under uploads/ and starts the execution the S3 trigger
-would (same name), a document reads back, bad input is a 4xx."""
+would (same name), a document reads back, bad input is a 4xx; on Titan a search embeds its query
+with Bedrock (a local stand-in) and answers by keyword when Bedrock is down."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlencode
 
 import boto3
 import pymupdf
@@ -21,6 +23,7 @@ from moto import mock_aws
 from pagemill.aws import clients as edge
 from pagemill.aws.trigger import execution_name
 from pagemill.records import SourceObject
+from tests.support.bedrock_standin import DIMENSIONS, BedrockStandIn, bedrock_standin
 from tests.support.lambda_context import LambdaContext, load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,3 +178,76 @@ def test_an_upload_is_read_in_chunks_never_whole(deployed: dict[str, Any], tmp_p
     assert reads and -1 not in reads and max(reads) <= 2**20
     stored = deployed["s3"].head_object(Bucket=BUCKET, Key="uploads/big.pdf")
     assert stored["ContentLength"] == path.stat().st_size and accepted.status == "running"
+
+
+# --- search with the chunk vectors' model on Titan (Bedrock's runtime: tests/support/bedrock_standin) ---
+
+TOPICS = [
+    "The orchard harvest began in late September. Pickers filled wooden crates with ripe apples and pears.",
+    ("The central bank raised interest rates by half a percentage point to curb inflation, and mortgage costs "
+     "climbed for borrowers."),
+    "Engineers replaced the corroded steel cables of the suspension bridge over the river during a closure.",
+]
+# Shares no word with its chunk (TOPICS[1]): only the chunk vectors find it.
+QUESTION = "monetary policy tightening to fight rising prices"
+REPORT = "c" * 32
+
+
+@pytest.fixture
+def on_titan(deployed: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[BedrockStandIn]:
+    """The API configured as cdk.json deploys it (Titan), Bedrock's runtime a local stand-in, and one
+    document whose chunks EmbedChunks embedded with that model."""
+    from pagemill.db.documents import register_document
+    from pagemill.db.write import ChunkVectors, write_document
+    from pagemill.records import BatchResult, ChunkRecord, PageRecord
+    from pagemill.settings import Settings
+    from pagemill_tools.clip_testmodel import ensure_test_model
+
+    with bedrock_standin() as bedrock:
+        for name, value in {"PAGEMILL_TEXT_EMBEDDER": "titan", "PAGEMILL_TITAN_DIMENSIONS": str(DIMENSIONS),
+                            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock.url,
+                            "PAGEMILL_CLIP_DIR": str(ensure_test_model(tmp_path_factory.mktemp("clip")))}.items():
+            monkeypatch.setenv(name, value)
+        titan = edge.query_embedder(Settings.from_env())
+        pages = [PageRecord(n, text, len(text), 595.0, 842.0) for n, text in enumerate(TOPICS, start=1)]
+        chunks = [ChunkRecord(n - 1, n, n, text) for n, text in enumerate(TOPICS, start=1)]
+        with edge.api_backend().connection() as conn:
+            register_document(conn, document_id=REPORT, sha256=REPORT * 2, size_bytes=1,
+                              source=SourceObject(BUCKET, f"uploads/{REPORT}.pdf"), execution_arn=None)
+            write_document(conn, document_id=REPORT, batches=[BatchResult(REPORT, 0, 1, 3, 0.1, pages=pages,
+                                                                          chunks=chunks, images=[])],
+                           timings={}, stats={}, chunk_vectors=ChunkVectors(titan.model, list(titan.passages(TOPICS))))
+        bedrock.requests.clear()
+        yield bedrock
+
+
+def test_search_on_titan_embeds_the_query_and_finds_a_chunk_by_meaning(
+    handler: ModuleType, on_titan: BedrockStandIn
+) -> None:
+    # WHEN a question in other words than its chunk is searched through API Gateway
+    status, hits = _call(handler, _event("GET", "/search", query=urlencode({"q": QUESTION, "limit": 3})))
+    # THEN the query was embedded once, by the configured Titan model and dimensions
+    assert status == 200, hits
+    assert on_titan.texts() == [QUESTION]
+    assert on_titan.requests[0]["model"] == "amazon.titan-embed-text-v2:0"
+    assert on_titan.requests[0]["body"]["dimensions"] == DIMENSIONS
+    # AND the chunk it means is the first hit, found by its vector
+    chunks = [h for h in hits if h["kind"] == "chunk"]
+    assert (chunks[0]["document_id"], chunks[0]["first_page"]) == (REPORT, 2)
+
+
+def test_search_on_titan_answers_by_keyword_when_bedrock_is_down(
+    handler: ModuleType, on_titan: BedrockStandIn
+) -> None:
+    # GIVEN Bedrock answering every request with an outage
+    on_titan.failing = "ServiceUnavailableException"
+    # WHEN searching  THEN the query was tried twice (the API's short retries), then chunks come by keyword
+    status, hits = _call(handler, _event("GET", "/search", query=urlencode({"q": "interest rates", "limit": 3})))
+    assert status == 200, hits
+    assert on_titan.texts() == ["interest rates"] * edge.QUERY_RETRY_ATTEMPTS
+    chunks = [h for h in hits if h["kind"] == "chunk"]
+    assert (chunks[0]["document_id"], chunks[0]["first_page"]) == (REPORT, 2) and "«interest»" in chunks[0]["text"]
+    # AND a question only the vectors could answer finds no chunk (nothing by keyword)
+    status, hits = _call(handler, _event("GET", "/search", query=urlencode({"q": QUESTION})))
+    assert status == 200 and not [h for h in hits if h["kind"] == "chunk"]
