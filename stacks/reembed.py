@@ -21,7 +21,7 @@ from constructs import Construct
 from stacks import nag
 from stacks.config import PipelineConfig
 from stacks.functions import PipelineFunctions
-from stacks.state_machine import _invoke, _payload_fields
+from stacks.state_machine import lambda_task, payload_fields
 
 # Chunks one ReembedBatch invocation re-embeds at most: about 8 minutes of Titan at 4 requests in
 # flight (~40 chunks/s), seconds of the offline model. A million chunks is 50 iterations.
@@ -41,17 +41,17 @@ class ReembedStateMachine(Construct):
         if batch_function is None or index_function is None:
             raise ValueError("chunk embeddings are off: there is nothing to re-embed")
         self._functions = (batch_function, index_function)
-        batch = _invoke(
+        batch = lambda_task(
             self, "ReembedBatch", batch_function,
             payload=sfn.TaskInput.from_object({"max_chunks": MAX_CHUNKS_PER_INVOCATION, "batch_size": BATCH_SIZE}),
-            result_selector=_payload_fields(model=str, embedded=int, remaining=int), result_path="$.batch",
+            result_selector=payload_fields(model=str, embedded=int, remaining=int), result_path="$.batch",
         )
         # Bedrock throttled or down past the function's own retries: wait minutes, not seconds.
         batch.add_retry(errors=list(OUTAGE_ERRORS), interval=Duration.minutes(2), backoff_rate=2.0, max_attempts=3,
                         jitter_strategy=sfn.JitterType.FULL)
-        index = _invoke(
+        index = lambda_task(
             self, "BuildChunkIndex", index_function, payload=sfn.TaskInput.from_object({}),
-            result_selector=_payload_fields(model=str, index_seconds=int), result_path="$.index",
+            result_selector=payload_fields(model=str, index_seconds=int), result_path="$.index",
         )
         definition = batch.next(
             sfn.Choice(self, "AllReembedded?")

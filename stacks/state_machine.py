@@ -109,7 +109,7 @@ def _crash_retry() -> dict[str, Any]:
     }
 
 
-def _payload_fields(**kinds: type) -> dict[str, str]:
+def payload_fields(**kinds: type) -> dict[str, str]:
     """A Lambda task's ResultSelector that keeps these fields of the function's result, each a
     str, int, dict or list (a string, a number, an object or an array in the state)."""
     at = {str: sfn.JsonPath.string_at, int: sfn.JsonPath.number_at, dict: sfn.JsonPath.object_at,
@@ -125,7 +125,7 @@ def _document() -> sfn.TaskInput:
     )
 
 
-def _invoke(
+def lambda_task(
     scope: Construct,
     name: str,
     function: lambda_.Function,
@@ -252,14 +252,14 @@ class DocumentStateMachine(Construct):
         return [self._extract_pages(), self._collect_images(), self._enrich(), self._write()]
 
     def _plan(self) -> tasks.LambdaInvoke:
-        return _invoke(
+        return lambda_task(
             self,
             "Plan",
             self._functions.plan,
             payload=sfn.TaskInput.from_object(
                 {"source": sfn.JsonPath.object_at("$.source"), "execution_arn": sfn.JsonPath.execution_id}
             ),
-            result_selector=_payload_fields(
+            result_selector=payload_fields(
                 document_id=str, page_count=int, batch_count=int, manifest_key=str, duplicate=dict
             ),
             result_path="$.plan",
@@ -268,12 +268,12 @@ class DocumentStateMachine(Construct):
     def _extract_pages(self) -> sfn.DistributedMap:
         return self._map_over_items(
             "ExtractPages", "$.plan.manifest_key", self._config.map_concurrency,
-            _invoke(
+            lambda_task(
                 self,
                 "ExtractBatch",
                 self._functions.extract_batch,
                 payload=sfn.TaskInput.from_json_path_at("$"),
-                result_selector=_payload_fields(result_key=str, pages=int),
+                result_selector=payload_fields(result_key=str, pages=int),
             ),
             tolerated_failure_count=0,
         )
@@ -299,7 +299,7 @@ class DocumentStateMachine(Construct):
         return distributed_map
 
     def _collect_images(self) -> tasks.LambdaInvoke:
-        return _invoke(
+        return lambda_task(
             self,
             "CollectImages",
             self._functions.collect_images,
@@ -307,7 +307,7 @@ class DocumentStateMachine(Construct):
             # embed_on: "none" | "lambda" | "gpu"
             # caption_on: "none" | "map"
             # understand_on: "none" | "lambda"
-            result_selector=_payload_fields(
+            result_selector=payload_fields(
                 image_count=int, images_key=str, embed_on=str, caption_on=str, caption_batches_key=str,
                 captions_prefix=str, understand_on=str,
             ),
@@ -346,12 +346,12 @@ class DocumentStateMachine(Construct):
         """{"key", "model", "chunks", "error"}: the chunk vectors for search. An embedding service
         that gives none is an answer (error set), not a failure; a crash past the retries is
         caught the same way. Never fails the document: its chunks are written without vectors."""
-        embed_chunks = _invoke(
+        embed_chunks = lambda_task(
             self,
             "EmbedChunks",
             function,
             payload=_document(),
-            result_selector=_payload_fields(key=str, model=str, chunks=int, error=str),
+            result_selector=payload_fields(key=str, model=str, chunks=int, error=str),
         )
         embed_chunks.add_catch(
             sfn.Pass(
@@ -376,12 +376,12 @@ class DocumentStateMachine(Construct):
         its images are recorded as skipped by Write, and the document goes on."""
         caption_images = self._map_over_items(
             "CaptionImages", "$.images.caption_batches_key", self._config.caption_concurrency,
-            _invoke(
+            lambda_task(
                 self,
                 "CaptionBatch",
                 self._functions.caption_batch,
                 payload=sfn.TaskInput.from_json_path_at("$"),
-                result_selector=_payload_fields(captioned=int, skipped=int),
+                result_selector=payload_fields(captioned=int, skipped=int),
             ),
             tolerated_failure_percentage=100,
         )
@@ -412,7 +412,7 @@ class DocumentStateMachine(Construct):
         """{"key": str | null, "error": str | null, "speech": {...} | null}: the model's reading of
         the document (type, summary, products), or why there is none, and its summary spoken (see
         _speech). Never fails the document."""
-        understand = _invoke(
+        understand = lambda_task(
             self,
             "UnderstandDocument",
             self._functions.understand,
@@ -458,7 +458,7 @@ class DocumentStateMachine(Construct):
         document is partial, never failed), or null when nothing was to be spoken."""
         key = sfn.JsonPath.string_at("$.understood.key")
         no_error = sfn.JsonPath.string_at(JSON_NULL)
-        speak = _invoke(
+        speak = lambda_task(
             self,
             "SpeakSummary",
             self._functions.speak_summary,
@@ -503,7 +503,7 @@ class DocumentStateMachine(Construct):
         )
 
     def _embed_on_lambda(self) -> tasks.LambdaInvoke:
-        return _invoke(
+        return lambda_task(
             self,
             "EmbedOnLambda",
             self._functions.embed,
@@ -513,7 +513,7 @@ class DocumentStateMachine(Construct):
                     "images_key": sfn.JsonPath.string_at("$.images.images_key"),
                 }
             ),
-            result_selector=_payload_fields(index_key=str, count=int),
+            result_selector=payload_fields(index_key=str, count=int),
         )
 
     def _embed_on_gpu(self) -> tasks.EcsRunTask:
@@ -583,7 +583,7 @@ class DocumentStateMachine(Construct):
         return task
 
     def _write(self) -> tasks.LambdaInvoke:
-        return _invoke(
+        return lambda_task(
             self,
             "Write",
             self._functions.write,
@@ -605,19 +605,19 @@ class DocumentStateMachine(Construct):
             ),
             # status: succeeded or partial, and the warnings' codes (their messages are in the row):
             # `pagemill status --aws` and the DocumentPartial rule read them.
-            result_selector=_payload_fields(pages=int, chunks=int, images=int, status=str, warnings=list),
+            result_selector=payload_fields(pages=int, chunks=int, images=int, status=str, warnings=list),
             result_path="$.written",
         )
 
     def _record_failure(self) -> sfn.IChainable:
-        record = _invoke(
+        record = lambda_task(
             self,
             "RecordFailure",
             self._functions.record_failure,
             payload=sfn.TaskInput.from_object(
                 {"state": sfn.JsonPath.entire_payload, "execution_arn": sfn.JsonPath.execution_id}
             ),
-            result_selector=_payload_fields(error=str, reason=str),
+            result_selector=payload_fields(error=str, reason=str),
             result_path="$.recorded",
             transient_attempts=RECORD_FAILURE_ATTEMPTS,
         )

@@ -271,7 +271,7 @@ def _speech_engine(settings: Settings) -> Any:
     if settings.speech == "polly":
         polly = boto3.client("polly", config=Config(
             connect_timeout=5, read_timeout=settings.speech_timeout_seconds,
-            retries={"mode": "standard", "max_attempts": 2},
+            retries={"mode": "standard", "total_max_attempts": 2},  # one retry: the state retries too
         ))
         return PollyEngine(polly, configured=parse_voices(settings.speech_voices),
                            default_language=settings.speech_default_language)
