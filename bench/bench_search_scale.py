@@ -17,11 +17,15 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pymupdf
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bench.inputs import record
 from bench.scratch_db import server
@@ -138,11 +142,22 @@ def measure(conn: Any, queries: list[tuple[str, np.ndarray]], embedder: FixedEmb
     return results
 
 
+@contextmanager
+def kept_database(server_url: str, name: str) -> Iterator[str]:
+    with connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = make_conninfo(**{**conninfo_to_dict(server_url), "dbname": name})
+    print(f"loading into {url} (kept)")
+    yield url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--loaded", help="a database this bench loaded before: measure the queries only")
+    parser.add_argument("--keep", metavar="NAME",
+                        help="load into database NAME on the server of URL and keep it (for --loaded runs)")
     parser.add_argument("url", nargs="?")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -158,7 +173,8 @@ def main() -> None:
             results = measure(conn, queries, embedder)
         record("search_scale_queries", {"rows": rows, "latency": results})
         return
-    with server(args.url or Settings.from_env().database_url) as server_url, scratch_database(server_url) as url, \
+    with server(args.url or Settings.from_env().database_url) as server_url, \
+            (kept_database(server_url, args.keep) if args.keep else scratch_database(server_url)) as url, \
             connect(url) as conn:
         migrate(conn)
         print(f"{args.rows:,} chunks, {len(vocab):,}-word vocabulary, {args.queries} queries per mode")
