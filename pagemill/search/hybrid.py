@@ -116,30 +116,66 @@ def search(
         raise SearchUnavailable("vector search needs a text embedder: chunk embeddings are off")
     k = candidates or max(4 * limit, 40)
     with conn.transaction():
-        configs = _prepare(conn, k)
+        words = _prepare(conn, text, k)
         query, params = _statement(text, mode=mode, limit=limit, filters=filters, embedder=embedder,
-                                   image_query=image_query, k=k, rrf_k=rrf_k, match=match, configs=configs)
+                                   image_query=image_query, k=k, rrf_k=rrf_k, match=match, words=words)
         if query is None:
             return []
         rows = conn.execute(query, params).fetchall()
     return [_hit(row) for row in rows]
 
 
-def _prepare(conn: Any, k: int) -> list[str]:
-    """Set this transaction's scan options; return the text search configurations chunks use.
+@dataclass(frozen=True)
+class _Words:
+    """The query's words as one text search configuration parses them."""
+
+    config: str
+    rarest: list[str] | None  # the rarest words, when chunks holding any word are too many to rank
+
+
+def _prepare(conn: Any, text: str, k: int) -> list[_Words]:
+    """Set this transaction's scan options; return the query's words per text search configuration
+    chunks use (configurations that find no word in it, stop words only, are left out).
 
     Filtered HNSW scans keep reading the graph until they have k rows (pgvector 0.8). JIT is off:
     the search's plan costs pass jit_above_cost at a few hundred thousand chunks, and compiling
     it takes longer than running it. The configurations are read here, in the same round trip,
     so that the search can write each tsquery as a constant the planner sees: it then knows how
     many chunks a query matches, and picks the GIN index for rare words and a scan that stops at
-    the pool's size for common ones (a tsquery read from a table is a black box to it).
+    the pool's size for common ones (a tsquery read from a table is a black box to it). Each
+    word's share of chunks comes from the statistics ANALYZE keeps on chunks.tsv (its most common
+    elements; a word not among them is rarer than all of them).
     """
-    return conn.execute(
-        "select set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-        " set_config('jit', 'off', true), array(select ts_config::text from text_search_configs order by 1)",
-        (str(min(max(k, 40), 1000)),),
-    ).fetchone()[3]
+    parsed, chunks = conn.execute(
+        "select set_config('hnsw.ef_search', %(ef)s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+        " set_config('jit', 'off', true), (select coalesce(json_agg(json_build_array(cfg, words, shares)), '[]')"
+        "  from (select c.ts_config::text as cfg, array_agg(w.word order by coalesce(e.share, 0), w.word) as words,"
+        "   array_agg(coalesce(e.share, 0) order by coalesce(e.share, 0), w.word) as shares"
+        "   from text_search_configs c cross join lateral unnest(tsvector_to_array(to_tsvector(c.ts_config, %(q)s))) w(word)"
+        "   left join (select e.elem, e.share from pg_stats s cross join"
+        "    unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) e(elem, share)"
+        "    where s.schemaname = current_schema() and s.tablename = 'chunks' and s.attname = 'tsv') e on e.elem = w.word"
+        "   group by c.ts_config order by 1) p),"
+        " (select reltuples from pg_class where oid = 'chunks'::regclass)",
+        {"ef": str(min(max(k, 40), 1000)), "q": text},
+    ).fetchone()[3:]
+    return [_Words(cfg, _rarest(found, shares, chunks)) for cfg, found, shares in parsed]
+
+
+def _rarest(words: list[str], shares: list[float], chunks: float) -> list[str] | None:
+    """The rarest words (``words`` come rarest first) that together are expected in at most
+    RANK_POOL chunks, at least one; None when that is all of them. Chunks holding one of these
+    are the ones worth ranking among those holding some word: a word most chunks hold says little
+    about which of them answers the question, and ranking the first RANK_POOL chunks that hold
+    any word would pick them by where they lie in the table."""
+    chosen: list[str] = []
+    none_held = 1.0  # the share of chunks holding none of the chosen words (words independent)
+    for word, share in zip(words, shares, strict=True):
+        if chosen and chunks * (1 - none_held * (1 - share)) > RANK_POOL:
+            return chosen
+        chosen.append(word)
+        none_held *= 1 - share
+    return None
 
 
 def _statement(
@@ -153,7 +189,7 @@ def _statement(
     k: int,
     rrf_k: int,
     match: str,
-    configs: list[str],
+    words: list[_Words],
 ) -> tuple[sql.Composed | None, dict[str, Any]]:
     """The one statement that ranks, fuses and returns the hits (None: no list to search)."""
     params: dict[str, Any] = {"q": text, "k": k, "rrf_k": rrf_k, "limit": limit, "headline": _HEADLINE,
@@ -161,11 +197,15 @@ def _statement(
     chunk_where, image_where = _filters(filters, params)
     join_documents = sql.SQL(" join documents d on d.id = c.document_id" if filters.doc_type else "")
     join_documents_i = sql.SQL(" join documents d on d.id = i.document_id" if filters.doc_type else "")
-    queries = []  # (configuration, all words, any word) per configuration chunks use
-    for n, cfg in enumerate(configs):
-        params[f"cfg{n}"] = cfg
+    queries = []  # (configuration, all words, any word, rarest words) per configuration chunks use
+    for n, found in enumerate(words):
+        params[f"cfg{n}"] = found.config
         every = sql.SQL("websearch_to_tsquery({cfg}::regconfig, %(q)s)").format(cfg=sql.Placeholder(f"cfg{n}"))
-        queries.append((sql.Placeholder(f"cfg{n}"), every, _any_word(every, match)))
+        rarest = None
+        if found.rarest:
+            params[f"rare{n}"] = " | ".join(_lexeme(word) for word in found.rarest)
+            rarest = sql.Placeholder(f"rare{n}")
+        queries.append((sql.Placeholder(f"cfg{n}"), every, _any_word(every, match), rarest))
     caption_every = sql.SQL("websearch_to_tsquery(%(caption_cfg)s::regconfig, %(q)s)")
     caption_any = _any_word(caption_every, match)
     lists: list[sql.Composable] = []
@@ -201,7 +241,7 @@ def _statement(
         return None, params
     # The snippet marks the words of the query as parsed by the chunk's own configuration.
     headline_query = sql.SQL("case c.ts_config {whens} end").format(whens=sql.SQL(" ").join(
-        sql.SQL("when {cfg}::regconfig then {tq}").format(cfg=cfg, tq=tq) for cfg, _, tq in queries
+        sql.SQL("when {cfg}::regconfig then {tq}").format(cfg=cfg, tq=tq) for cfg, _, tq, _ in queries
     )) if queries else sql.SQL("''::tsquery")
     return sql.SQL(_FUSED).format(lists=sql.SQL(" union all ").join(lists), headline_query=headline_query), params
 
@@ -215,21 +255,30 @@ def _any_word(every: sql.Composable, match: str) -> sql.Composable:
     return sql.SQL("replace(({every})::text, ' & ', ' | ')::tsquery").format(every=every)
 
 
-def _chunk_keyword(queries: list[tuple[sql.Composable, sql.Composable, sql.Composable]], match: str,
-                   join: sql.Composable, where: sql.Composable) -> sql.Composable:
+def _chunk_keyword(queries: list[tuple[sql.Composable, sql.Composable, sql.Composable, sql.Composable | None]],
+                   match: str, join: sql.Composable, where: sql.Composable) -> sql.Composable:
     """The chunk keyword list. Ranking reads every candidate's tsvector, so the candidates are
     bounded: up to RANK_POOL chunks holding every word; only when fewer than ``k`` do, up to
-    RANK_POOL more holding some (in "any" mode). A common word at 200k chunks would otherwise
+    RANK_POOL more holding some (in "any" mode), those holding the query's rarest words where
+    the chunks holding any word are more (_rarest). A common word at 200k chunks would otherwise
     rank tens of thousands of rows per query. Chunks holding every word get a whole point more
     than their cover density (ts_rank_cd), so they outrank those holding most of the words."""
     def candidates(every_word: bool) -> sql.Composable:
-        return sql.SQL(" union all ").join(sql.SQL(
-            "(select c.document_id, c.chunk_no, ts_rank_cd(c.tsv, {tq}) + {bonus} as r from chunks c{join}"
-            " where c.ts_config = {cfg}::regconfig and c.tsv @@ {match} and {where}{unless} limit %(pool)s)"
-        ).format(tq=tq, bonus=sql.SQL("1" if every_word else "0"), join=join, cfg=cfg, where=where,
-                 match=every if every_word else tq,
-                 unless=sql.SQL("") if every_word else sql.SQL(" and not c.tsv @@ {}").format(every))
-            for cfg, every, tq in queries)
+        branches = []
+        for cfg, every, tq, rarest in queries:
+            if every_word:
+                matches = sql.SQL("c.tsv @@ {every}").format(every=every)
+            elif rarest is None:
+                matches = sql.SQL("c.tsv @@ {tq} and not c.tsv @@ {every}").format(tq=tq, every=every)
+            else:
+                matches = sql.SQL("c.tsv @@ ({rarest}::tsquery && {tq}) and not c.tsv @@ {every}").format(
+                    rarest=rarest, tq=tq, every=every)
+            branches.append(sql.SQL(
+                "(select c.document_id, c.chunk_no, ts_rank_cd(c.tsv, {tq}) + {bonus} as r from chunks c{join}"
+                " where c.ts_config = {cfg}::regconfig and {matches} and {where} limit %(pool)s)"
+            ).format(tq=tq, bonus=sql.SQL("1" if every_word else "0"), join=join, cfg=cfg, matches=matches,
+                     where=where))
+        return sql.SQL(" union all ").join(branches)
     some_words = sql.SQL(
         " union all select * from ({some}) s where (select count(*) from every_word) < %(k)s"
     ).format(some=candidates(False)) if match == "any" else sql.SQL("")
@@ -240,6 +289,11 @@ def _chunk_keyword(queries: list[tuple[sql.Composable, sql.Composable, sql.Compo
         " select * from ((select * from every_word){some_words}) m"
         " order by r desc, m.document_id, m.chunk_no limit %(k)s) s"
     ).format(every=candidates(True), some_words=some_words)
+
+
+def _lexeme(word: str) -> str:
+    """A lexeme as tsquery input writes it: quoted, so that no character in it is an operator."""
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 _FUSED = """
