@@ -35,7 +35,11 @@ MODES = ("hybrid", "keyword", "vector")
 # hold one, ranked by how many and how close (ts_rank_cd). Questions in a person's words rarely
 # have all their words in one chunk: bench/bench_retrieval.py measures both.
 MATCHES = ("any", "all")
-RANK_POOL = 1_000
+# Chunks ranked per keyword list at most (see _chunk_keyword). Ranking costs about 20-40 us a
+# chunk on this machine; with the rarest-words candidates, 250 kept hit@5 and MRR of every mode
+# at or above those of 1,000 first-found candidates, and 100 lowered hybrid MRR
+# (bench/RESULTS.md, search latency at scale).
+RANK_POOL = 250
 CAPTION_CONFIG = "english"
 _HEADLINE = "StartSel=«, StopSel=», MaxWords=40, MinWords=15, MaxFragments=2, FragmentDelimiter= … "
 
