@@ -120,7 +120,7 @@ def search(
         raise SearchUnavailable("vector search needs a text embedder: chunk embeddings are off")
     k = candidates or max(4 * limit, 40)
     with conn.transaction():
-        words = _prepare(conn, text, k)
+        words = _prepare(conn, text, k, shares=mode != "vector")
         query, params = _statement(text, mode=mode, limit=limit, filters=filters, embedder=embedder,
                                    image_query=image_query, k=k, rrf_k=rrf_k, match=match, words=words)
         if query is None:
@@ -137,7 +137,7 @@ class _Words:
     rarest: list[str] | None  # the rarest words, when chunks holding any word are too many to rank
 
 
-def _prepare(conn: Any, text: str, k: int) -> list[_Words]:
+def _prepare(conn: Any, text: str, k: int, *, shares: bool) -> list[_Words]:
     """Set this transaction's scan options; return the query's words per text search configuration
     chunks use (configurations that find no word in it, stop words only, are left out).
 
@@ -148,7 +148,8 @@ def _prepare(conn: Any, text: str, k: int) -> list[_Words]:
     many chunks a query matches, and picks the GIN index for rare words and a scan that stops at
     the pool's size for common ones (a tsquery read from a table is a black box to it). Each
     word's share of chunks comes from the statistics ANALYZE keeps on chunks.tsv (its most common
-    elements; a word not among them is rarer than all of them).
+    elements; a word not among them is rarer than all of them), unless ``shares`` is false (no
+    keyword list: the words serve only to mark the snippets).
     """
     parsed, chunks = conn.execute(
         "select set_config('hnsw.ef_search', %(ef)s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
@@ -158,10 +159,11 @@ def _prepare(conn: Any, text: str, k: int) -> list[_Words]:
         "   from text_search_configs c cross join lateral unnest(tsvector_to_array(to_tsvector(c.ts_config, %(q)s))) w(word)"
         "   left join (select e.elem, e.share from pg_stats s cross join"
         "    unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) e(elem, share)"
-        "    where s.schemaname = current_schema() and s.tablename = 'chunks' and s.attname = 'tsv') e on e.elem = w.word"
+        "    where %(shares)s and s.schemaname = current_schema() and s.tablename = 'chunks' and s.attname = 'tsv')"
+        "   e on e.elem = w.word"
         "   group by c.ts_config order by 1) p),"
         " (select reltuples from pg_class where oid = 'chunks'::regclass)",
-        {"ef": str(min(max(k, 40), 1000)), "q": text},
+        {"ef": str(min(max(k, 40), 1000)), "q": text, "shares": shares},
     ).fetchone()[3:]
     return [_Words(cfg, _rarest(found, shares, chunks)) for cfg, found, shares in parsed]
 
