@@ -147,21 +147,23 @@ def _prepare(conn: Any, text: str, k: int, *, shares: bool) -> list[_Words]:
     so that the search can write each tsquery as a constant the planner sees: it then knows how
     many chunks a query matches, and picks the GIN index for rare words and a scan that stops at
     the pool's size for common ones (a tsquery read from a table is a black box to it). Each
-    word's share of chunks comes from the statistics ANALYZE keeps on chunks.tsv (its most common
-    elements; a word not among them is rarer than all of them), unless ``shares`` is false (no
+    word's share of chunks comes from the statistics ANALYZE keeps on chunks.tsv: its most common
+    elements, and for a word not among them (a rarer one) the least share among them, unless ``shares`` is false (no
     keyword list: the words serve only to mark the snippets).
     """
     parsed, chunks = conn.execute(
         "select set_config('hnsw.ef_search', %(ef)s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
         " set_config('jit', 'off', true), (select coalesce(json_agg(json_build_array(cfg, words, shares)), '[]')"
-        "  from (select c.ts_config::text as cfg, array_agg(w.word order by coalesce(e.share, 0), w.word) as words,"
-        "   array_agg(coalesce(e.share, 0) order by coalesce(e.share, 0), w.word) as shares"
-        "   from text_search_configs c cross join lateral unnest(tsvector_to_array(to_tsvector(c.ts_config, %(q)s))) w(word)"
-        "   left join (select e.elem, e.share from pg_stats s cross join"
-        "    unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) e(elem, share)"
-        "    where %(shares)s and s.schemaname = current_schema() and s.tablename = 'chunks' and s.attname = 'tsv')"
-        "   e on e.elem = w.word"
-        "   group by c.ts_config order by 1) p),"
+        "  from (select cfg, array_agg(word order by share nulls first, word) as words,"
+        "   array_agg(coalesce(share, least_share, 0) order by share nulls first, word) as shares"
+        "   from (select c.ts_config::text as cfg, w.word, st.freqs[array_position(st.elems, w.word)] as share,"
+        # most_common_elem_freqs: one per element, then the least and the greatest of them
+        "     st.freqs[array_length(st.elems, 1) + 1] as least_share"
+        "    from text_search_configs c cross join lateral unnest(tsvector_to_array(to_tsvector(c.ts_config, %(q)s))) w(word)"
+        "    left join (select s.most_common_elems::text::text[] as elems, s.most_common_elem_freqs as freqs"
+        "     from pg_stats s where %(shares)s and s.schemaname = current_schema() and s.tablename = 'chunks'"
+        "     and s.attname = 'tsv') st on true) w"
+        "   group by cfg order by cfg) p),"
         " (select reltuples from pg_class where oid = 'chunks'::regclass)",
         {"ef": str(min(max(k, 40), 1000)), "q": text, "shares": shares},
     ).fetchone()[3:]
@@ -169,15 +171,16 @@ def _prepare(conn: Any, text: str, k: int, *, shares: bool) -> list[_Words]:
 
 
 def _rarest(words: list[str], shares: list[float], chunks: float) -> list[str] | None:
-    """The rarest words (``words`` come rarest first) that together are expected in at most
-    RANK_POOL chunks, at least one; None when that is all of them. Chunks holding one of these
-    are the ones worth ranking among those holding some word: a word most chunks hold says little
-    about which of them answers the question, and ranking the first RANK_POOL chunks that hold
-    any word would pick them by where they lie in the table."""
+    """The rarest words (``words`` come rarest first): every word rarer than the most common ones
+    ANALYZE lists, then more while all these together are expected in at most RANK_POOL chunks;
+    None when that is all of them. Chunks holding one of these are the ones worth ranking among
+    those holding some word: a word most chunks hold says little about which of them answers the
+    question, and ranking the first RANK_POOL chunks that hold any word would pick them by where
+    they lie in the table."""
     chosen: list[str] = []
     none_held = 1.0  # the share of chunks holding none of the chosen words (words independent)
     for word, share in zip(words, shares, strict=True):
-        if chosen and chunks * (1 - none_held * (1 - share)) > RANK_POOL:
+        if chosen and chunks * (1 - none_held * (1 - share)) > RANK_POOL and share > shares[0]:
             return chosen
         chosen.append(word)
         none_held *= 1 - share
