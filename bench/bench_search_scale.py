@@ -157,12 +157,13 @@ def query_classes(rng: np.random.Generator, vocab: list[str], centres: np.ndarra
     return {name: [(t, unit_vectors(rng, centres, 1)[0]) for t in ts] for name, ts in texts.items()}
 
 
-def measure(conn: Any, classes: dict[str, list[tuple[str, np.ndarray]]], embedder: FixedEmbedder) -> dict[str, Any]:
+def measure(conn: Any, classes: dict[str, list[tuple[str, np.ndarray]]], embedder: FixedEmbedder,
+            modes: list[str]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     print(f"\n{'queries':<11}{'mode':<9}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}  |{'before p50':>11}"
           f"{'p95':>8}{'max':>8}  |{'p95 before/ours':>16}")
     for name, queries in classes.items():
-        for mode in ("keyword", "vector", "hybrid"):
+        for mode in modes:
             latencies(conn, mode, queries[:10], embedder)  # warm the caches
             ours, before = latencies(conn, mode, queries, embedder)
             row = {f"{who}_{stat}": float(np.percentile(ms, q)) for who, ms in (("ours", ours), ("before", before))
@@ -187,6 +188,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--modes", default="keyword,vector,hybrid")
     parser.add_argument("--loaded", help="a database this bench loaded before: measure the queries only")
     parser.add_argument("--keep", metavar="NAME",
                         help="load into database NAME on the server of URL and keep it (for --loaded runs)")
@@ -204,7 +206,7 @@ def main() -> None:
             # it sets (set_config(..., true)) would outlive it and reach the next one.
             conn.commit()
             print(f"{rows:,} chunks already loaded, {args.queries} queries per mode")
-            results = measure(conn, classes, embedder)
+            results = measure(conn, classes, embedder, args.modes.split(","))
         record("search_scale_queries", {"rows": rows, "latency": results})
         return
     with server(args.url or Settings.from_env().database_url) as server_url, \
@@ -218,7 +220,7 @@ def main() -> None:
             size = admin.execute("select pg_size_pretty(pg_total_relation_size('chunks'))").fetchone()[0]
         print(f"load: COPY {loaded['copy_s']:.0f} s ({args.rows / loaded['copy_s']:,.0f} rows/s), GIN build "
               f"{loaded['gin_s']:.0f} s, HNSW halfvec build {loaded['hnsw_s']:.0f} s; table + indexes {size}")
-        results = measure(conn, classes, embedder)
+        results = measure(conn, classes, embedder, args.modes.split(","))
     record("search_scale", {"rows": args.rows, **loaded, "size": size, "latency": results})
 
 

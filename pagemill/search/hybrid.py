@@ -10,8 +10,8 @@ Up to four ranked lists, each cut to ``candidates`` items:
 "keyword" mode uses the two keyword lists, "vector" the two vector lists, "hybrid" all four.
 Chunks and images share one fused ranking: RRF scores depend on ranks only, so they compare.
 
-Round trips: one to set the scan options for this transaction (and read the text search
-configurations chunks use), one for the search.
+Round trips: one to set the scan options for this transaction and read the query's words per
+text search configuration chunks use, with their shares of chunks; one for the search.
 """
 
 from __future__ import annotations
