@@ -10,7 +10,8 @@ each with a fresh clustered vector; in keyword, vector and hybrid mode through
 pagemill.search.hybrid.search, limit 10, after a warm-up, and through the search statement before
 the scale work (bench/search_before.py) in turn: p50/p95 of both and the ratio.
 
-    python -m bench.bench_search_scale [--rows 1000000] [--queries 200] [URL]
+    python -m bench.bench_search_scale [--rows 1000000] [--queries 200] [--modes keyword,vector,hybrid] [URL]
+    python -m bench.bench_search_scale --rows 1000000 --keep NAME SERVER_URL  # load into NAME, keep it
     python -m bench.bench_search_scale --loaded DATABASE_URL   # queries only, on a database it loaded
 """
 
