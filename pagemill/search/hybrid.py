@@ -148,12 +148,17 @@ def _prepare(conn: Any, text: str, k: int, *, shares: bool) -> list[_Words]:
     many chunks a query matches, and picks the GIN index for rare words and a scan that stops at
     the pool's size for common ones (a tsquery read from a table is a black box to it). Each
     word's share of chunks comes from the statistics ANALYZE keeps on chunks.tsv: its most common
-    elements, and for a word not among them (a rarer one) the least share among them, unless ``shares`` is false (no
-    keyword list: the words serve only to mark the snippets).
-    """
+    elements, and for a word not among them (a rarer one) the least share among them. Without
+    ``shares`` (no keyword list: the words only mark the snippets) only the configurations are read."""
+    options = ("select set_config('hnsw.ef_search', %(ef)s, true),"
+               " set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('jit', 'off', true)")
+    ef = str(min(max(k, 40), 1000))
+    if not shares:
+        configs = conn.execute(options + ", array(select ts_config::text from text_search_configs order by 1)",
+                               {"ef": ef}).fetchone()[3]
+        return [_Words(cfg, None) for cfg in configs]
     parsed, chunks = conn.execute(
-        "select set_config('hnsw.ef_search', %(ef)s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-        " set_config('jit', 'off', true), (select coalesce(json_agg(json_build_array(cfg, words, shares)), '[]')"
+        options + ", (select coalesce(json_agg(json_build_array(cfg, words, shares)), '[]')"
         "  from (select cfg, array_agg(word order by share nulls first, word) as words,"
         "   array_agg(coalesce(share, least_share, 0) order by share nulls first, word) as shares"
         "   from (select c.ts_config::text as cfg, w.word, st.freqs[array_position(st.elems, w.word)] as share,"
@@ -161,11 +166,11 @@ def _prepare(conn: Any, text: str, k: int, *, shares: bool) -> list[_Words]:
         "     st.freqs[array_length(st.elems, 1) + 1] as least_share"
         "    from text_search_configs c cross join lateral unnest(tsvector_to_array(to_tsvector(c.ts_config, %(q)s))) w(word)"
         "    left join (select s.most_common_elems::text::text[] as elems, s.most_common_elem_freqs as freqs"
-        "     from pg_stats s where %(shares)s and s.schemaname = current_schema() and s.tablename = 'chunks'"
+        "     from pg_stats s where s.schemaname = current_schema() and s.tablename = 'chunks'"
         "     and s.attname = 'tsv') st on true) w"
         "   group by cfg order by cfg) p),"
         " (select reltuples from pg_class where oid = 'chunks'::regclass)",
-        {"ef": str(min(max(k, 40), 1000)), "q": text, "shares": shares},
+        {"ef": ef, "q": text},
     ).fetchone()[3:]
     return [_Words(cfg, _rarest(found, shares, chunks)) for cfg, found, shares in parsed]
 
