@@ -10,7 +10,8 @@ Up to four ranked lists, each cut to ``candidates`` items:
 "keyword" mode uses the two keyword lists, "vector" the two vector lists, "hybrid" all four.
 Chunks and images share one fused ranking: RRF scores depend on ranks only, so they compare.
 
-Round trips: one to set the HNSW scan options for this transaction, one for the search.
+Round trips: one to set the scan options for this transaction and read the query's words per
+text search configuration chunks use, with their shares of chunks; one for the search.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ MODES = ("hybrid", "keyword", "vector")
 # hold one, ranked by how many and how close (ts_rank_cd). Questions in a person's words rarely
 # have all their words in one chunk: bench/bench_retrieval.py measures both.
 MATCHES = ("any", "all")
-RANK_POOL = 1_000
+# Chunks ranked per keyword list at most (see _chunk_keyword). Ranking costs about 20-40 us a
+# chunk on this machine; with the rarest-words candidates, 250 kept hit@5 and MRR of every mode
+# at or above those of 1,000 first-found candidates, and 100 lowered hybrid MRR
+# (bench/RESULTS.md, search latency at scale).
+RANK_POOL = 250
 CAPTION_CONFIG = "english"
 _HEADLINE = "StartSel=«, StopSel=», MaxWords=40, MinWords=15, MaxFragments=2, FragmentDelimiter= … "
 
@@ -114,42 +119,122 @@ def search(
     if mode == "vector" and embedder is None and image_query is None:
         raise SearchUnavailable("vector search needs a text embedder: chunk embeddings are off")
     k = candidates or max(4 * limit, 40)
-    params: dict[str, Any] = {"q": text, "k": k, "rrf_k": rrf_k,
-                              "limit": limit, "headline": _HEADLINE, "caption_cfg": CAPTION_CONFIG, "any": match == "any", "pool": RANK_POOL}
-    lists: list[sql.Composable] = []
+    with conn.transaction():
+        words = _prepare(conn, text, k, shares=mode != "vector")
+        query, params = _statement(text, mode=mode, limit=limit, filters=filters, embedder=embedder,
+                                   image_query=image_query, k=k, rrf_k=rrf_k, match=match, words=words)
+        if query is None:
+            return []
+        rows = conn.execute(query, params).fetchall()
+    return [_hit(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class _Words:
+    """The query's words as one text search configuration parses them."""
+
+    config: str
+    rarest: list[str] | None  # the rarest words, when chunks holding any word are too many to rank
+
+
+def _prepare(conn: Any, text: str, k: int, *, shares: bool) -> list[_Words]:
+    """Set this transaction's scan options; return the query's words per text search configuration
+    chunks use (configurations that find no word in it, stop words only, are left out).
+
+    Filtered HNSW scans keep reading the graph until they have k rows (pgvector 0.8). JIT is off:
+    the search's plan costs pass jit_above_cost at a few hundred thousand chunks, and compiling
+    it takes longer than running it. The configurations are read here, in the same round trip,
+    so that the search can write each tsquery as a constant the planner sees: it then knows how
+    many chunks a query matches, and picks the GIN index for rare words and a scan that stops at
+    the pool's size for common ones (a tsquery read from a table is a black box to it). Each
+    word's share of chunks comes from the statistics ANALYZE keeps on chunks.tsv: its most common
+    elements, and for a word not among them (a rarer one) the least share among them. Without
+    ``shares`` (no keyword list: the words only mark the snippets) only the configurations are read."""
+    options = ("select set_config('hnsw.ef_search', %(ef)s, true),"
+               " set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('jit', 'off', true)")
+    ef = str(min(max(k, 40), 1000))
+    if not shares:
+        configs = conn.execute(options + ", array(select ts_config::text from text_search_configs order by 1)",
+                               {"ef": ef}).fetchone()[3]
+        return [_Words(cfg, None) for cfg in configs]
+    parsed, chunks = conn.execute(
+        options + ", (select coalesce(json_agg(json_build_array(cfg, words, shares)), '[]')"
+        "  from (select cfg, array_agg(word order by share nulls first, word) as words,"
+        "   array_agg(coalesce(share, least_share, 0) order by share nulls first, word) as shares"
+        "   from (select c.ts_config::text as cfg, w.word, st.freqs[array_position(st.elems, w.word)] as share,"
+        # most_common_elem_freqs: one per element, then the least and the greatest of them
+        "     st.freqs[array_length(st.elems, 1) + 1] as least_share"
+        "    from text_search_configs c cross join lateral unnest(tsvector_to_array(to_tsvector(c.ts_config, %(q)s))) w(word)"
+        "    left join (select s.most_common_elems::text::text[] as elems, s.most_common_elem_freqs as freqs"
+        "     from pg_stats s where s.schemaname = current_schema() and s.tablename = 'chunks'"
+        "     and s.attname = 'tsv') st on true) w"
+        "   group by cfg order by cfg) p),"
+        " (select reltuples from pg_class where oid = 'chunks'::regclass)",
+        {"ef": ef, "q": text},
+    ).fetchone()[3:]
+    return [_Words(cfg, _rarest(found, shares, chunks)) for cfg, found, shares in parsed]
+
+
+def _rarest(words: list[str], shares: list[float], chunks: float) -> list[str] | None:
+    """The rarest words (``words`` come rarest first): every word rarer than the most common ones
+    ANALYZE lists, then more while all these together are expected in at most RANK_POOL chunks;
+    None when that is all of them. Chunks holding one of these are the ones worth ranking among
+    those holding some word: a word most chunks hold says little about which of them answers the
+    question, and ranking the first RANK_POOL chunks that hold any word would pick them by where
+    they lie in the table."""
+    chosen: list[str] = []
+    none_held = 1.0  # the share of chunks holding none of the chosen words (words independent)
+    for word, share in zip(words, shares, strict=True):
+        if chosen and chunks * (1 - none_held * (1 - share)) > RANK_POOL and share > shares[0]:
+            return chosen
+        chosen.append(word)
+        none_held *= 1 - share
+    return None
+
+
+def _statement(
+    text: str,
+    *,
+    mode: str,
+    limit: int,
+    filters: SearchFilters,
+    embedder: TextEmbedder | None,
+    image_query: np.ndarray | None,
+    k: int,
+    rrf_k: int,
+    match: str,
+    words: list[_Words],
+) -> tuple[sql.Composed | None, dict[str, Any]]:
+    """The one statement that ranks, fuses and returns the hits (None: no list to search)."""
+    params: dict[str, Any] = {"q": text, "k": k, "rrf_k": rrf_k, "limit": limit, "headline": _HEADLINE,
+                              "caption_cfg": CAPTION_CONFIG, "pool": RANK_POOL}
     chunk_where, image_where = _filters(filters, params)
     join_documents = sql.SQL(" join documents d on d.id = c.document_id" if filters.doc_type else "")
     join_documents_i = sql.SQL(" join documents d on d.id = i.document_id" if filters.doc_type else "")
+    queries = []  # (configuration, all words, any word, rarest words) per configuration chunks use
+    for n, found in enumerate(words):
+        params[f"cfg{n}"] = found.config
+        every = sql.SQL("websearch_to_tsquery({cfg}::regconfig, %(q)s)").format(cfg=sql.Placeholder(f"cfg{n}"))
+        rarest = None
+        if found.rarest:
+            params[f"rare{n}"] = " | ".join(_lexeme(word) for word in found.rarest)
+            rarest = sql.Placeholder(f"rare{n}")
+        queries.append((sql.Placeholder(f"cfg{n}"), every, _any_word(every, match), rarest))
+    caption_every = sql.SQL("websearch_to_tsquery(%(caption_cfg)s::regconfig, %(q)s)")
+    caption_any = _any_word(caption_every, match)
+    lists: list[sql.Composable] = []
+    if mode in ("hybrid", "keyword") and queries:
+        lists.append(_chunk_keyword(queries, match, join_documents, chunk_where))
     if mode in ("hybrid", "keyword"):
-        # Ranking reads every matching row's tsvector, so it is bounded: up to RANK_POOL chunks
-        # holding every word; only when fewer than ``k`` do, up to RANK_POOL holding some (in
-        # "any" mode), as the index returns them. A common word at 200k chunks would otherwise
-        # rank tens of thousands of rows per query.
-        some_words = sql.SQL(
-            " union all (select c.document_id, c.chunk_no, c.tsv, q.tq, q.tq_all"
-            " from chunks c join q on q.for_chunks and c.ts_config = q.cfg and c.tsv @@ q.tq{join}"
-            " where {where} and not c.tsv @@ q.tq_all and (select count(*) from every_word) < %(k)s"
-            " limit %(pool)s)"
-        ).format(join=join_documents, where=chunk_where) if match == "any" else sql.SQL("")
-        lists.append(sql.SQL(
-            "select 'chunk' as kind, document_id, chunk_no as item_no, 'keyword' as list,"
-            " row_number() over (order by r desc, document_id, chunk_no) as rank from ("
-            " with every_word as materialized (select c.document_id, c.chunk_no, c.tsv, q.tq, q.tq_all"
-            " from chunks c join q on q.for_chunks and c.ts_config = q.cfg and c.tsv @@ q.tq_all{join}"
-            " where {where} limit %(pool)s)"
-            " select m.document_id, m.chunk_no, {rank} as r from ((select * from every_word){some_words}) m"
-            " order by r desc, m.document_id, m.chunk_no limit %(k)s) s"
-        ).format(rank=_rank("m.tsv", "m"), join=join_documents, where=chunk_where, some_words=some_words))
         lists.append(sql.SQL(
             "select 'image', document_id, image_no, 'keyword',"
             " row_number() over (order by r desc, document_id, image_no) from ("
-            " select i.document_id, i.image_no, {rank} as r"
-            " from images i join q cq on cq.for_captions and i.caption_tsv @@ cq.tq{join} where {where}"
+            " select i.document_id, i.image_no, ts_rank_cd(i.caption_tsv, {tq}) + (i.caption_tsv @@ {every})::int as r"
+            " from images i{join} where i.caption_tsv @@ {tq} and {where}"
             " order by r desc, i.document_id, i.image_no limit %(k)s) s"
-        ).format(rank=_rank("i.caption_tsv", "cq"), join=join_documents_i, where=image_where))
+        ).format(tq=caption_any, every=caption_every, join=join_documents_i, where=image_where))
     if mode in ("hybrid", "vector") and embedder is not None:
         params["v"] = _vector_text(embedder.query(text))
-        params["model"] = embedder.model
         distance = sql.SQL("{expr} <=> %(v)s::halfvec({dim})").format(
             expr=chunk_vector(embedder.dim, "c"), dim=sql.Literal(embedder.dim))
         # The model is a literal, not a parameter: the planner must see it to pick the index
@@ -167,36 +252,66 @@ def search(
             " where i.embedding is not null and {where} order by i.embedding <=> %(iv)s::vector limit %(k)s) s"
         ).format(join=join_documents_i, where=image_where))
     if not lists:
-        return []
-    query = sql.SQL(_FUSED).format(lists=sql.SQL(" union all ").join(lists))
-    with conn.transaction():
-        # Filtered HNSW scans keep reading the graph until they have k rows (pgvector 0.8). The
-        # tsqueries come from a CTE, so the planner cannot see how selective they are and would
-        # scan every chunk's tsvector instead of the GIN index (0.5 s at 200k chunks, not 50 ms).
-        conn.execute(
-            "select set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-            " set_config('enable_seqscan', 'off', true)",
-            (str(min(max(k, 40), 1000)),),
-        )
-        rows = conn.execute(query, params).fetchall()
-    return [_hit(row) for row in rows]
+        return None, params
+    # The snippet marks the words of the query as parsed by the chunk's own configuration.
+    headline_query = sql.SQL("case c.ts_config {whens} end").format(whens=sql.SQL(" ").join(
+        sql.SQL("when {cfg}::regconfig then {tq}").format(cfg=cfg, tq=tq) for cfg, _, tq, _ in queries
+    )) if queries else sql.SQL("''::tsquery")
+    return sql.SQL(_FUSED).format(lists=sql.SQL(" union all ").join(lists), headline_query=headline_query), params
+
+
+def _any_word(every: sql.Composable, match: str) -> sql.Composable:
+    """In "any" mode the AND of the parsed query's terms becomes an OR. The text form holds the
+    lexemes already stemmed, and tsquery input does not stem them again; every function here is
+    immutable, so the planner folds the whole expression into a constant."""
+    if match == "all":
+        return every
+    return sql.SQL("replace(({every})::text, ' & ', ' | ')::tsquery").format(every=every)
+
+
+def _chunk_keyword(queries: list[tuple[sql.Composable, sql.Composable, sql.Composable, sql.Composable | None]],
+                   match: str, join: sql.Composable, where: sql.Composable) -> sql.Composable:
+    """The chunk keyword list. Ranking reads every candidate's tsvector, so the candidates are
+    bounded: up to RANK_POOL chunks holding every word; only when fewer than ``k`` do, up to
+    RANK_POOL more holding some (in "any" mode), those holding the query's rarest words where
+    the chunks holding any word are more (_rarest). A common word at 200k chunks would otherwise
+    rank tens of thousands of rows per query. Chunks holding every word get a whole point more
+    than their cover density (ts_rank_cd), so they outrank those holding most of the words."""
+    def candidates(every_word: bool) -> sql.Composable:
+        branches = []
+        for cfg, every, tq, rarest in queries:
+            if every_word:
+                matches = sql.SQL("c.tsv @@ {every}").format(every=every)
+            elif rarest is None:
+                matches = sql.SQL("c.tsv @@ {tq} and not c.tsv @@ {every}").format(tq=tq, every=every)
+            else:
+                matches = sql.SQL("c.tsv @@ ({rarest}::tsquery && {tq}) and not c.tsv @@ {every}").format(
+                    rarest=rarest, tq=tq, every=every)
+            branches.append(sql.SQL(
+                "(select c.document_id, c.chunk_no, ts_rank_cd(c.tsv, {tq}) + {bonus} as r from chunks c{join}"
+                " where c.ts_config = {cfg}::regconfig and {matches} and {where} limit %(pool)s)"
+            ).format(tq=tq, bonus=sql.SQL("1" if every_word else "0"), join=join, cfg=cfg, matches=matches,
+                     where=where))
+        return sql.SQL(" union all ").join(branches)
+    some_words = sql.SQL(
+        " union all select * from ({some}) s where (select count(*) from every_word) < %(k)s"
+    ).format(some=candidates(False)) if match == "any" else sql.SQL("")
+    return sql.SQL(
+        "select 'chunk' as kind, document_id, chunk_no as item_no, 'keyword' as list,"
+        " row_number() over (order by r desc, document_id, chunk_no) as rank from ("
+        " with every_word as materialized ({every})"
+        " select * from ((select * from every_word){some_words}) m"
+        " order by r desc, m.document_id, m.chunk_no limit %(k)s) s"
+    ).format(every=candidates(True), some_words=some_words)
+
+
+def _lexeme(word: str) -> str:
+    """A lexeme as tsquery input writes it: quoted, so that no character in it is an operator."""
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 _FUSED = """
-with parsed as (
-    select cfg, websearch_to_tsquery(cfg, %(q)s) as tq,
-           cfg in (select ts_config from text_search_configs) as for_chunks,
-           cfg = %(caption_cfg)s::regconfig as for_captions
-    from (select ts_config as cfg from text_search_configs union select %(caption_cfg)s::regconfig) as cfgs
-),
--- "any": the AND of the parsed query's terms becomes an OR; the text form holds the lexemes
--- already stemmed, and tsquery input does not stem them again.
-q as (
-    select cfg, tq as tq_all, case when %(any)s then replace(tq::text, ' & ', ' | ')::tsquery else tq end as tq,
-           for_chunks, for_captions
-    from parsed
-),
-ranked (kind, document_id, item_no, list, rank) as ({lists}),
+with ranked (kind, document_id, item_no, list, rank) as ({lists}),
 fused as (
     select kind, document_id, item_no, sum(1.0 / (%(rrf_k)s + rank)) as score,
            min(rank) filter (where list = 'keyword') as keyword_rank,
@@ -206,7 +321,7 @@ fused as (
 select f.kind, f.document_id, f.score, f.keyword_rank, f.vector_rank, f.item_no,
        c.first_page, c.last_page,
        case when f.kind = 'chunk' then ts_headline(
-           c.ts_config, c.text, coalesce((select tq from q where q.cfg = c.ts_config), ''::tsquery), %(headline)s)
+           c.ts_config, c.text, coalesce({headline_query}, ''::tsquery), %(headline)s)
        end,
        i.page_no, i.caption, i.s3_key
 from fused f
@@ -220,13 +335,6 @@ limit %(limit)s
 def _vector_text(vector: np.ndarray) -> str:
     """pgvector's text form: the query needs no vector adapter on the caller's connection."""
     return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector, dtype=np.float32).ravel()) + "]"
-
-
-def _rank(tsv: str, query: str) -> sql.Composable:
-    """Cover density of the terms found, and a whole point more for holding every term: in
-    "any" mode a chunk with all the words outranks one with most of them close together."""
-    return sql.SQL("ts_rank_cd({tsv}, {q}.tq) + ({tsv} @@ {q}.tq_all)::int").format(
-        tsv=sql.SQL(tsv), q=sql.Identifier(query))
 
 
 def _filters(filters: SearchFilters, params: dict[str, Any]) -> tuple[sql.Composable, sql.Composable]:

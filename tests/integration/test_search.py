@@ -16,7 +16,7 @@ from pagemill.db.documents import register_document
 from pagemill.db.write import ChunkVectors, write_document
 from pagemill.records import BatchResult, ChunkRecord, ImageOccurrence, PageRecord, SourceObject
 from pagemill.search.fusion import rrf_scores
-from pagemill.search.hybrid import SearchFilters, SearchUnavailable, search
+from pagemill.search.hybrid import RANK_POOL, SearchFilters, SearchUnavailable, search
 from pagemill.text_embed.select import local_embedder
 
 # One topic a page; each sentence shares no word stem with its question in QUESTIONS.
@@ -210,3 +210,25 @@ def test_the_search_command_prints_hits_of_both_kinds_and_says_the_clip_model_is
     # reembed with the configured model: every chunk already has its vector, nothing is written
     again = runner.invoke(app, ["reembed", "--database-url", database_url])
     assert again.exit_code == 0 and again.stdout.startswith("0 chunks re-embedded with wordllama-l2-supercat-256")
+
+
+def test_among_more_chunks_than_it_ranks_a_question_ranks_those_holding_its_rarest_words(conn: Any) -> None:
+    """Past RANK_POOL chunks holding some word of the question (and none holding all), the chunks
+    ranked are those holding its rarest words, not the first RANK_POOL the table holds."""
+    common = "the committee reviewed the annual budget report"
+    conn.execute(
+        "insert into chunks (document_id, chunk_no, first_page, last_page, text, ts_config)"
+        " select %s, 100 + n, 1, 1, %s, 'english' from generate_series(0, %s) n",
+        (MANUAL, common, RANK_POOL + 200),
+    )
+    conn.execute(
+        "insert into chunks (document_id, chunk_no, first_page, last_page, text, ts_config)"
+        " values (%s, 99999, 7, 7, 'the committee reviewed the walrus enclosure budget', 'english')", (MANUAL,))
+    conn.execute("insert into text_search_configs values ('english') on conflict do nothing")
+    conn.execute("analyze chunks")  # what autovacuum does to a table that grew this much
+    conn.commit()
+    # GIVEN 1,200 chunks holding "committee" and "budget", the last one also "walrus"
+    # WHEN asking for all three and a word no chunk holds
+    hits = search(conn, "committee budget walrus ferry", mode="keyword", limit=3)
+    # THEN the chunk with the rare word is ranked, and first
+    assert chunk_hits(hits)[0] == (MANUAL, 99999)
