@@ -68,7 +68,7 @@ def test_speak_summary_retries_throttling_times_out_and_never_fails_the_document
     assert definition["States"]["Write"]["Parameters"]["Payload"]["speech.$"] == "$.enrich.understanding.speech"
 
 
-def test_the_speech_function_may_call_polly_and_write_the_speech_prefix_only(resources: dict[str, Any]) -> None:
+def test_the_speech_function_may_call_polly_and_write_its_speech_and_timing_only(resources: dict[str, Any]) -> None:
     function = function_with(resources, "handler.speak_summary")
     env = function["Properties"]["Environment"]["Variables"]
     assert env["PAGEMILL_SPEECH"] == "polly" and env["PAGEMILL_SPEECH_MAX_CHARS"] == "1500"
@@ -77,7 +77,7 @@ def test_the_speech_function_may_call_polly_and_write_the_speech_prefix_only(res
     granted = {(action, _target(resource)) for s in statements for action in as_list(s["Action"])
                for resource in as_list(s["Resource"])}
     writes = {(a, t) for a, t in granted if a.startswith(("s3:Put", "s3:Delete"))}
-    assert writes == {("s3:PutObject", f"/{keys.speech_prefix('*')}*")}
+    assert writes == {("s3:PutObject", f"/{keys.speech_prefix('*')}*"), ("s3:PutObject", f"/{keys.timings_prefix('*')}*")}
     reads = {t for a, t in granted if a.startswith("s3:GetObject")}
     assert reads == {f"/{keys.understanding_key('*')}"}
     assert {a for a, _ in granted if a.startswith("polly:")} == {"polly:SynthesizeSpeech"}

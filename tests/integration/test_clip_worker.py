@@ -214,7 +214,13 @@ class CallbackTask:
 
 
 @pytest.fixture
-def callback_task(aws: None, s3: Any) -> Iterator[CallbackTask]:
+def heartbeat_seconds() -> int:
+    """The Task's HeartbeatSeconds; a test that needs no timeout raises it (a parameter of that name)."""
+    return HEARTBEAT_SECONDS
+
+
+@pytest.fixture
+def callback_task(aws: None, s3: Any, heartbeat_seconds: int) -> Iterator[CallbackTask]:
     iam = boto3.client("iam", region_name=REGION)
     role = iam.create_role(RoleName="embed", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     code = io.BytesIO()
@@ -227,7 +233,7 @@ def callback_task(aws: None, s3: Any) -> Iterator[CallbackTask]:
     definition = {"StartAt": "Embed", "States": {"Embed": {
         "Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
         "Parameters": {"FunctionName": function, "Payload": {"token.$": "$$.Task.Token"}},
-        "HeartbeatSeconds": HEARTBEAT_SECONDS, "TimeoutSeconds": 30, "End": True,
+        "HeartbeatSeconds": heartbeat_seconds, "TimeoutSeconds": 60, "End": True,
     }}}
     sfn = boto3.client("stepfunctions", region_name=REGION)
     arn = sfn.create_state_machine(name="embed", definition=json.dumps(definition), roleArn=role)["stateMachineArn"]
@@ -415,6 +421,9 @@ def log_lines(tmp_path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (tmp_path / "stdout.log").read_text().splitlines() if line.strip()]
 
 
+# A heartbeat allowance the worker process's start-up (interpreter, imports, model) cannot miss on a
+# loaded machine: this test is about SIGTERM, not about timeouts.
+@pytest.mark.parametrize("heartbeat_seconds", [30])
 def test_sigterm_reports_worker_interrupted(callback_task: CallbackTask, worker_process: Any, tmp_path: Path) -> None:
     # GIVEN a worker process in the middle of its task
     execution_arn, token = callback_task.start()
