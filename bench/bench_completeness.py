@@ -96,8 +96,9 @@ def report(documents: list[tuple[Path, list[int]]], modes: dict[str, Extractor])
         print(f"{name:<11}{lost:>12,}{100 * lost / total:>7.2f}%{over:>17}{some:>22}")
     for name, pages in worst.items():
         print(f"  {name} >20%: " + ", ".join(f"{where} {share:.0%}" for share, where in sorted(pages, reverse=True)[:12]))
-    print("pagemill text sources (pages): " + ", ".join(f"{k} {v}" for k, v in SOURCES.most_common()))
-    print("pagemill warnings (pages): " + (", ".join(f"{k} {v}" for k, v in WARNINGS.most_common()) or "none"))
+    if SOURCES:  # by_pagemill was one of the modes
+        print("pagemill text sources (pages): " + ", ".join(f"{k} {v}" for k, v in SOURCES.most_common()))
+        print("pagemill warnings (pages): " + (", ".join(f"{k} {v}" for k, v in WARNINGS.most_common()) or "none"))
 
 
 def main() -> None:

@@ -15,9 +15,9 @@ contributes its first ``--max-pages`` pages; every mode extracts exactly the sam
 goal (issue 16) is pagemill at or below legacy in every category but scanned, whose pages are
 read by OCR.
 
-Then, in the same run and on the same code: words lost against each page's own text layer
-(bench_completeness's table, legacy against pagemill, on the same pages) and the markdown
-quality scores on generated pages of known truth (bench_markdown_quality).
+Then, in the same run and on the same code: words lost against each page's own text layer by
+the markdown the timed runs gave (bench_completeness's table) and the markdown quality scores
+on generated pages of known truth (bench_markdown_quality).
 
     python -m bench.bench_extract_pages [--corpus DIR] [--max-pages 100] [--repeat 2] [--only NAME,...]
 """
@@ -28,7 +28,6 @@ import argparse
 import csv
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +61,7 @@ class Row:
     category: str
     pages: list[int]
     cpu: dict[str, float] = field(default_factory=dict)  # mode -> best CPU seconds
+    markdown: dict[str, dict[int, str]] = field(default_factory=dict)  # mode -> page index -> markdown
 
 
 def categories(corpus: Path) -> dict[str, str]:
@@ -84,13 +84,22 @@ def corpus_rows(corpus: Path, max_pages: int, only: set[str]) -> list[Row]:
     return rows
 
 
-def cpu_seconds(mode: Callable[[Path, list[int]], object], path: Path, pages: list[int], repeat: int) -> float:
-    best = float("inf")
+def measure(row: Row, name: str, mode: Extractor, repeat: int) -> None:
+    row.cpu[name] = float("inf")
     for _ in range(repeat):
         started = time.process_time()
-        mode(path, pages)
-        best = min(best, time.process_time() - started)
-    return best
+        row.markdown[name] = mode(row.path, row.pages)
+        row.cpu[name] = min(row.cpu[name], time.process_time() - started)
+
+
+def replay(rows: list[Row], name: str) -> Extractor:
+    """The markdown a mode gave in the timed runs, for the quality tables of the same run."""
+    by_path = {row.path: row.markdown[name] for row in rows}
+
+    def run(path: Path, pages: list[int]) -> dict[int, str]:
+        return by_path[path]
+
+    return run
 
 
 def warm_up(folder: Path) -> None:
@@ -142,15 +151,16 @@ def main() -> None:
         warm_up(Path(tmp))
     for row in rows:
         for name, mode in MODES.items():
-            row.cpu[name] = cpu_seconds(mode, row.path, row.pages, args.repeat)
+            measure(row, name, mode, args.repeat)
+        print(_line(row.path.name[:43], row.category, len(row.pages), row.cpu), flush=True)  # progress
     print_speed(rows)
     if args.no_quality:
         return
-    print("\nwords lost against each page's own text layer (the same pages)")
-    modes: dict[str, Extractor] = {"legacy": plain_legacy, "pagemill": bench_completeness.by_pagemill}
-    bench_completeness.report([(row.path, row.pages) for row in rows], modes)
+    print("\nwords lost against each page's own text layer (the markdown of the timed runs)")
+    bench_completeness.report([(row.path, row.pages) for row in rows],
+                              {"legacy": replay(rows, "legacy"), "pagemill": replay(rows, "pagemill")})
     print("\nmarkdown quality on generated pages of known truth")
-    bench_markdown_quality.report(modes)
+    bench_markdown_quality.report({"legacy": plain_legacy, "pagemill": by_pagemill})
     print(f"\nload average at end: {machine()['loadavg']}")
 
 

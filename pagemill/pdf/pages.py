@@ -182,25 +182,31 @@ _UNKNOWN_BBOX = (0.0, 0.0, 0.0, 0.0)
 class _Placements:
     """Where a page draws its images. PyMuPDF's ``get_image_bbox`` runs through the page's content
     once per image it is asked about (a page listing hundreds of strips is hundreds of passes);
-    here one pass records where every image is drawn, by the resource name it is drawn under,
-    and serves each image whose name no other image on the page shares. A name can repeat
-    because each form XObject names its own images: those images are located one by one."""
+    here one pass records where every image is drawn, in drawing order, by the resource name it
+    is drawn under, and serves each image whose names no other image on the page shares. A name
+    can repeat because each form XObject names its own images: those images are located one by
+    one."""
 
     def __init__(self, page: pymupdf.Page, listed: Iterable[tuple]) -> None:
         self._page = page
         xrefs_by_name: dict[str, set[int]] = {}
+        names_by_xref: dict[int, set[str]] = {}
         for item in listed:
             xrefs_by_name.setdefault(item[7], set()).add(item[0])
-        self._unique = {name for name, xrefs in xrefs_by_name.items() if len(xrefs) == 1}
-        self._first: dict[str, pymupdf.Rect] | None = None  # made on the first image asked about
+            names_by_xref.setdefault(item[0], set()).add(item[7])
+        self._names = {xref: names for xref, names in names_by_xref.items()
+                       if all(len(xrefs_by_name[name]) == 1 for name in names)}
+        self._first: dict[str, tuple[int, pymupdf.Rect]] | None = None  # made on the first image asked about
 
     def locate(self, item: tuple, risky: bool) -> tuple[float, float, float, float] | None:
         """Where the image is first drawn on the page; None when it is not drawn there (shared
         resource dictionaries list every image on every page); _UNKNOWN_BBOX when it cannot be
         located safely."""
         try:
-            if item[7] in self._unique:
-                rect = self._first_placements().get(item[7])
+            if item[0] in self._names:
+                first = self._first_placements()
+                drawn = [first[name] for name in self._names[item[0]] if name in first]
+                rect = min(drawn, key=lambda placed: placed[0])[1] if drawn else None
             elif item[-1] == 0:
                 # Found by name in the page's content stream: nothing is decoded.
                 rect = self._page.get_image_bbox(item)
@@ -219,11 +225,12 @@ class _Placements:
             return None
         return (round(rect.x0, 2), round(rect.y0, 2), round(rect.x1, 2), round(rect.y1, 2))
 
-    def _first_placements(self) -> dict[str, pymupdf.Rect]:
+    def _first_placements(self) -> dict[str, tuple[int, pymupdf.Rect]]:
+        """Name -> (drawing order, rectangle) of its first placement."""
         if self._first is None:
             # The pass get_image_bbox makes (content filtered with form XObjects instanced, every
-            # image reported by name with its quad; nothing is decoded), made once.
+            # image reported by name with its quad in drawing order; nothing is decoded), made once.
             self._first = {}
-            for name, quad in pymupdf.JM_image_reporter(self._page._pdf_page()):
-                self._first.setdefault(name, pymupdf.Quad(quad).rect)
+            for order, (name, quad) in enumerate(pymupdf.JM_image_reporter(self._page._pdf_page())):
+                self._first.setdefault(name, (order, pymupdf.Quad(quad).rect))
         return self._first

@@ -83,3 +83,18 @@ def test_a_page_of_lines_that_cannot_form_a_grid_skips_detection(tmp_path: Path)
         got = page_markdown(again, [0, 1], set(), "legacy")
     assert got == full_pass(path, [0, 1])
     assert "|c|d|" in got[1]
+
+
+def test_the_layout_model_is_loaded_once_across_mode_switches(mixed) -> None:
+    # GIVEN a process that has converted a page in layout mode
+    path, _ = mixed
+    with pymupdf.open(path) as doc:
+        page_markdown(doc, [0], set(), "layout")
+        analyser = pymupdf._get_layout
+        # WHEN it converts in legacy mode and then in layout mode again
+        page_markdown(doc, [0], set(), "legacy")
+        assert pymupdf._get_layout is None  # legacy pages are not analysed by the model
+        page_markdown(doc, [0], set(), "layout")
+    # THEN the layout mode uses the analyser it loaded first (loading it costs about half a second)
+    assert callable(analyser) and pymupdf._get_layout is analyser
+    pymupdf4llm.use_layout(False)
