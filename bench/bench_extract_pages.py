@@ -20,6 +20,7 @@ the markdown the timed runs gave (bench_completeness's table) and the markdown q
 on generated pages of known truth (bench_markdown_quality).
 
     python -m bench.bench_extract_pages [--corpus DIR] [--max-pages 100] [--repeat 2] [--only NAME,...]
+                                        [--categories text,tables,...] [--no-quality]
 """
 
 from __future__ import annotations
@@ -69,11 +70,11 @@ def categories(corpus: Path) -> dict[str, str]:
         return {row["file"]: row["category"] for row in csv.DictReader(f, delimiter="\t")}
 
 
-def corpus_rows(corpus: Path, max_pages: int, only: set[str]) -> list[Row]:
+def corpus_rows(corpus: Path, max_pages: int, only: set[str], wanted: set[str]) -> list[Row]:
     rows = []
     category = categories(corpus)
     for path in sorted(corpus.glob("*.pdf")):
-        if only and path.stem not in only and path.name not in only:
+        if (only and path.stem not in only and path.name not in only) or (wanted and category.get(path.name) not in wanted):
             continue
         try:
             with open_pdf(path, SETTINGS) as doc:
@@ -142,11 +143,13 @@ def main() -> None:
     parser.add_argument("--max-pages", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--only", default="", help="comma-separated corpus file names (default: all)")
+    parser.add_argument("--categories", default="", help="comma-separated MANIFEST categories (default: all)")
     parser.add_argument("--no-quality", action="store_true", help="speed only")
     args = parser.parse_args()
     pymupdf4llm.use_layout(False)  # every mode here is legacy (the deployed markdown_mode)
     print(f"load average at start: {machine()['loadavg']}")
-    rows = corpus_rows(args.corpus, args.max_pages, {n for n in args.only.split(",") if n})
+    rows = corpus_rows(args.corpus, args.max_pages, {n for n in args.only.split(",") if n},
+                       {c for c in args.categories.split(",") if c})
     with tempfile.TemporaryDirectory(prefix="pagemill-bench-") as tmp:
         warm_up(Path(tmp))
     for row in rows:
