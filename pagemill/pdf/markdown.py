@@ -50,6 +50,7 @@ def page_markdown(doc: pymupdf.Document, page_indexes: list[int], text_only: set
         out.update(_converted(doc, legacy, "legacy", fallback, headers, analyses))
         unruled += [i for i in legacy if i in out and "|---" not in out[i] and _unruled(doc, i)]
         out.update(_converted(doc, sorted(unruled), "layout", fallback))
+        _use_mode("legacy")  # the switch is process-global: leave it as the settings asked for
     else:
         out.update(_converted(doc, ordinary, mode, fallback))
     if fallback:
