@@ -38,6 +38,8 @@ bench: install
 	$(BIN)/python -m bench.bench_db_write
 	$(BIN)/python bench/bench_clip.py
 	$(BIN)/python -m bench.bench_extract
+	$(BIN)/python -m bench.bench_extract_pages
+	$(BIN)/python -m bench.bench_plan
 	$(BIN)/python -m bench.bench_memory
 	$(BIN)/python -m bench.bench_hnsw
 	$(BIN)/python -m bench.bench_e2e

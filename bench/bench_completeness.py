@@ -68,24 +68,11 @@ def by_pagemill(path: Path, pages: list[int]) -> dict[int, str]:
     return {record.page_no - 1: record.markdown for record in result.pages}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", type=Path, default=CORPUS)
-    parser.add_argument("--pages", type=int, default=40)
-    parser.add_argument("--layout", action="store_true")
-    args = parser.parse_args()
-    modes: dict[str, Extractor] = {"legacy": legacy_before, "legacy-ig": legacy_ignore_graphics}
-    if args.layout:
-        modes["layout"] = by_layout
-    modes["pagemill"] = by_pagemill
-    print(f"load average at start: {machine()['loadavg']}")
-    documents: list[tuple[Path, list[int]]] = []
-    for path in sorted(args.corpus.glob("*.pdf")):
-        try:
-            with open_pdf(path, SETTINGS) as doc:
-                documents.append((path, list(range(min(doc.page_count, args.pages)))))
-        except InputError:
-            continue
+def report(documents: list[tuple[Path, list[int]]], modes: dict[str, Extractor]) -> None:
+    """Print each mode's words lost against the pages' own text layers (and pagemill's text
+    sources and warnings when it is one of the modes)."""
+    SOURCES.clear()
+    WARNINGS.clear()
     reference = {(path, i): text for path, pages in documents for i, text in by_get_text(path, pages).items()}
     text_pages = {key for key, text in reference.items() if words(text)}
     total = sum(word_loss(reference[key], "").total for key in text_pages)
@@ -109,8 +96,30 @@ def main() -> None:
         print(f"{name:<11}{lost:>12,}{100 * lost / total:>7.2f}%{over:>17}{some:>22}")
     for name, pages in worst.items():
         print(f"  {name} >20%: " + ", ".join(f"{where} {share:.0%}" for share, where in sorted(pages, reverse=True)[:12]))
-    print("pagemill text sources (pages): " + ", ".join(f"{k} {v}" for k, v in SOURCES.most_common()))
-    print("pagemill warnings (pages): " + (", ".join(f"{k} {v}" for k, v in WARNINGS.most_common()) or "none"))
+    if SOURCES:  # by_pagemill was one of the modes
+        print("pagemill text sources (pages): " + ", ".join(f"{k} {v}" for k, v in SOURCES.most_common()))
+        print("pagemill warnings (pages): " + (", ".join(f"{k} {v}" for k, v in WARNINGS.most_common()) or "none"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--pages", type=int, default=40)
+    parser.add_argument("--layout", action="store_true")
+    args = parser.parse_args()
+    modes: dict[str, Extractor] = {"legacy": legacy_before, "legacy-ig": legacy_ignore_graphics}
+    if args.layout:
+        modes["layout"] = by_layout
+    modes["pagemill"] = by_pagemill
+    print(f"load average at start: {machine()['loadavg']}")
+    documents: list[tuple[Path, list[int]]] = []
+    for path in sorted(args.corpus.glob("*.pdf")):
+        try:
+            with open_pdf(path, SETTINGS) as doc:
+                documents.append((path, list(range(min(doc.page_count, args.pages)))))
+        except InputError:
+            continue
+    report(documents, modes)
     print(f"load average at end: {machine()['loadavg']}")
 
 

@@ -170,14 +170,8 @@ def _squash(text: str) -> str:
     return " ".join(text.replace("**", "").replace("<br>", " ").split())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--layout", action="store_true", help="also the layout model (slow)")
-    args = parser.parse_args()
-    modes: dict[str, Extractor] = {"legacy": legacy(TABLE_STRATEGY), "legacy-ig": legacy_ignore_graphics}
-    if args.layout:
-        modes["layout"] = by_layout
-    modes["pagemill"] = by_pagemill
+def report(modes: dict[str, Extractor]) -> None:
+    """Print each mode's scores on freshly generated pages of known truth."""
     with tempfile.TemporaryDirectory(prefix="pagemill-quality-") as tmp:
         path = Path(tmp) / "quality.pdf"
         truths = make_pages(path)
@@ -191,6 +185,17 @@ def main() -> None:
             for i, truth in enumerate(truths):
                 score.add(truth, markdown[i])
             print(f"{name:<11}{score.row()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layout", action="store_true", help="also the layout model (slow)")
+    args = parser.parse_args()
+    modes: dict[str, Extractor] = {"legacy": legacy(TABLE_STRATEGY), "legacy-ig": legacy_ignore_graphics}
+    if args.layout:
+        modes["layout"] = by_layout
+    modes["pagemill"] = by_pagemill
+    report(modes)
 
 
 if __name__ == "__main__":

@@ -34,29 +34,68 @@ TABLE_STRATEGY = "lines_strict"  # pymupdf4llm's default in legacy mode
 def page_markdown(doc: pymupdf.Document, page_indexes: list[int], text_only: set[int], mode: str) -> dict[int, str]:
     """Markdown by 0-based page index. Ordinary pages go through pymupdf4llm; a page that makes
     it fail, and a page in text_only, gets text-only markdown instead."""
-    out: dict[int, str] = {}
     ordinary = [i for i in page_indexes if i not in text_only]
     fallback = sorted(text_only)
-    if ordinary:
-        try:
-            out.update(_full_markdown(doc, ordinary, mode))
-        except MUPDF_ERRORS:
-            # One bad page fails the whole call: redo page by page so only that page loses layout.
-            for index in ordinary:
-                try:
-                    out.update(_full_markdown(doc, [index], mode))
-                except MUPDF_ERRORS as exc:
-                    log.warning("markdown falls back to text", extra={"page": index + 1, "error": str(exc)})
-                    fallback.append(index)
+    out: dict[int, str] = {}
     if mode == "legacy":
         # Legacy builds tables from ruling lines only: a page whose text stands in aligned columns
-        # yet came out without a table goes to the layout model, which finds unruled tables.
-        unruled = [i for i in ordinary if i in out and "|---" not in out[i] and may_hold_unruled_table(doc[i])]
-        if unruled:
-            out.update(_full_markdown(doc, unruled, "layout"))
+        # yet comes out without a table goes to the layout model, which finds unruled tables. A
+        # page that cannot hold a ruled table is known to before any pass and goes to the layout
+        # model alone; the others only when the legacy pass found no table.
+        analyses = _analyses(doc, ordinary)
+        unruled = [i for i in ordinary if analyses.get(i, ("", False))[0] is None and _unruled(doc, i)]
+        legacy = [i for i in ordinary if i not in unruled]
+        # Header sizes come from every ordinary page, as when all of them took the legacy pass.
+        headers = pymupdf_rag.IdentifyHeaders(doc, pages=ordinary) if ordinary else None
+        out.update(_converted(doc, legacy, "legacy", fallback, headers, analyses))
+        unruled += [i for i in legacy if i in out and "|---" not in out[i] and _unruled(doc, i)]
+        out.update(_converted(doc, sorted(unruled), "layout", fallback))
+        _use_mode("legacy")  # the switch is process-global: leave it as the settings asked for
+    else:
+        out.update(_converted(doc, ordinary, mode, fallback))
     if fallback:
         out.update(_text_only_markdown(doc, sorted(fallback)))
     return out
+
+
+def _converted(doc: pymupdf.Document, pages: list[int], mode: str, fallback: list[int],
+               headers: Any = None, analyses: dict[int, tuple[str | None, bool]] | None = None) -> dict[int, str]:
+    """The pages' markdown in one pymupdf4llm pass; a page that fails it is added to fallback."""
+    if not pages:
+        return {}
+    try:
+        return _full_markdown(doc, pages, mode, headers, analyses)
+    except MUPDF_ERRORS:
+        pass
+    # One bad page fails the whole call: redo page by page so only that page loses layout.
+    out: dict[int, str] = {}
+    for index in pages:
+        try:
+            out.update(_full_markdown(doc, [index], mode, headers, analyses))
+        except MUPDF_ERRORS as exc:
+            log.warning("markdown falls back to text", extra={"page": index + 1, "error": str(exc)})
+            fallback.append(index)
+    return out
+
+
+def _analyses(doc: pymupdf.Document, pages: list[int]) -> dict[int, tuple[str | None, bool]]:
+    """Each page's analysis (see _analysis); a page that cannot be read is left out (its
+    conversion fails and falls back)."""
+    out: dict[int, tuple[str | None, bool]] = {}
+    for index in pages:
+        try:
+            out[index] = _analysis(doc.load_page(index))
+        except MUPDF_ERRORS as exc:
+            log.warning("page analysis failed", extra={"page": index + 1, "error": str(exc)})
+    return out
+
+
+def _unruled(doc: pymupdf.Document, index: int) -> bool:
+    try:
+        return may_hold_unruled_table(doc[index])
+    except MUPDF_ERRORS as exc:
+        log.warning("table probe failed", extra={"page": index + 1, "error": str(exc)})
+        return False
 
 
 def may_hold_unruled_table(page: pymupdf.Page) -> bool:
@@ -173,7 +212,8 @@ def _add_rect(rect: pymupdf.Rect, xs: set[int], ys: set[int]) -> None:
     ys.update((round(rect.y0), round(rect.y1)))
 
 
-def _full_markdown(doc: pymupdf.Document, pages: list[int], mode: str) -> dict[int, str]:
+def _full_markdown(doc: pymupdf.Document, pages: list[int], mode: str, headers: Any = None,
+                   analyses: dict[int, tuple[str | None, bool]] | None = None) -> dict[int, str]:
     _use_mode(mode)
     if mode == "layout":
         # No OCR engine is deployed; asking for one only prints a warning per call.
@@ -181,10 +221,12 @@ def _full_markdown(doc: pymupdf.Document, pages: list[int], mode: str) -> dict[i
         return dict(zip(pages, (chunk["text"] for chunk in chunks), strict=True))
     # Without hdr_info the legacy path scans every page of the document for font sizes,
     # so each batch would cost as much as the whole document. One scan serves both calls.
-    headers = pymupdf_rag.IdentifyHeaders(doc, pages=pages)
+    headers = headers or pymupdf_rag.IdentifyHeaders(doc, pages=pages)
+    analyses = analyses or {}
     groups: dict[tuple[str | None, bool], list[int]] = {}
     for index in pages:
-        groups.setdefault(_analysis(doc.load_page(index)), []).append(index)
+        analysis = analyses[index] if index in analyses else _analysis(doc.load_page(index))
+        groups.setdefault(analysis, []).append(index)
     out: dict[int, str] = {}
     with cell_text_once():
         for (strategy, detect_bg_color), subset in groups.items():
@@ -207,12 +249,25 @@ def _text_only_markdown(doc: pymupdf.Document, pages: list[int]) -> dict[int, st
     return dict(zip(pages, (chunk["text"] for chunk in chunks), strict=True))
 
 
+# The layout model's analyser, kept while legacy mode is on (see _use_mode).
+_layout_analyser: list[Callable[..., Any]] = []
+
+
 def _use_mode(mode: str) -> None:
-    """pymupdf4llm's layout switch is process-global; flip it only when it differs, because
-    turning the layout model on loads it again."""
+    """pymupdf4llm's layout switch is process-global. Turning it off drops the loaded layout
+    model, and turning it on loads the model again (about half a second of CPU): the loaded
+    analyser is kept here and handed back, so a process loads it once."""
     want_layout = mode == "layout"
-    if pymupdf4llm._use_layout != want_layout:
-        pymupdf4llm.use_layout(want_layout)
+    if pymupdf4llm._use_layout == want_layout:
+        return
+    if want_layout:
+        if _layout_analyser and not callable(pymupdf._get_layout):
+            pymupdf._get_layout = _layout_analyser[0]  # activate() keeps an analyser it finds
+        pymupdf4llm.use_layout(True)
+    else:
+        if callable(pymupdf._get_layout):
+            _layout_analyser[:] = [pymupdf._get_layout]
+        pymupdf4llm.use_layout(False)
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pymupdf
@@ -111,8 +111,9 @@ class _ImageCollector:
     def collect(self, page: pymupdf.Page, page_no: int) -> tuple[int, bool]:
         """Record the page's images. Returns how many distinct images were kept, and whether
         the page holds an image that must not be decoded again (oversized or unreadable)."""
+        listed = page.get_images(full=True)  # one entry per xref and place it is referenced from
         items: dict[int, tuple] = {}
-        for item in page.get_images(full=True):  # one entry per xref and place it is referenced from
+        for item in listed:
             if item[0] not in items or item[-1] == 0:  # prefer a direct reference: cheaper to locate
                 items[item[0]] = item
         risky = False
@@ -131,8 +132,9 @@ class _ImageCollector:
             else:
                 readable.append((item, image))
         kept: set[str] = set()
+        placements = _Placements(page, listed)
         for item, image in readable:
-            bbox = _locate(page, item, risky)
+            bbox = placements.locate(item, risky)
             if bbox is None or image.sha256 in kept:  # not drawn here, or drawn under two xrefs
                 continue
             kept.add(image.sha256)
@@ -177,24 +179,58 @@ class _ImageCollector:
 _UNKNOWN_BBOX = (0.0, 0.0, 0.0, 0.0)
 
 
-def _locate(page: pymupdf.Page, item: tuple, risky: bool) -> tuple[float, float, float, float] | None:
-    """Where an image is first drawn on the page; None when it is not drawn there (shared
-    resource dictionaries list every image on every page); _UNKNOWN_BBOX when it cannot be
-    located safely."""
-    try:
-        if item[-1] == 0:
-            # Found by name in the page's content stream: nothing is decoded.
-            rect = page.get_image_bbox(item)
-        elif risky:
-            # Inside a form XObject PyMuPDF locates an image by hashing every image on the
-            # page, which would decode the one that must not be.
+class _Placements:
+    """Where a page draws its images. PyMuPDF's ``get_image_bbox`` runs through the page's content
+    once per image it is asked about (a page listing hundreds of strips is hundreds of passes);
+    here one pass records where every image is drawn, in drawing order, by the resource name it
+    is drawn under, and serves each image whose names no other image on the page shares. A name
+    can repeat because each form XObject names its own images: those images are located one by
+    one."""
+
+    def __init__(self, page: pymupdf.Page, listed: Iterable[tuple]) -> None:
+        self._page = page
+        xrefs_by_name: dict[str, set[int]] = {}
+        names_by_xref: dict[int, set[str]] = {}
+        for item in listed:
+            xrefs_by_name.setdefault(item[7], set()).add(item[0])
+            names_by_xref.setdefault(item[0], set()).add(item[7])
+        self._names = {xref: names for xref, names in names_by_xref.items()
+                       if all(len(xrefs_by_name[name]) == 1 for name in names)}
+        self._first: dict[str, tuple[int, pymupdf.Rect]] | None = None  # made on the first image asked about
+
+    def locate(self, item: tuple, risky: bool) -> tuple[float, float, float, float] | None:
+        """Where the image is first drawn on the page; None when it is not drawn there (shared
+        resource dictionaries list every image on every page); _UNKNOWN_BBOX when it cannot be
+        located safely."""
+        try:
+            if item[0] in self._names:
+                first = self._first_placements()
+                drawn = [first[name] for name in self._names[item[0]] if name in first]
+                rect = min(drawn, key=lambda placed: placed[0])[1] if drawn else None
+            elif item[-1] == 0:
+                # Found by name in the page's content stream: nothing is decoded.
+                rect = self._page.get_image_bbox(item)
+            elif risky:
+                # Inside a form XObject PyMuPDF locates an image by hashing every image on the
+                # page, which would decode the one that must not be.
+                return _UNKNOWN_BBOX
+            else:
+                rects = self._page.get_image_rects(item[0])
+                rect = rects[0] if rects else None
+        except MUPDF_ERRORS as exc:
+            log.warning("image position unknown",
+                        extra={"page": self._page.number + 1, "xref": item[0], "error": str(exc)})
             return _UNKNOWN_BBOX
-        else:
-            rects = page.get_image_rects(item[0])
-            rect = rects[0] if rects else None
-    except MUPDF_ERRORS as exc:
-        log.warning("image position unknown", extra={"page": page.number + 1, "xref": item[0], "error": str(exc)})
-        return _UNKNOWN_BBOX
-    if rect is None or rect.is_empty or rect.is_infinite:
-        return None
-    return (round(rect.x0, 2), round(rect.y0, 2), round(rect.x1, 2), round(rect.y1, 2))
+        if rect is None or rect.is_empty or rect.is_infinite:
+            return None
+        return (round(rect.x0, 2), round(rect.y0, 2), round(rect.x1, 2), round(rect.y1, 2))
+
+    def _first_placements(self) -> dict[str, tuple[int, pymupdf.Rect]]:
+        """Name -> (drawing order, rectangle) of its first placement."""
+        if self._first is None:
+            # The pass get_image_bbox makes (content filtered with form XObjects instanced, every
+            # image reported by name with its quad in drawing order; nothing is decoded), made once.
+            self._first = {}
+            for order, (name, quad) in enumerate(pymupdf.JM_image_reporter(self._page._pdf_page())):
+                self._first.setdefault(name, (order, pymupdf.Quad(quad).rect))
+        return self._first

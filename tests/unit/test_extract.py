@@ -3,6 +3,7 @@ edge cases and the corpus. The image sink is a dict, as an S3 bucket would be.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -212,6 +213,60 @@ def test_tiny_images_are_skipped_without_storing(tmp_path: Path) -> None:
     # THEN only the photo is kept; the two decorations are skipped as tiny
     assert len(result.images) == 1 and len(bucket.writes) == 1
     assert sorted((s.width, s.height, s.reason) for s in result.skipped_images) == [(16, 16, "tiny"), (200, 8, "tiny")]
+
+
+def test_tiny_image_is_not_decoded(tmp_path: Path) -> None:
+    # GIVEN a page with a 16x16 image whose stream is garbage (decoding it would fail) and a photo
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((72, 72), "A bullet and a photo")
+    xref = page.insert_image(pymupdf.Rect(10, 10, 26, 26), pixmap=_pixmap(4, 16))
+    page.insert_image(pymupdf.Rect(100, 100, 164, 164), pixmap=_pixmap(6))
+    doc.update_stream(xref, b"not a JPEG 2000 codestream" * 4, compress=False)
+    doc.xref_set_key(xref, "Filter", "/JPXDecode")
+    path = tmp_path / "tiny-broken.pdf"
+    doc.save(path)
+    # WHEN it is extracted
+    result = extract(open_pdf(path, SETTINGS), 1, 1, Bucket())
+    # THEN the tiny image is a "tiny" skip, not an "unreadable" one (it was never decoded), and the
+    # page keeps its full markdown path (an unreadable image would make it text-only)
+    assert [(s.width, s.height, s.reason) for s in result.skipped_images] == [(16, 16, "tiny")]
+    assert len(result.images) == 1 and result.images[0].bbox == (100.0, 100.0, 164.0, 164.0)
+
+
+def test_jpeg_is_stored_as_its_original_bytes(tmp_path: Path) -> None:
+    # GIVEN a page drawing a JPEG
+    jpeg = _pixmap(7, 96).tobytes("jpeg")
+    doc = pymupdf.open()
+    doc.new_page().insert_image(pymupdf.Rect(50, 50, 146, 146), stream=jpeg)
+    path = tmp_path / "jpeg.pdf"
+    doc.save(path)
+    # WHEN it is extracted
+    bucket = Bucket()
+    result = extract(open_pdf(path, SETTINGS), 1, 1, bucket)
+    # THEN the stored object is the JPEG file itself, byte for byte, under its own hash
+    [occurrence] = result.images
+    assert occurrence.ext == "jpeg"
+    assert bucket.objects[occurrence.s3_key] == jpeg
+    assert occurrence.sha256 == hashlib.sha256(jpeg).hexdigest() and occurrence.size_bytes == len(jpeg)
+
+
+def test_many_images_on_a_page_are_each_located(tmp_path: Path) -> None:
+    # GIVEN a page drawing 40 distinct images in a grid, one of them twice
+    doc = pymupdf.open()
+    page = doc.new_page()
+    rects = [pymupdf.Rect(20 + 70 * (n % 8), 20 + 70 * (n // 8), 84 + 70 * (n % 8), 84 + 70 * (n // 8))
+             for n in range(40)]
+    for n, rect in enumerate(rects):
+        page.insert_image(rect, pixmap=_pixmap(100 + n))
+    xref = page.get_images()[0][0]
+    page.insert_image(pymupdf.Rect(300, 600, 364, 664), xref=xref)
+    path = tmp_path / "grid.pdf"
+    doc.save(path)
+    # WHEN it is extracted
+    result = extract(open_pdf(path, SETTINGS), 1, 1, Bucket())
+    # THEN every image has its own place, the repeated one where it is first drawn
+    assert sorted(o.bbox for o in result.images) == sorted(tuple(r) for r in rects)
 
 
 def test_unreadable_image_is_skipped_and_the_batch_survives(tmp_path: Path) -> None:

@@ -83,3 +83,32 @@ def test_a_page_of_lines_that_cannot_form_a_grid_skips_detection(tmp_path: Path)
         got = page_markdown(again, [0, 1], set(), "legacy")
     assert got == full_pass(path, [0, 1])
     assert "|c|d|" in got[1]
+
+
+def test_the_layout_model_is_loaded_once_across_mode_switches(mixed) -> None:
+    # GIVEN a process that has converted a page in layout mode
+    path, _ = mixed
+    with pymupdf.open(path) as doc:
+        page_markdown(doc, [0], set(), "layout")
+        analyser = pymupdf._get_layout
+        # WHEN it converts in legacy mode and then in layout mode again
+        page_markdown(doc, [0], set(), "legacy")
+        assert pymupdf._get_layout is None  # legacy pages are not analysed by the model
+        page_markdown(doc, [0], set(), "layout")
+    # THEN the layout mode uses the analyser it loaded first (loading it costs about half a second)
+    assert callable(analyser) and pymupdf._get_layout is analyser
+    pymupdf4llm.use_layout(False)
+
+
+def test_legacy_mode_is_left_on_after_pages_went_to_the_layout_model() -> None:
+    # GIVEN a page of text in aligned columns (an unruled table: legacy detects none)
+    doc = pymupdf.open()
+    page = doc.new_page()
+    for r in range(6):
+        for c in range(4):
+            page.insert_text((72 + 120 * c, 100 + 20 * r), f"cell{r}{c}", fontsize=10)
+    # WHEN legacy markdown is asked for
+    markdown = page_markdown(doc, [0], set(), "legacy")
+    # THEN the layout model made the table, and pymupdf4llm is back in legacy mode for what follows
+    assert "|" in markdown[0] and "cell53" in markdown[0]
+    assert pymupdf4llm._use_layout is False and pymupdf._get_layout is None
