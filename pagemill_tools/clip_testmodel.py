@@ -19,7 +19,6 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np

@@ -28,6 +28,7 @@ from moto.server import ThreadedMotoServer
 
 from pagemill import keys
 from pagemill.aws.trigger import start_for_object
+from pagemill.operate.progress import document_progress, read_history
 from pagemill.pipeline.context import document_id_for, file_sha256
 from pagemill.records import SourceObject
 from pagemill_tools.clip_testmodel import ensure_test_model
@@ -38,7 +39,6 @@ from pagemill_tools.engine.lambda_runtime import LambdaRuntime
 from pagemill_tools.engine.runbook import WRITE_EVERY_S, DocumentRun, RunBook
 from pagemill_tools.engine.synth import PROJECT_ROOT, synthesize
 from pagemill_tools.engine.template import REGION, LocalDeployment, load_deployment
-from pagemill.operate.progress import document_progress, read_history
 
 log = logging.getLogger(__name__)
 
