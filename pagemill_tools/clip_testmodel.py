@@ -19,10 +19,9 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 from tokenizers import (
     Regex,
     Tokenizer,
@@ -42,6 +41,9 @@ from pagemill.clip.model import (
 )
 from pagemill.clip.preprocess import IMAGE_SIZE
 from pagemill.clip.tokenizer import CONTEXT_LENGTH, END_TOKEN, START_TOKEN
+
+if TYPE_CHECKING:
+    import onnx
 
 NAME = "pagemill-test-clip"
 # Bump when the generated files change, so ensure_test_model regenerates stale copies.
@@ -104,7 +106,13 @@ def _write(path: Path, data: bytes) -> None:
 # --- ONNX graphs -------------------------------------------------------------------------------
 
 
+# onnx is imported only where a model is built: importing it costs about a CPU-second, and every
+# local engine start calls ensure_test_model, which finds the model already there.
+
+
 def _image_encoder(rng: np.random.Generator, *, fp16: bool) -> onnx.ModelProto:
+    from onnx import TensorProto, helper, numpy_helper
+
     grid = IMAGE_SIZE // _POOL
     features = 3 * grid * grid
     w1 = (rng.standard_normal((features, EMBEDDING_DIM)) / np.sqrt(features)).astype(np.float32)
@@ -131,6 +139,8 @@ def _image_encoder(rng: np.random.Generator, *, fp16: bool) -> onnx.ModelProto:
 
 
 def _text_encoder(rng: np.random.Generator, *, vocab_size: int, pad_id: int) -> onnx.ModelProto:
+    from onnx import TensorProto, helper, numpy_helper
+
     table = rng.standard_normal((vocab_size, EMBEDDING_DIM)).astype(np.float32)
     nodes = [
         helper.make_node("Gather", ["table", "input_ids"], ["tokens"], axis=0),
@@ -159,6 +169,9 @@ def _text_encoder(rng: np.random.Generator, *, vocab_size: int, pad_id: int) -> 
 
 
 def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
+    import onnx
+    from onnx import helper
+
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", _OPSET)], producer_name="pagemill_tools.clip_testmodel",
     )

@@ -33,8 +33,8 @@ def record_span(s3: Any, bucket: str, key: str, state: str, started: float) -> N
 def state_seconds(ctx: StageContext, document_id: str, *, since: float | None) -> dict[str, float]:
     """Seconds per state of the runs recorded from ``since`` (epoch: the execution's start) on."""
     spans: dict[str, tuple[float, float]] = {}
-    for key in storage.list_keys(ctx.s3, ctx.work_bucket, keys.timings_prefix(document_id)):
-        span = storage.get_json(ctx.s3, ctx.work_bucket, key)
+    timing_keys = storage.list_keys(ctx.s3, ctx.work_bucket, keys.timings_prefix(document_id))
+    for span in storage.get_json_all(ctx.s3, ctx.work_bucket, timing_keys):
         if since is not None and span["started"] < since:
             continue
         first, last = spans.get(span["state"], (span["started"], span["ended"]))

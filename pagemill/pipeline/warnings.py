@@ -40,8 +40,8 @@ def reported_warnings(ctx: StageContext, document_id: str, *, since: float | Non
     """What stages reported for the document from ``since`` (epoch seconds: the execution's
     start) on; an earlier run's reports are not this run's."""
     found = []
-    for key in storage.list_keys(ctx.s3, ctx.work_bucket, keys.warnings_prefix(document_id)):
-        report = storage.get_json(ctx.s3, ctx.work_bucket, key)
+    report_keys = storage.list_keys(ctx.s3, ctx.work_bucket, keys.warnings_prefix(document_id))
+    for report in storage.get_json_all(ctx.s3, ctx.work_bucket, report_keys):
         if since is None or report["reported_at"] >= since:
             found.extend(load_list(DocumentWarning, report["warnings"]))
     return found

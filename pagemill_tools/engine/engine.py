@@ -28,16 +28,17 @@ from moto.server import ThreadedMotoServer
 
 from pagemill import keys
 from pagemill.aws.trigger import start_for_object
+from pagemill.operate.progress import document_progress, read_history
 from pagemill.pipeline.context import document_id_for, file_sha256
 from pagemill.records import SourceObject
 from pagemill_tools.clip_testmodel import ensure_test_model
 from pagemill_tools.engine.containers import INTERPRETER_FIXES, LocalContainers
+from pagemill_tools.engine.interpreter_cache import INTERPRETER_CACHES
 from pagemill_tools.engine.interrupt import StopRequest
 from pagemill_tools.engine.lambda_runtime import LambdaRuntime
 from pagemill_tools.engine.runbook import WRITE_EVERY_S, DocumentRun, RunBook
 from pagemill_tools.engine.synth import PROJECT_ROOT, synthesize
 from pagemill_tools.engine.template import REGION, LocalDeployment, load_deployment
-from pagemill.operate.progress import document_progress, read_history
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,10 @@ class LocalEngine:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         # The interpreter logs every failed execution at ERROR; the run reports failures itself.
         logging.getLogger("moto").setLevel(logging.CRITICAL)
+        # Before CreateStateMachine, whose validation parse is then the only one.
+        self._patches = [mock.patch.object(owner, name, cache) for owner, name, cache in INTERPRETER_CACHES]
+        for patch in self._patches:
+            patch.start()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
@@ -190,15 +195,16 @@ class LocalEngine:
             return result.payload
 
         self.containers = LocalContainers(self.deployment.containers, base_env=base_env, log_path=self.log_path)
-        self._patches = [
+        patches = [
             mock.patch.object(LambdaSimpleBackend, "invoke", invoke),
             # moto cannot place ECS tasks; RunTask starts the container's worker as a process.
             mock.patch.object(EC2ContainerServiceBackend, "run_task", self.containers.run_task),
             mock.patch.object(EC2ContainerServiceBackend, "describe_tasks", self.containers.describe_tasks),
             *(mock.patch.object(owner, name, fix) for owner, name, fix in INTERPRETER_FIXES),
         ]
-        for patch in self._patches:
+        for patch in patches:
             patch.start()
+            self._patches.append(patch)
 
     def __exit__(self, *exc: object) -> None:
         if self.runbook is not None:
@@ -245,19 +251,28 @@ class LocalEngine:
         assert self.runbook is not None
         pending = list(runs)
         next_beat = 0.0
+        progress_at: dict[str, float] = {}
         with stop.watching() if stop is not None else nullcontext():
             while pending:
                 if stop is not None and stop.reason:
                     self.interrupt(pending, stop.reason)
                     return
+                now = time.monotonic()
                 # `pagemill cancel` from another process records a cancellation; stop those here
                 # (looked for as often as progress is written, not at every poll).
-                if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + WRITE_EVERY_S
+                if now >= next_beat:
+                    next_beat = now + WRITE_EVERY_S
                     for arn, reason in self.runbook.heartbeat([r.execution_arn for r in pending]).items():
                         self.sfn.stop_execution(executionArn=arn, error="Cancelled", cause=reason)
+                # One listing tells which runs still run; each of the others is described once.
+                # Polling every run each time cost the engine's process about a CPU-second per
+                # document when many documents run at once (bench/RESULTS.md, "issue 16").
+                running = self._running_executions()
                 for run in list(pending):
-                    self._refresh(run)
+                    ended = run.execution_arn not in running
+                    if ended or now >= progress_at.get(run.execution_arn, 0.0):
+                        progress_at[run.execution_arn] = now + WRITE_EVERY_S
+                        self._refresh(run)
                     if on_progress:
                         on_progress(run)
                     self.runbook.observed(run, terminal=run.status in _TERMINAL)
@@ -266,6 +281,11 @@ class LocalEngine:
                         self._deliver_status_change(run)
                 if pending:
                     time.sleep(poll_seconds)
+
+    def _running_executions(self) -> set[str]:
+        paginator = self.sfn.get_paginator("list_executions")
+        pages = paginator.paginate(stateMachineArn=self.state_machine_arn, statusFilter="RUNNING")
+        return {e["executionArn"] for page in pages for e in page["executions"]}
 
     def interrupt(self, runs: Iterable[DocumentRun], reason: str) -> None:
         """Stop these runs now: their documents cancelled with ``reason`` (a Write in flight
