@@ -24,11 +24,12 @@ def text_embedder(settings: Settings) -> TextEmbedder | None:
     """The configured chunk embedder; Titan through the ambient AWS credentials."""
     from pagemill.text_embed.select import standalone_embedder
 
-    if settings.text_embedder != "titan":
-        return standalone_embedder(settings)
-    import boto3
+    bedrock = None
+    if settings.text_embedder == "titan":
+        import boto3  # only then: its import (0.2-0.3 s here) is no use to the offline embedders
 
-    return standalone_embedder(settings, bedrock=boto3.client("bedrock-runtime"))
+        bedrock = boto3.client("bedrock-runtime")
+    return standalone_embedder(settings, bedrock=bedrock)
 
 
 def clip_model(settings: Settings, home: Path) -> ClipModel:

@@ -313,12 +313,11 @@ class LocalEngine:
         for rule in self.deployment.execution_rules:
             if run.status not in rule.statuses:
                 continue
-            description = self.sfn.describe_execution(executionArn=run.execution_arn)
             event = {
                 "source": "aws.states", "detail-type": "Step Functions Execution Status Change",
                 "detail": {
                     "executionArn": run.execution_arn, "stateMachineArn": self.state_machine_arn,
-                    "status": run.status, "error": description.get("error"), "cause": description.get("cause"),
+                    "status": run.status, "error": run.error, "cause": run.cause,
                 },
             }
             result = self.runtime.invoke(rule.function, json.dumps(event).encode())
@@ -338,6 +337,7 @@ class LocalEngine:
         if run.status in _TERMINAL:
             end = description.get("stopDate") or datetime.now(description["startDate"].tzinfo)
             run.seconds = (end - description["startDate"]).total_seconds()
+            run.error, run.cause = description.get("error"), description.get("cause")
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         """The execution's events, oldest first."""

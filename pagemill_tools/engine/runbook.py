@@ -43,6 +43,9 @@ class DocumentRun:
     status: str = "RUNNING"  # the execution's status
     started_at: float = field(default_factory=time.monotonic)
     seconds: float = 0.0
+    # The execution's error and cause once it ended FAILED (what the status-change event carries).
+    error: str | None = None
+    cause: str | None = None
 
 
 class RunBook:

@@ -149,14 +149,9 @@ def load_deployment(template_path: Path, stack_name: str, root: Path) -> LocalDe
     if len(documents) != 1:
         raise TemplateError(f"expected one document state machine in {template_path}, found {len(documents)}")
     ((machine_id, machine),) = documents.items()
-    props = machine["Properties"]
-    definition = _with_moto_number_syntax(json.loads(resolver.resolve(props["DefinitionString"])))
+    document_machine = _state_machine_spec(machine_id, machine, resolver)
     # `pagemill reembed --aws`'s, on the same functions (at most one; none when embeddings are off).
-    reembed = [
-        StateMachineSpec(name, _with_moto_number_syntax(json.loads(resolver.resolve(m["Properties"]["DefinitionString"]))),
-                         resolver.resolve(m["Properties"]["RoleArn"]))
-        for name, m in _marked_state_machines(template, "reembed").items()
-    ]
+    reembed = [_state_machine_spec(name, m, resolver) for name, m in _marked_state_machines(template, "reembed").items()]
     buckets = _of_type(template, "AWS::S3::Bucket")
     if len(buckets) != 1:
         raise TemplateError(f"expected one bucket in {template_path}, found {len(buckets)}")
@@ -186,9 +181,9 @@ def load_deployment(template_path: Path, stack_name: str, root: Path) -> LocalDe
     }
     return LocalDeployment(
         stack_name=stack_name,
-        definition=definition,
-        state_machine_name=machine_id,
-        role_arn=resolver.resolve(props["RoleArn"]),
+        definition=document_machine.definition,
+        state_machine_name=document_machine.name,
+        role_arn=document_machine.role_arn,
         bucket_name=resolver.physical_name(next(iter(buckets))),
         functions=functions,
         containers=containers,
@@ -196,6 +191,12 @@ def load_deployment(template_path: Path, stack_name: str, root: Path) -> LocalDe
         execution_rules=_execution_rules(template, machine_id, functions),
         reembed=reembed[0] if reembed else None,
     )
+
+
+def _state_machine_spec(name: str, machine: dict[str, Any], resolver: _Resolver) -> StateMachineSpec:
+    props = machine["Properties"]
+    return StateMachineSpec(name, _with_moto_number_syntax(json.loads(resolver.resolve(props["DefinitionString"]))),
+                            resolver.resolve(props["RoleArn"]))
 
 
 def _marked_state_machines(template: dict[str, Any], role: str) -> dict[str, Any]:
