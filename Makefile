@@ -32,7 +32,7 @@ demo: install
 	apt-get update -qq && apt-get install -y -qq chromium
 
 test: install /usr/bin/chromium
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 bench: install
 	$(BIN)/python -m bench.bench_db_write

@@ -21,6 +21,17 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("ANTHROPIC_API_KEY", None)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `make test` hands whole modules to two workers in collection order
+    # (--dist loadfile --no-loadscope-reorder): the longest modules go first, so that no long
+    # module starts last and runs alone while the other worker sits idle.
+    def weight(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("heavy")
+        return -mark.args[0] if mark else 0
+
+    items.sort(key=weight)
+
+
 @pytest.fixture(scope="session")
 def corpus() -> Path:
     """The real-world PDFs of ../shared/corpus; tests that need them skip when they are absent."""

@@ -35,6 +35,8 @@ def _ecs_operation(action: str) -> Any:
     return model.operation_model(by_lower[action.lower().replace("_", "")])
 
 
+# moto 5.2.5's ECS integration passes the state's PascalCase parameters to boto3 unconverted (its
+# base class normalisation is a no-op for ECS); these are the conversions its other services do.
 def _normalise_parameters(self: Any, parameters: dict, boto_service_name: Any = None, service_action_name: Any = None) -> None:
     self._to_boto_request(parameters, _ecs_operation(service_action_name or self.resource.api_action).input_shape)
 
@@ -65,9 +67,7 @@ def _setup_heartbeat_endpoint(self: CallbackEndpoint, heartbeat_seconds: int) ->
     return endpoint
 
 
-# moto 5.2.5's ECS integration passes the state's PascalCase parameters to boto3 unconverted (its
-# base class normalisation is a no-op for ECS); these are the conversions its other services do.
-def _stop_once_started(self: ExecutionWorker, stop_date: Any, error: str | None, cause: str | None) -> None:
+def stop_once_started(self: ExecutionWorker, stop_date: Any, error: str | None, cause: str | None) -> None:
     # moto's worker builds its environment in its own thread, so a StopExecution that follows
     # StartExecution at once (a cancel right after an upload) found none and failed; on AWS an
     # execution can be stopped from the moment it exists. The thread sets it as it starts.
@@ -78,7 +78,7 @@ def _stop_once_started(self: ExecutionWorker, stop_date: Any, error: str | None,
 
 
 INTERPRETER_FIXES = (
-    (ExecutionWorker, "stop", _stop_once_started),
+    (ExecutionWorker, "stop", stop_once_started),
     (StateTaskServiceEcs, "_normalise_parameters", _normalise_parameters),
     (StateTaskServiceEcs, "_normalise_response", _normalise_response),
     (CallbackEndpoint, "notify_heartbeat", _notify_heartbeat),

@@ -24,6 +24,8 @@ from pagemill_tools.sample import make_catalog
 from pagemill_tools.serve import local_backend
 from tests.e2e.test_operate import text_pdf
 
+pytestmark = pytest.mark.heavy(40)
+
 
 @pytest.fixture(scope="module")
 def backend(engine: LocalEngine, module_database_url: str) -> Backend:

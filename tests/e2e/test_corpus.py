@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from pagemill.pdf.completeness import word_loss, words
+from pagemill.pdf.damage import CONTENT_LOST
 from pagemill_tools.engine.engine import LocalEngine
 
-pytestmark = pytest.mark.corpus
+pytestmark = [pytest.mark.corpus, pytest.mark.heavy(300)]
 
 
 def manifest(corpus: Path) -> list[dict[str, str]]:
@@ -97,8 +99,26 @@ def test_scanned_pages_are_read_by_ocr_and_say_so(corpus_runs, db) -> None:
     # cardinal.pdf: one scan on 4 pages in four orientations, no text layer
     run = next(run for row, run in corpus_runs if row["file"] == "cardinal.pdf")
     pages = db.execute(
-        "select page_no, text_source, ocr_confidence, char_count from pages where document_id = %s order by page_no",
+        "select page_no, text_source, ocr_confidence, char_count, markdown from pages where document_id = %s"
+        " order by page_no",
         (run.document_id,),
     ).fetchall()
     assert [p[1] for p in pages] == ["ocr"] * 4
     assert all(0.5 < p[2] <= 1.0 and p[3] > 1000 for p in pages), pages
+    # AND the four orientations read alike: each page holds most of the upright page's words
+    first = words(pages[0][4])
+    for page in pages[1:]:
+        assert 1 - word_loss(" ".join(first.elements()), page[4]).fraction >= 0.8, page[0]
+
+
+def test_damaged_files_say_what_they_lost(corpus_runs, db) -> None:
+    # cardinal-truncated: content streams cut, pages 1-3 draw nothing; the qpdf file is repaired
+    # and loses nothing; the truncated Mueller report has no page left
+    lost = {}
+    for row, run in corpus_runs:
+        status, error_class, warnings = db.execute(
+            "select status, error_class, warnings from documents where id = %s", (run.document_id,)).fetchone()
+        lost[row["file"]] = (status, error_class, [w["pages"] for w in warnings if w["code"] == CONTENT_LOST])
+    assert lost["cardinal-truncated.pdf"] == ("partial", None, [[1, 2, 3]])
+    assert lost["qpdf-append-page-content-damaged.pdf"] == ("succeeded", None, [])
+    assert lost["mueller-report-vol-2-truncated.pdf"] == ("failed", "NoPages", [])

@@ -22,6 +22,8 @@ from pagemill.settings import Settings
 from pagemill_tools.engine.engine import EngineOptions, LocalEngine
 from pagemill_tools.sample import make_catalog
 
+pytestmark = pytest.mark.heavy(40)
+
 
 @pytest.fixture(scope="module")
 def gpu_engine(engine_home: Path, module_database_url: str) -> Iterator[LocalEngine]:

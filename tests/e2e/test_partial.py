@@ -16,6 +16,8 @@ from pagemill_tools.engine.engine import LocalEngine
 from pagemill_tools.sample import make_catalog
 from tests.e2e.test_cli import pagemill
 
+pytestmark = pytest.mark.heavy(40)
+
 
 def truncated_catalog(folder: Path, name: str = "cut.pdf") -> Path:
     """A 10-page catalog cut to the first third of its bytes, like an interrupted download."""
@@ -50,29 +52,6 @@ def test_a_truncated_pdf_ends_partial_with_the_pages_it_lost(
     # AND the time of every state it went through is recorded
     assert {"Plan", "ExtractPages", "CollectImages", "Embed", "EmbedChunks", "Write"} <= set(timings["states"])
     assert all(seconds >= 0 for seconds in timings["states"].values())
-
-
-@pytest.mark.parametrize(("name", "status", "lost_pages"), [
-    ("cardinal-truncated.pdf", "partial", [1, 2, 3]),  # content streams cut: pages 1-3 draw nothing
-    ("qpdf-append-page-content-damaged.pdf", "succeeded", []),  # repaired, and nothing was lost
-])
-def test_damaged_corpus_files(
-    engine: LocalEngine, db: psycopg.Connection, corpus: Path, name: str, status: str, lost_pages: list[int]
-) -> None:
-    run = engine.submit(corpus / name)
-    engine.wait([run])
-    got, warnings, _ = outcome(db, run.document_id)
-    assert got == status, warnings
-    assert [w["pages"] for w in warnings if w["code"] == CONTENT_LOST] == ([lost_pages] if lost_pages else [])
-
-
-def test_a_truncated_file_with_no_pages_left_fails_clearly(
-    engine: LocalEngine, db: psycopg.Connection, corpus: Path
-) -> None:
-    run = engine.submit(corpus / "mueller-report-vol-2-truncated.pdf")
-    engine.wait([run])
-    row = db.execute("select status, error_class from documents where id = %s", (run.document_id,)).fetchone()
-    assert row == ("failed", "NoPages")
 
 
 def test_an_image_that_cannot_be_decoded_makes_the_document_partial(

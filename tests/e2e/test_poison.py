@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from pagemill_tools.engine.engine import LocalEngine
 from tests.support.poison import blank_pages, decompression_bomb
+
+pytestmark = pytest.mark.heavy(45)
 
 
 def test_a_decompression_bomb_is_skipped_without_decoding(engine: LocalEngine, db, tmp_path: Path) -> None:

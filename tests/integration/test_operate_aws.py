@@ -10,12 +10,14 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from unittest import mock
 
 import boto3
 import psycopg
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 from pagemill import keys
 from pagemill.aws.trigger import start_for_object
@@ -23,6 +25,7 @@ from pagemill.db import documents
 from pagemill.errors import NotRedrivable, NotRunning, StackNotFound, UnknownDocument
 from pagemill.operate import executions as aws
 from pagemill.records import SourceObject, dump
+from pagemill_tools.engine.containers import stop_once_started
 
 REGION = "eu-west-1"
 DOCUMENT_ID = "a" * 32
@@ -54,7 +57,9 @@ FAILED_BEFORE_RECORDING = {
 
 @pytest.fixture
 def moto() -> Iterator[dict]:
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+    # The engine's fix for moto's stop race: on AWS an execution can be stopped as soon as it exists.
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), \
+            mock.patch.object(ExecutionWorker, "stop", stop_once_started):
         session = boto3.Session(region_name=REGION)
         clients = {name: session.client(name) for name in ("stepfunctions", "s3", "cloudformation")}
         yield clients
