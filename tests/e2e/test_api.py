@@ -24,7 +24,7 @@ from pagemill_tools.sample import make_catalog
 from pagemill_tools.serve import local_backend
 from tests.e2e.test_operate import text_pdf
 
-pytestmark = pytest.mark.heavy(40)
+pytestmark = pytest.mark.heavy(30)
 
 
 @pytest.fixture(scope="module")

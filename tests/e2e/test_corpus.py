@@ -13,7 +13,7 @@ from pagemill.pdf.completeness import word_loss, words
 from pagemill.pdf.damage import CONTENT_LOST
 from pagemill_tools.engine.engine import LocalEngine
 
-pytestmark = [pytest.mark.corpus, pytest.mark.heavy(300)]
+pytestmark = [pytest.mark.corpus, pytest.mark.heavy(200)]
 
 
 def manifest(corpus: Path) -> list[dict[str, str]]:

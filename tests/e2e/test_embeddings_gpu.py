@@ -22,7 +22,7 @@ from pagemill.settings import Settings
 from pagemill_tools.engine.engine import EngineOptions, LocalEngine
 from pagemill_tools.sample import make_catalog
 
-pytestmark = pytest.mark.heavy(40)
+pytestmark = pytest.mark.heavy(20)
 
 
 @pytest.fixture(scope="module")

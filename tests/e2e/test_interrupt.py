@@ -23,7 +23,7 @@ from tests.e2e.conftest import ROOT
 from tests.e2e.test_cli import PAGEMILL, pagemill
 from tests.e2e.test_operate import text_pdf, wait_for
 
-pytestmark = pytest.mark.heavy(180)
+pytestmark = pytest.mark.heavy(130)
 
 # Generous: "does not hang", not a speed requirement (the machine may be busy).
 EXIT_TIMEOUT_S = 60

@@ -11,7 +11,7 @@ import pytest
 
 from pagemill_tools.engine.engine import LocalEngine
 
-pytestmark = pytest.mark.heavy(50)
+pytestmark = pytest.mark.heavy(110)
 
 # A worker may grow a little as caches warm (fonts, imports); a leak per document would show as
 # tens of MB over 180 documents.

@@ -24,7 +24,7 @@ from pagemill_tools.engine.engine import LocalEngine
 from pagemill_tools.operate import local
 from tests.e2e.test_cli import pagemill
 
-pytestmark = pytest.mark.heavy(65)
+pytestmark = pytest.mark.heavy(40)
 
 STATUS_KEYS = {
     "status", "document_id", "execution_arn", "execution_status", "current_state", "pages_done", "page_count",

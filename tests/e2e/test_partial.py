@@ -16,7 +16,7 @@ from pagemill_tools.engine.engine import LocalEngine
 from pagemill_tools.sample import make_catalog
 from tests.e2e.test_cli import pagemill
 
-pytestmark = pytest.mark.heavy(40)
+pytestmark = pytest.mark.heavy(20)
 
 
 def truncated_catalog(folder: Path, name: str = "cut.pdf") -> Path:

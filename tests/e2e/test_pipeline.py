@@ -19,6 +19,8 @@ from pagemill_tools.engine.synth import synthesize
 from pagemill_tools.sample import make_catalog
 from pagemill_tools.scans import add_scan, known_text
 
+pytestmark = pytest.mark.heavy(30)
+
 
 def run_all(engine: LocalEngine, paths: list[Path], keys: list[str] | None = None) -> list[DocumentRun]:
     runs = [engine.submit(p, key=(keys[i] if keys else None)) for i, p in enumerate(paths)]

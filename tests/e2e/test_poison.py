@@ -10,7 +10,7 @@ import pytest
 from pagemill_tools.engine.engine import LocalEngine
 from tests.support.poison import blank_pages, decompression_bomb
 
-pytestmark = pytest.mark.heavy(45)
+pytestmark = pytest.mark.heavy(30)
 
 
 def test_a_decompression_bomb_is_skipped_without_decoding(engine: LocalEngine, db, tmp_path: Path) -> None:

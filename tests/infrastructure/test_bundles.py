@@ -26,8 +26,6 @@ import pytest
 
 from tests.infrastructure.conftest import ROOT
 
-pytestmark = pytest.mark.heavy(60)
-
 CACHE = ROOT / "build" / "bundles"
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 INDEX_PROBE = "https://pypi.org/simple/boto3/"

@@ -19,7 +19,7 @@ from pagemill.records import BatchResult, BatchSpec, SourceObject, dump, load
 from pagemill.settings import Settings
 from pagemill_tools.scans import add_scan, known_text
 
-pytestmark = pytest.mark.heavy(90)
+pytestmark = pytest.mark.heavy(50)
 
 SETTINGS = Settings()
 TEXT = known_text(seed=1, words=120)
