@@ -40,6 +40,10 @@ MATCHES = ("any", "all")
 # at or above those of 1,000 first-found candidates, and 100 lowered hybrid MRR
 # (bench/RESULTS.md, search latency at scale).
 RANK_POOL = 250
+# Chunks holding a question's rarest words that are read to see whether they hold all of them, at
+# most (by the statistics; see _required). Finding the chunks that hold every word through the GIN
+# index alone reads the posting list of every word, common ones too: 20 ms at 1M chunks.
+CHECK_POOL = 1_000
 CAPTION_CONFIG = "english"
 _HEADLINE = "StartSel=«, StopSel=», MaxWords=40, MinWords=15, MaxFragments=2, FragmentDelimiter= … "
 
@@ -135,6 +139,7 @@ class _Words:
 
     config: str
     rarest: list[str] | None  # the rarest words, when chunks holding any word are too many to rank
+    required: list[str] | None = None  # the rarest words, when few chunks hold them all (_required)
 
 
 def _prepare(conn: Any, text: str, k: int, *, shares: bool) -> list[_Words]:
@@ -167,12 +172,16 @@ def _prepare(conn: Any, text: str, k: int, *, shares: bool) -> list[_Words]:
         "    from text_search_configs c cross join lateral unnest(tsvector_to_array(to_tsvector(c.ts_config, %(q)s))) w(word)"
         "    left join (select s.most_common_elems::text::text[] as elems, s.most_common_elem_freqs as freqs"
         "     from pg_stats s where s.schemaname = current_schema() and s.tablename = 'chunks'"
-        "     and s.attname = 'tsv') st on true) w"
+        "     and s.attname = 'tsv') st on true"
+        # the words the query asks for: websearch's "-word" is left out (querytree drops negations)
+        "    where strpos(querytree(websearch_to_tsquery(c.ts_config, %(q)s)),"
+        "     '''' || replace(w.word, '''', '''''') || '''') > 0) w"
         "   group by cfg order by cfg) p),"
         " (select reltuples from pg_class where oid = 'chunks'::regclass)",
         {"ef": ef, "q": text},
     ).fetchone()[3:]
-    return [_Words(cfg, _rarest(found, shares, chunks)) for cfg, found, shares in parsed]
+    return [_Words(cfg, _rarest(found, shares, chunks), _required(found, shares, chunks))
+            for cfg, found, shares in parsed]
 
 
 def _rarest(words: list[str], shares: list[float], chunks: float) -> list[str] | None:
@@ -189,6 +198,19 @@ def _rarest(words: list[str], shares: list[float], chunks: float) -> list[str] |
             return chosen
         chosen.append(word)
         none_held *= 1 - share
+    return None
+
+
+def _required(words: list[str], shares: list[float], chunks: float) -> list[str] | None:
+    """The fewest rarest words (``words`` come rarest first) that together are expected in at
+    most CHECK_POOL chunks; None when that takes all of them. Chunks holding every word are
+    found among those holding these: the index reads their posting lists only, and the chunks
+    found are read to check the other words."""
+    expected = chunks
+    for n, share in enumerate(shares, start=1):
+        expected *= share
+        if expected <= CHECK_POOL:
+            return words[:n] if n < len(words) else None
     return None
 
 
@@ -211,15 +233,18 @@ def _statement(
     chunk_where, image_where = _filters(filters, params)
     join_documents = sql.SQL(" join documents d on d.id = c.document_id" if filters.doc_type else "")
     join_documents_i = sql.SQL(" join documents d on d.id = i.document_id" if filters.doc_type else "")
-    queries = []  # (configuration, all words, any word, rarest words) per configuration chunks use
+    queries = []  # per configuration chunks use
     for n, found in enumerate(words):
         params[f"cfg{n}"] = found.config
         every = sql.SQL("websearch_to_tsquery({cfg}::regconfig, %(q)s)").format(cfg=sql.Placeholder(f"cfg{n}"))
-        rarest = None
+        rarest = required = None
         if found.rarest:
             params[f"rare{n}"] = " | ".join(_lexeme(word) for word in found.rarest)
             rarest = sql.Placeholder(f"rare{n}")
-        queries.append((sql.Placeholder(f"cfg{n}"), every, _any_word(every, match), rarest))
+        if found.required:
+            params[f"req{n}"] = " & ".join(_lexeme(word) for word in found.required)
+            required = sql.Placeholder(f"req{n}")
+        queries.append(_Keyword(sql.Placeholder(f"cfg{n}"), every, _any_word(every, match), rarest, required))
     caption_every = sql.SQL("websearch_to_tsquery(%(caption_cfg)s::regconfig, %(q)s)")
     caption_any = _any_word(caption_every, match)
     lists: list[sql.Composable] = []
@@ -255,7 +280,7 @@ def _statement(
         return None, params
     # The snippet marks the words of the query as parsed by the chunk's own configuration.
     headline_query = sql.SQL("case c.ts_config {whens} end").format(whens=sql.SQL(" ").join(
-        sql.SQL("when {cfg}::regconfig then {tq}").format(cfg=cfg, tq=tq) for cfg, _, tq, _ in queries
+        sql.SQL("when {cfg}::regconfig then {tq}").format(cfg=q.cfg, tq=q.any_word) for q in queries
     )) if queries else sql.SQL("''::tsquery")
     return sql.SQL(_FUSED).format(lists=sql.SQL(" union all ").join(lists), headline_query=headline_query), params
 
@@ -269,29 +294,48 @@ def _any_word(every: sql.Composable, match: str) -> sql.Composable:
     return sql.SQL("replace(({every})::text, ' & ', ' | ')::tsquery").format(every=every)
 
 
-def _chunk_keyword(queries: list[tuple[sql.Composable, sql.Composable, sql.Composable, sql.Composable | None]],
-                   match: str, join: sql.Composable, where: sql.Composable) -> sql.Composable:
+@dataclass(frozen=True)
+class _Keyword:
+    """One text search configuration's parts of the keyword list, as SQL."""
+
+    cfg: sql.Composable
+    every: sql.Composable  # the query: every word
+    any_word: sql.Composable  # the query as "any" or "all" match asks
+    rarest: sql.Composable | None  # _Words.rarest as a tsquery (OR)
+    required: sql.Composable | None  # _Words.required as a tsquery (AND)
+
+
+def _chunk_keyword(queries: list[_Keyword], match: str, join: sql.Composable, where: sql.Composable) -> sql.Composable:
     """The chunk keyword list. Ranking reads every candidate's tsvector, so the candidates are
     bounded: up to RANK_POOL chunks holding every word; only when fewer than ``k`` do, up to
     RANK_POOL more holding some (in "any" mode), those holding the query's rarest words where
     the chunks holding any word are more (_rarest). A common word at 200k chunks would otherwise
     rank tens of thousands of rows per query. Chunks holding every word get a whole point more
-    than their cover density (ts_rank_cd), so they outrank those holding most of the words."""
+    than their cover density (ts_rank_cd), so they outrank those holding most of the words.
+
+    Only the rarest words go to the GIN index (``tsv @@`` a constant); the rest of each match is
+    checked on the rows found, with ts_match_vq (the function behind ``@@``, which the planner
+    cannot turn into an index condition): an index condition on a common word reads its whole
+    posting list, most of the table."""
     def candidates(every_word: bool) -> sql.Composable:
         branches = []
-        for cfg, every, tq, rarest in queries:
-            if every_word:
-                matches = sql.SQL("c.tsv @@ {every}").format(every=every)
-            elif rarest is None:
-                matches = sql.SQL("c.tsv @@ {tq} and not c.tsv @@ {every}").format(tq=tq, every=every)
+        for q in queries:
+            if every_word and q.required is None:
+                matches = sql.SQL("c.tsv @@ {every}").format(every=q.every)
+            elif every_word:
+                matches = sql.SQL("c.tsv @@ {required}::tsquery and ts_match_vq(c.tsv, {every})").format(
+                    required=q.required, every=q.every)
+            elif q.rarest is None:
+                matches = sql.SQL("c.tsv @@ {tq} and not c.tsv @@ {every}").format(tq=q.any_word, every=q.every)
             else:
-                matches = sql.SQL("c.tsv @@ ({rarest}::tsquery && {tq}) and not c.tsv @@ {every}").format(
-                    rarest=rarest, tq=tq, every=every)
+                matches = sql.SQL(
+                    "c.tsv @@ {rarest}::tsquery and ts_match_vq(c.tsv, {tq}) and not ts_match_vq(c.tsv, {every})"
+                ).format(rarest=q.rarest, tq=q.any_word, every=q.every)
             branches.append(sql.SQL(
                 "(select c.document_id, c.chunk_no, ts_rank_cd(c.tsv, {tq}) + {bonus} as r from chunks c{join}"
                 " where c.ts_config = {cfg}::regconfig and {matches} and {where} limit %(pool)s)"
-            ).format(tq=tq, bonus=sql.SQL("1" if every_word else "0"), join=join, cfg=cfg, matches=matches,
-                     where=where))
+            ).format(tq=q.any_word, bonus=sql.SQL("1" if every_word else "0"), join=join, cfg=q.cfg,
+                     matches=matches, where=where))
         return sql.SQL(" union all ").join(branches)
     some_words = sql.SQL(
         " union all select * from ({some}) s where (select count(*) from every_word) < %(k)s"

@@ -232,3 +232,30 @@ def test_among_more_chunks_than_it_ranks_a_question_ranks_those_holding_its_rare
     hits = search(conn, "committee budget walrus ferry", mode="keyword", limit=3)
     # THEN the chunk with the rare word is ranked, and first
     assert chunk_hits(hits)[0] == (MANUAL, 99999)
+
+
+def test_a_chunk_holding_every_word_is_found_through_its_rarest_words_and_ranked_first(conn: Any) -> None:
+    """Chunks holding every word are looked for among those holding the rarest words (the index
+    reads only their posting lists); the other words are checked on the chunks found."""
+    common = "the committee reviewed the annual budget report"
+    conn.execute(
+        "insert into chunks (document_id, chunk_no, first_page, last_page, text, ts_config)"
+        " select %s, 100 + n, 1, 1, %s, 'english' from generate_series(0, %s) n",
+        (MANUAL, common, RANK_POOL + 200),
+    )
+    conn.execute(
+        "insert into chunks (document_id, chunk_no, first_page, last_page, text, ts_config) values"
+        " (%s, 99998, 8, 8, 'the ferry committee approved the walrus budget', 'english'),"
+        " (%s, 99999, 7, 7, 'the committee reviewed the walrus enclosure budget', 'english')", (MANUAL, MANUAL))
+    conn.execute("insert into text_search_configs values ('english') on conflict do nothing")
+    conn.execute("analyze chunks")
+    conn.commit()
+    # GIVEN 450 chunks holding "committee" and "budget", one of them also "walrus" and one also
+    # "walrus" and "ferry"
+    # WHEN asking for all four
+    hits = search(conn, "committee budget walrus ferry", mode="keyword", limit=3)
+    # THEN the one holding all four is first, the one missing "ferry" second
+    assert chunk_hits(hits)[:2] == [(MANUAL, 99998), (MANUAL, 99999)]
+    # AND a word the question excludes is not required: "-ferry" ranks the walrus chunk without it first
+    hits = search(conn, "committee budget walrus -ferry", mode="keyword", limit=3)
+    assert chunk_hits(hits)[0] == (MANUAL, 99999)
