@@ -17,9 +17,9 @@ from typing import Any
 from pagemill.db import documents
 from pagemill.db.connect import connect
 from pagemill.errors import DatabaseUnavailable
+from pagemill.operate.progress import current_state, read_history
 from pagemill.records import SourceObject
 from pagemill_tools.engine import local_runs
-from pagemill.operate.progress import current_state, read_history
 
 log = logging.getLogger(__name__)
 
