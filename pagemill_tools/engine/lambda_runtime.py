@@ -7,16 +7,23 @@ Workers are long-lived (warm starts, like Lambda execution environments) and sha
 functions; a worker that was killed is replaced by a fresh one (a cold start). They end with the
 engine, however it ends (``parent_watch``); after ``close`` an invocation fails at once and no
 worker is started again.
+
+On AWS each function scales on its own; here all share ``workers`` processes. Invocations waiting
+for one are served in order of arrival, a Map's items (``FunctionSpec.map_item``: page batches,
+caption batches) after the others: a document's one-off states (Plan, CollectImages, Write,
+RecordFailure) wait for one running invocation at most, never behind the queue of another
+document's page batches, which had them miss their state timeouts in a run of many documents.
 """
 
 from __future__ import annotations
 
+import heapq
 import importlib.util
+import itertools
 import json
 import logging
 import multiprocessing
 import os
-import queue
 import sys
 import threading
 import time
@@ -47,6 +54,7 @@ class FunctionSpec:
     timeout_s: float
     memory_mb: int
     environment: dict[str, str] = field(default_factory=dict)
+    map_item: bool = False  # run for each item of a Map state: waits behind the other functions
 
     @property
     def arn(self) -> str:
@@ -100,6 +108,15 @@ class _Worker:
         self.conn.close()
 
 
+@dataclass(eq=False)
+class _Waiter:
+    """An invocation waiting for a worker; ``_release`` hands it one."""
+
+    worker: _Worker | None = None
+    gave_up: bool = False
+    ready: threading.Event = field(default_factory=threading.Event)
+
+
 class LambdaRuntime:
     """Runs invocations on a pool of ``workers`` processes. Thread-safe: Step Functions' map
     iterations call ``invoke`` from many threads; each blocks until a worker is free."""
@@ -115,7 +132,9 @@ class LambdaRuntime:
         self.functions = functions
         self._base_env = base_env
         self._log_path = log_path
-        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._idle: list[_Worker] = []
+        self._waiting: list[tuple[bool, int, _Waiter]] = []  # a heap: (map item, arrival, waiter)
+        self._arrivals = itertools.count()
         self._all: list[_Worker] = []
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -130,7 +149,14 @@ class LambdaRuntime:
         return worker
 
     def _release(self, worker: _Worker) -> None:
-        self._idle.put(worker)
+        with self._lock:
+            while self._waiting:
+                _, _, waiter = heapq.heappop(self._waiting)
+                if not waiter.gave_up:
+                    waiter.worker = worker
+                    waiter.ready.set()
+                    return
+            self._idle.append(worker)
 
     def _replace(self, worker: _Worker) -> None:
         worker.kill()
@@ -140,14 +166,21 @@ class LambdaRuntime:
         if not self._closed.is_set():
             self._release(self._spawn())
 
-    def _take(self) -> _Worker | None:
-        """An idle worker, waiting for one; None once the runtime is closed."""
-        while not self._closed.is_set():
-            try:
-                return self._idle.get(timeout=_CLOSED_POLL_S)
-            except queue.Empty:
-                continue
-        return None
+    def _take(self, map_item: bool) -> _Worker | None:
+        """An idle worker, waiting for one (see the module's docstring for the order); None once
+        the runtime is closed."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            waiter = _Waiter()
+            heapq.heappush(self._waiting, (map_item, next(self._arrivals), waiter))
+        while not waiter.ready.wait(_CLOSED_POLL_S):
+            if self._closed.is_set():
+                with self._lock:
+                    if waiter.worker is None:
+                        waiter.gave_up = True
+                        return None
+        return waiter.worker
 
     def spec_for(self, function_name_or_arn: str) -> FunctionSpec:
         name = function_name_or_arn.rsplit(":function:", 1)[-1].split(":", 1)[0]
@@ -159,7 +192,7 @@ class LambdaRuntime:
     def invoke(self, function_name_or_arn: str, payload: bytes) -> Invocation:
         spec = self.spec_for(function_name_or_arn)
         started = time.monotonic()
-        worker = self._take()
+        worker = self._take(spec.map_item)
         if worker is None:
             return self._record(spec, started, _exit_error("the local engine is shutting down"))
         request_id = str(uuid.uuid4())

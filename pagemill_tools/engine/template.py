@@ -6,7 +6,7 @@ container-image functions alike run from their handler folder)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -155,8 +155,10 @@ def load_deployment(template_path: Path, stack_name: str, root: Path) -> LocalDe
     buckets = _of_type(template, "AWS::S3::Bucket")
     if len(buckets) != 1:
         raise TemplateError(f"expected one bucket in {template_path}, found {len(buckets)}")
+    map_items = _map_item_functions(document_machine.definition["States"])
     functions = {
-        logical_id: _function_spec(logical_id, resource, resolver, template_path.parent, root)
+        logical_id: replace(_function_spec(logical_id, resource, resolver, template_path.parent, root),
+                            map_item=logical_id in map_items)
         for logical_id, resource in _of_type(template, "AWS::Lambda::Function").items()
         if {"aws:asset:path", "pagemill:source"} & set(resource.get("Metadata", {}))
     }
@@ -197,6 +199,23 @@ def _state_machine_spec(name: str, machine: dict[str, Any], resolver: _Resolver)
     props = machine["Properties"]
     return StateMachineSpec(name, _with_moto_number_syntax(json.loads(resolver.resolve(props["DefinitionString"]))),
                             resolver.resolve(props["RoleArn"]))
+
+
+def _map_item_functions(states: dict[str, Any], in_map: bool = False) -> set[str]:
+    """The functions that the Task states inside Map states invoke, by name."""
+    found: set[str] = set()
+    for state in states.values():
+        if state.get("Type") == "Map":
+            processor = state.get("ItemProcessor") or state.get("Iterator") or {}
+            found |= _map_item_functions(processor.get("States", {}), True)
+        elif state.get("Type") == "Parallel":
+            for branch in state.get("Branches", []):
+                found |= _map_item_functions(branch.get("States", {}), in_map)
+        elif in_map and state.get("Type") == "Task":
+            name = (state.get("Parameters") or {}).get("FunctionName")
+            if isinstance(name, str):
+                found.add(name.rsplit(":function:", 1)[-1].split(":", 1)[0])
+    return found
 
 
 def _marked_state_machines(template: dict[str, Any], role: str) -> dict[str, Any]:

@@ -118,3 +118,6 @@ def _assert_the_engine_runs_extract_batch_from_its_folder(template: dict[str, An
     assert extract.source_dir == ROOT / "lambdas/extract"
     assert (extract.timeout_s, extract.memory_mb) == (300, 3008)
     assert extract.environment["PAGEMILL_MARKDOWN_MODE"] == "legacy"
+    # the Map states' items wait behind the one-off states for a local worker (lambda_runtime)
+    assert {spec.handler for spec in deployment.functions.values() if spec.map_item} == {
+        "handler.extract_batch", "handler.caption_batch"}

@@ -47,9 +47,10 @@ HANDLER = textwrap.dedent(
 def runtime(tmp_path: Path) -> Iterator[LambdaRuntime]:
     (tmp_path / "handler.py").write_text(HANDLER)
 
-    def spec(name: str, handler: str, timeout: float = 10, memory: int = 1024, env: dict | None = None) -> FunctionSpec:
+    def spec(name: str, handler: str, timeout: float = 10, memory: int = 1024, env: dict | None = None,
+             map_item: bool = False) -> FunctionSpec:
         return FunctionSpec(name=name, source_dir=tmp_path, handler=handler, timeout_s=timeout, memory_mb=memory,
-                            environment=env or {})
+                            environment=env or {}, map_item=map_item)
 
     functions = {
         "Echo": spec("Echo", "handler.echo", env={"SETTING": "on"}),
@@ -57,6 +58,7 @@ def runtime(tmp_path: Path) -> Iterator[LambdaRuntime]:
         "Sleep": spec("Sleep", "handler.sleep", timeout=1),
         "Hog": spec("Hog", "handler.hog", memory=300),
         "Die": spec("Die", "handler.die"),
+        "Batch": spec("Batch", "handler.sleep", map_item=True),
     }
     rt = LambdaRuntime(functions, workers=1, base_env={"BASE": "yes"})
     yield rt
@@ -130,6 +132,27 @@ def test_closing_while_an_invocation_runs_ends_it_with_an_exit_error(runtime: La
     # THEN the invocation ends as a worker exit and closing raised nothing
     assert [r.error_type for r in results] in (["Runtime.ExitError"], [None])
     assert runtime.worker_pids() == []
+
+
+def test_a_waiting_one_off_state_goes_before_waiting_map_items(runtime: LambdaRuntime) -> None:
+    # GIVEN the only worker busy with a page batch, and another batch already waiting for it
+    done: list[str] = []
+
+    def call(name: str, payload: bytes) -> threading.Thread:
+        thread = threading.Thread(target=lambda: (runtime.invoke(name, payload), done.append(name)))
+        thread.start()
+        return thread
+
+    callers = [call("Batch", b'{"seconds": 1.0}')]
+    time.sleep(0.3)
+    callers.append(call("Batch", b'{"seconds": 0.1}'))
+    time.sleep(0.3)
+    # WHEN a one-off state (another document's Write, say) is invoked after them
+    callers.append(call("Echo", b"{}"))
+    for caller in callers:
+        caller.join(timeout=30)
+    # THEN it runs as soon as the worker is free, before the batch that waited longer
+    assert done == ["Batch", "Echo", "Batch"]
 
 
 def test_loading_the_function_s_module_does_not_count_against_its_timeout(tmp_path: Path) -> None:
