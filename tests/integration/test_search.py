@@ -212,15 +212,20 @@ def test_the_search_command_prints_hits_of_both_kinds_and_says_the_clip_model_is
     assert again.exit_code == 0 and again.stdout.startswith("0 chunks re-embedded with wordllama-l2-supercat-256")
 
 
+def _committee_chunks(conn: Any) -> None:
+    """More chunks holding "committee" and "budget" than a keyword list ranks."""
+    conn.execute(
+        "insert into chunks (document_id, chunk_no, first_page, last_page, text, ts_config)"
+        " select %s, 100 + n, 1, 1, 'the committee reviewed the annual budget report', 'english'"
+        " from generate_series(0, %s) n",
+        (MANUAL, RANK_POOL + 200),
+    )
+
+
 def test_among_more_chunks_than_it_ranks_a_question_ranks_those_holding_its_rarest_words(conn: Any) -> None:
     """Past RANK_POOL chunks holding some word of the question (and none holding all), the chunks
     ranked are those holding its rarest words, not the first RANK_POOL the table holds."""
-    common = "the committee reviewed the annual budget report"
-    conn.execute(
-        "insert into chunks (document_id, chunk_no, first_page, last_page, text, ts_config)"
-        " select %s, 100 + n, 1, 1, %s, 'english' from generate_series(0, %s) n",
-        (MANUAL, common, RANK_POOL + 200),
-    )
+    _committee_chunks(conn)
     conn.execute(
         "insert into chunks (document_id, chunk_no, first_page, last_page, text, ts_config)"
         " values (%s, 99999, 7, 7, 'the committee reviewed the walrus enclosure budget', 'english')", (MANUAL,))
@@ -237,12 +242,7 @@ def test_among_more_chunks_than_it_ranks_a_question_ranks_those_holding_its_rare
 def test_a_chunk_holding_every_word_is_found_through_its_rarest_words_and_ranked_first(conn: Any) -> None:
     """Chunks holding every word are looked for among those holding the rarest words (the index
     reads only their posting lists); the other words are checked on the chunks found."""
-    common = "the committee reviewed the annual budget report"
-    conn.execute(
-        "insert into chunks (document_id, chunk_no, first_page, last_page, text, ts_config)"
-        " select %s, 100 + n, 1, 1, %s, 'english' from generate_series(0, %s) n",
-        (MANUAL, common, RANK_POOL + 200),
-    )
+    _committee_chunks(conn)
     conn.execute(
         "insert into chunks (document_id, chunk_no, first_page, last_page, text, ts_config) values"
         " (%s, 99998, 8, 8, 'the ferry committee approved the walrus budget', 'english'),"
