@@ -10,11 +10,20 @@ The ANTLR parse tree is kept per definition and only the evaluation components a
 for each execution (the preprocessor reads the tree, it does not change it; an execution's state
 lives in its components and environment). Parsed JSONPath expressions are immutable: one per
 path serves every evaluation.
+
+Two costs per request the engine pays where AWS has none (bench/RESULTS.md, "fixed costs" of
+issue 16, py-spy on 40 one-page documents): moto's interpreter builds a new boto3 client for
+every task state it runs (botocore copies its event hooks and builds the client class: about a
+tenth of the engine's busy time), and moto's server lists its own package folder, a stat per
+service, for every request it routes (another tenth). Clients are kept per region and service
+(boto3 clients are thread-safe; a state with its own credentials still gets a new one), and the
+folder is listed once.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 from typing import Any
 
@@ -23,6 +32,9 @@ from jsonpath_ng import parse as jsonpath_parse
 from jsonpath_ng.ext import parse as jsonpath_ext_parse
 from moto.stepfunctions.parser.asl.antlr.runtime.ASLLexer import ASLLexer
 from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser
+from moto import backends
+from moto.core.models import botocore_stubber
+from moto.settings import moto_server_port
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
 from moto.stepfunctions.parser.asl.parse.asl_parser import (
@@ -31,7 +43,7 @@ from moto.stepfunctions.parser.asl.parse.asl_parser import (
     SyntaxErrorListener,
 )
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
-from moto.stepfunctions.parser.asl.utils import json_path
+from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 
 _KEEP_DEFINITIONS = 16
 _trees_lock = threading.Lock()
@@ -56,9 +68,32 @@ def _parse(definition: str) -> tuple[EvalComponent, ParserRuleContext]:
     return Preprocessor().visit(tree), tree
 
 
+_new_client = boto_client.boto_client_for
+_list_moto_modules = backends.list_of_moto_modules
+
+
+@functools.lru_cache(maxsize=64)
+def _kept_client(region: str, service: str, intercepted: bool, port: int) -> Any:
+    # intercepted and port: what moto's own function reads to point the client (in-process or
+    # at the server), so a client is never reused across a change of either.
+    return _new_client(region, service)
+
+
+def _client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+    if state_credentials is not None:
+        return _new_client(region, service, state_credentials)
+    return _kept_client(region, service, botocore_stubber.enabled, moto_server_port())
+
+
+# The interpreter's modules each import moto's function by name: each of them is patched.
+_CLIENT_USERS = tuple(module for name, module in sorted(sys.modules.items())
+                      if name.startswith("moto.stepfunctions.") and getattr(module, "boto_client_for", None) is _new_client)
+
 # (owner, attribute, replacement), started and stopped with the engine like its other patches.
 INTERPRETER_CACHES: tuple[tuple[Any, str, Any], ...] = (
     (AmazonStateLanguageParser, "parse", staticmethod(_parse)),
     (json_path, "parse", functools.lru_cache(maxsize=1024)(jsonpath_ext_parse)),
     (result_path, "parse", functools.lru_cache(maxsize=1024)(jsonpath_parse)),
+    *((module, "boto_client_for", _client_for) for module in _CLIENT_USERS),
+    (backends, "list_of_moto_modules", functools.lru_cache(maxsize=1)(lambda: tuple(_list_moto_modules()))),
 )
