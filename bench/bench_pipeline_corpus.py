@@ -118,7 +118,7 @@ class PlainPasses:
 # --- the pipeline ----------------------------------------------------------------------------------
 
 
-def _cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
         try:
@@ -166,7 +166,7 @@ def run_corpus(files: list[CorpusFile], url: str, home: Path, *, one_at_a_time: 
         # per run, not per document (a warm Lambda keeps them too).
         warm = engine.submit(document(4, 2))
         engine.wait([warm])
-        workers_before = _cpu_seconds(engine.runtime.worker_pids())
+        workers_before = cpu_seconds(engine.runtime.worker_pids())
         self_before = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
         runs: list[tuple[Figures, DocumentRun]] = []
         if one_at_a_time:
@@ -192,7 +192,7 @@ def run_corpus(files: list[CorpusFile], url: str, home: Path, *, one_at_a_time: 
                     totals.wall_s = time.perf_counter() - started
                 runs += batch_runs
         totals.engine_cpu_s = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - self_before
-        workers_alive = _cpu_seconds(engine.runtime.worker_pids())
+        workers_alive = cpu_seconds(engine.runtime.worker_pids())
         for f, run in runs:
             _settle(engine, f, run)
     # The workers were killed and reaped at close: their CPU is the children's now. The warm-up
