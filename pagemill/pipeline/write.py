@@ -130,12 +130,14 @@ def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, Any]:
         store_speech(conn, document_id, spoken)
         warnings = partial.merged(found)
         status = documents.set_outcome(conn, document_id, warnings)
-    seconds = round(time.monotonic() - began, 3)
-    timings.update({"extract_seconds_sum": round(extract_seconds, 3), "write_seconds": seconds,
-                    "states": {**states, "Write": seconds}})
-    if since is not None:
-        timings["pipeline_seconds"] = round(time.time() - since, 3)
-    documents.set_timings(conn, document_id, timings)
+        # In the same transaction as the outcome: a reader never sees a finished document without
+        # its timings (Write's own seconds are counted up to the commit).
+        seconds = round(time.monotonic() - began, 3)
+        timings.update({"extract_seconds_sum": round(extract_seconds, 3), "write_seconds": seconds,
+                        "states": {**states, "Write": seconds}})
+        if since is not None:
+            timings["pipeline_seconds"] = round(time.time() - since, 3)
+        documents.set_timings(conn, document_id, timings)
     if vectors is not None and len(vectors.vectors) and not index_exists(conn, vectors.model):
         # The first document of a model: its index starts small and grows with each Write.
         # `pagemill reembed` (a bulk load) drops it and builds it once over all rows instead.

@@ -11,7 +11,8 @@ import pytest
 from pagemill import keys
 from pagemill.captions.client import NO_API_KEY
 from pagemill.clip.model import ClipModel
-from pagemill.errors import ExecutionCancelled
+from pagemill.db import documents
+from pagemill.errors import DatabaseUnavailable, ExecutionCancelled
 from pagemill.payloads import CaptionBatchInput, DocumentInput, EmbedInput, WriteInput
 from pagemill.pipeline.caption_batch import caption_batch
 from pagemill.pipeline.context import ModelAccess, StageContext
@@ -82,6 +83,23 @@ def test_write_of_a_cancelled_execution_changes_nothing(
     with pytest.raises(ExecutionCancelled):
         write(ctx, conn, write_input(document))
     assert db.execute("select count(*) from pages where document_id = %s", (document.document_id,)).fetchone() == (0,)
+
+
+def test_a_document_is_never_seen_finished_without_its_timings(
+    ctx: StageContext, conn: psycopg.Connection[Any], db: psycopg.Connection[Any], document: DocumentInput,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN recording the timings fails (the database went away at that moment)
+    def lost(*args: Any, **kwargs: Any) -> None:
+        raise DatabaseUnavailable("the database went away")
+
+    monkeypatch.setattr(documents, "set_timings", lost)
+    # WHEN Write runs THEN it fails, and nothing of it is committed: the document still reads
+    # running (a retry writes it whole), never finished with no timings
+    with pytest.raises(DatabaseUnavailable):
+        write(ctx, conn, write_input(document))
+    row = db.execute("select status, timings from documents where id = %s", (document.document_id,)).fetchone()
+    assert row[0] == "running", row
 
 
 def test_write_records_the_spoken_summary_and_why_one_is_missing(
