@@ -97,8 +97,8 @@ def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, Any]:
         for result in batch_results(ctx, document_id, manifest):
             extract_seconds += result.seconds
             found.extend(result.warnings)
-            for skipped in result.skipped_images:
-                stats["skipped_images"][skipped.reason] = stats["skipped_images"].get(skipped.reason, 0) + 1
+            for skip in result.skipped_images:
+                stats["skipped_images"][skip.reason] = stats["skipped_images"].get(skip.reason, 0) + 1
             yield result
 
     timings: dict[str, Any] = {}

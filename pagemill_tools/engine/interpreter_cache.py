@@ -30,11 +30,11 @@ from typing import Any
 from antlr4 import CommonTokenStream, InputStream, ParserRuleContext
 from jsonpath_ng import parse as jsonpath_parse
 from jsonpath_ng.ext import parse as jsonpath_ext_parse
-from moto.stepfunctions.parser.asl.antlr.runtime.ASLLexer import ASLLexer
-from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser
 from moto import backends
 from moto.core.models import botocore_stubber
 from moto.settings import moto_server_port
+from moto.stepfunctions.parser.asl.antlr.runtime.ASLLexer import ASLLexer
+from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
 from moto.stepfunctions.parser.asl.parse.asl_parser import (
