@@ -169,13 +169,13 @@ def _prepare(conn: Any, text: str, k: int, *, shares: bool) -> list[_Words]:
         "   from (select c.ts_config::text as cfg, w.word, st.freqs[array_position(st.elems, w.word)] as share,"
         # most_common_elem_freqs: one per element, then the least and the greatest of them
         "     st.freqs[array_length(st.elems, 1) + 1] as least_share"
-        "    from text_search_configs c cross join lateral unnest(tsvector_to_array(to_tsvector(c.ts_config, %(q)s))) w(word)"
+        # the words the query asks for: websearch's "-word" is left out (querytree drops negations)
+        "    from text_search_configs c cross join lateral querytree(websearch_to_tsquery(c.ts_config, %(q)s)) asked"
+        "    cross join lateral unnest(tsvector_to_array(to_tsvector(c.ts_config, %(q)s))) w(word)"
         "    left join (select s.most_common_elems::text::text[] as elems, s.most_common_elem_freqs as freqs"
         "     from pg_stats s where s.schemaname = current_schema() and s.tablename = 'chunks'"
         "     and s.attname = 'tsv') st on true"
-        # the words the query asks for: websearch's "-word" is left out (querytree drops negations)
-        "    where strpos(querytree(websearch_to_tsquery(c.ts_config, %(q)s)),"
-        "     '''' || replace(w.word, '''', '''''') || '''') > 0) w"
+        "    where strpos(asked, '''' || replace(w.word, '''', '''''') || '''') > 0) w"
         "   group by cfg order by cfg) p),"
         " (select reltuples from pg_class where oid = 'chunks'::regclass)",
         {"ef": ef, "q": text},

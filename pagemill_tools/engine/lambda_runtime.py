@@ -77,6 +77,12 @@ class Invocation:
         return json.loads(self.payload).get("errorType")
 
 
+def function_name(name_or_arn: str) -> str:
+    """A function's name from what an invocation may name it by: the name, or its ARN with or
+    without a version or alias."""
+    return name_or_arn.rsplit(":function:", 1)[-1].split(":", 1)[0]
+
+
 def _failure(error_type: str, message: str) -> Invocation:
     return Invocation(json.dumps({"errorType": error_type, "errorMessage": message}).encode(), "Unhandled")
 
@@ -183,7 +189,7 @@ class LambdaRuntime:
         return waiter.worker
 
     def spec_for(self, function_name_or_arn: str) -> FunctionSpec:
-        name = function_name_or_arn.rsplit(":function:", 1)[-1].split(":", 1)[0]
+        name = function_name(function_name_or_arn)
         try:
             return self.functions[name]
         except KeyError:

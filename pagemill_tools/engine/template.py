@@ -6,11 +6,11 @@ container-image functions alike run from their handler folder)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pagemill_tools.engine.lambda_runtime import FunctionSpec
+from pagemill_tools.engine.lambda_runtime import FunctionSpec, function_name
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -157,8 +157,8 @@ def load_deployment(template_path: Path, stack_name: str, root: Path) -> LocalDe
         raise TemplateError(f"expected one bucket in {template_path}, found {len(buckets)}")
     map_items = _map_item_functions(document_machine.definition["States"])
     functions = {
-        logical_id: replace(_function_spec(logical_id, resource, resolver, template_path.parent, root),
-                            map_item=logical_id in map_items)
+        logical_id: _function_spec(logical_id, resource, resolver, template_path.parent, root,
+                                   map_item=logical_id in map_items)
         for logical_id, resource in _of_type(template, "AWS::Lambda::Function").items()
         if {"aws:asset:path", "pagemill:source"} & set(resource.get("Metadata", {}))
     }
@@ -214,7 +214,7 @@ def _map_item_functions(states: dict[str, Any], in_map: bool = False) -> set[str
         elif in_map and state.get("Type") == "Task":
             name = (state.get("Parameters") or {}).get("FunctionName")
             if isinstance(name, str):
-                found.add(name.rsplit(":function:", 1)[-1].split(":", 1)[0])
+                found.add(function_name(name))
     return found
 
 
@@ -262,7 +262,7 @@ def _of_type(template: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def _function_spec(
-    logical_id: str, resource: dict[str, Any], resolver: _Resolver, assembly_dir: Path, root: Path
+    logical_id: str, resource: dict[str, Any], resolver: _Resolver, assembly_dir: Path, root: Path, *, map_item: bool
 ) -> FunctionSpec:
     """pagemill's functions, zip or container image (ExtractBatch with OCR), run from the handler
     folder the stack names (``pagemill:source``) with this machine's libraries, as the ECS tasks
@@ -286,4 +286,5 @@ def _function_spec(
         timeout_s=float(props.get("Timeout", 3)),
         memory_mb=int(props.get("MemorySize", 128)),
         environment={k: str(v) for k, v in variables.items() if v is not None},
+        map_item=map_item,
     )

@@ -114,8 +114,9 @@ def test_scanned_pages_are_read_by_ocr_and_say_so(corpus_runs, db) -> None:
 def test_damaged_files_say_what_they_lost(corpus_runs, db) -> None:
     # cardinal-truncated: content streams cut, pages 1-3 draw nothing; the qpdf file is repaired
     # and loses nothing; the truncated Mueller report has no page left
+    damaged = {"cardinal-truncated.pdf", "qpdf-append-page-content-damaged.pdf", "mueller-report-vol-2-truncated.pdf"}
     lost = {}
-    for row, run in corpus_runs:
+    for row, run in ((row, run) for row, run in corpus_runs if row["file"] in damaged):
         status, error_class, warnings = db.execute(
             "select status, error_class, warnings from documents where id = %s", (run.document_id,)).fetchone()
         lost[row["file"]] = (status, error_class, [w["pages"] for w in warnings if w["code"] == CONTENT_LOST])
