@@ -1,3 +1,3 @@
-from pagemill_tools.cli import app
+from pagemill_tools.startup import main
 
-app(prog_name="pagemill")
+main()

@@ -33,7 +33,7 @@ from pagemill.pipeline.context import document_id_for, file_sha256
 from pagemill.records import SourceObject
 from pagemill_tools.clip_testmodel import ensure_test_model
 from pagemill_tools.engine.containers import INTERPRETER_FIXES, LocalContainers
-from pagemill_tools.engine.interpreter_cache import INTERPRETER_CACHES
+from pagemill_tools.engine.interpreter_cache import interpreter_caches
 from pagemill_tools.engine.interrupt import StopRequest
 from pagemill_tools.engine.lambda_runtime import LambdaRuntime
 from pagemill_tools.engine.runbook import WRITE_EVERY_S, DocumentRun, RunBook
@@ -120,8 +120,9 @@ class LocalEngine:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         # The interpreter logs every failed execution at ERROR; the run reports failures itself.
         logging.getLogger("moto").setLevel(logging.CRITICAL)
-        # Before CreateStateMachine, whose validation parse is then the only one.
-        self._patches = [mock.patch.object(owner, name, cache) for owner, name, cache in INTERPRETER_CACHES]
+        # Before CreateStateMachine, whose validation parse is then the only one (none at all when
+        # an earlier engine parsed the same definition).
+        self._patches = [mock.patch.object(owner, name, cache) for owner, name, cache in interpreter_caches(home / "asl")]
         for patch in self._patches:
             patch.start()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -6,10 +6,12 @@ more at CreateStateMachine), about 0.2 CPU-seconds each here; and it builds a ne
 (ply reads its tables again) for every path it evaluates. With many small documents that was a
 good part of the engine's own CPU per document (bench/RESULTS.md, "issue 16").
 
-The ANTLR parse tree is kept per definition and only the evaluation components are built anew
-for each execution (the preprocessor reads the tree, it does not change it; an execution's state
-lives in its components and environment). Parsed JSONPath expressions are immutable: one per
-path serves every evaluation.
+Each definition's evaluation components are kept pickled, in memory and in a folder, and every
+execution unpickles its own copy (an execution's state lives in its components and environment;
+1 ms against 20 ms to build them from the parse tree again). The folder makes a later engine's
+start-up skip the parse too: moto's ANTLR runtime is pure Python and its first parse in a process
+is its slowest (0.15-0.3 s for the document state machine; bench/RESULTS.md, "engine start-up").
+Parsed JSONPath expressions are immutable: one per path serves every evaluation.
 
 Two costs per request the engine pays where AWS has none (bench/RESULTS.md, "fixed costs" of
 issue 16, py-spy on 40 one-page documents): moto's interpreter builds a new boto3 client for
@@ -23,11 +25,17 @@ folder is listed once.
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+import pickle
 import sys
 import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from antlr4 import CommonTokenStream, InputStream, ParserRuleContext
+import moto
+from antlr4 import CommonTokenStream, InputStream
 from jsonpath_ng import parse as jsonpath_parse
 from jsonpath_ng.ext import parse as jsonpath_ext_parse
 from moto import backends
@@ -46,26 +54,54 @@ from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 
 _KEEP_DEFINITIONS = 16
-_trees_lock = threading.Lock()
+# What makes a pickle readable: the interpreter's classes (moto's version) and pickle's own.
+_PROGRAM_FORMAT = f"moto-{moto.__version__}-pickle-{pickle.HIGHEST_PROTOCOL}"
+_programs_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=_KEEP_DEFINITIONS)
-def _parse_tree(definition: str) -> tuple[ParserRuleContext, tuple[str, ...]]:
-    """moto's own lexing and parsing (asl_parser.AmazonStateLanguageParser.parse), kept."""
+def _program(definition: str, folder: Path | None) -> bytes:
+    """The definition's evaluation components, pickled: from the folder when an earlier engine
+    parsed it, else parsed here (moto's asl_parser.AmazonStateLanguageParser.parse) and saved."""
+    path = None
+    if folder is not None:
+        key = hashlib.sha256(f"{_PROGRAM_FORMAT}\n{definition}".encode()).hexdigest()
+        path = folder / f"{key}.pickle"
+        if path.is_file():
+            return path.read_bytes()
     listener = SyntaxErrorListener()
     parser = ASLParser(CommonTokenStream(ASLLexer(InputStream(definition))))
     parser.removeErrorListeners()
     parser.addErrorListener(listener)
-    return parser.state_machine(), tuple(listener.errors)
+    tree = parser.state_machine()
+    if listener.errors:
+        raise ASLParserException(errors=list(listener.errors))
+    program = pickle.dumps(Preprocessor().visit(tree), protocol=pickle.HIGHEST_PROTOCOL)
+    if path is not None:
+        _save(path, program)
+    return program
 
 
-def _parse(definition: str) -> tuple[EvalComponent, ParserRuleContext]:
-    # One thread parses a definition at a time: executions started together wait for the first.
-    with _trees_lock:
-        tree, errors = _parse_tree(definition)
-    if errors:
-        raise ASLParserException(errors=list(errors))
-    return Preprocessor().visit(tree), tree
+def _save(path: Path, program: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_bytes(program)
+    partial.replace(path)  # atomic: engines starting together never read half a file
+    kept = sorted(path.parent.glob("*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in kept[_KEEP_DEFINITIONS:]:
+        stale.unlink(missing_ok=True)
+
+
+def _parser(folder: Path | None) -> Callable[[str], tuple[EvalComponent, None]]:
+    def parse(definition: str) -> tuple[EvalComponent, None]:
+        # One thread parses a definition at a time: executions started together wait for the first.
+        with _programs_lock:
+            program = _program(definition, folder)
+        # moto's callers read the components only; the parse tree is for LocalStack's static
+        # analysers, which moto's backend does not call.
+        return pickle.loads(program), None
+
+    return parse
 
 
 _new_client = boto_client.boto_client_for
@@ -89,11 +125,19 @@ def _client_for(region: str, service: str, state_credentials: Any = None) -> Any
 _CLIENT_USERS = tuple(module for name, module in sorted(sys.modules.items())
                       if name.startswith("moto.stepfunctions.") and getattr(module, "boto_client_for", None) is _new_client)
 
-# (owner, attribute, replacement), started and stopped with the engine like its other patches.
-INTERPRETER_CACHES: tuple[tuple[Any, str, Any], ...] = (
-    (AmazonStateLanguageParser, "parse", staticmethod(_parse)),
+
+_PROCESS_CACHES: tuple[tuple[Any, str, Any], ...] = (
     (json_path, "parse", functools.lru_cache(maxsize=1024)(jsonpath_ext_parse)),
     (result_path, "parse", functools.lru_cache(maxsize=1024)(jsonpath_parse)),
     *((module, "boto_client_for", _client_for) for module in _CLIENT_USERS),
     (backends, "list_of_moto_modules", functools.lru_cache(maxsize=1)(lambda: tuple(_list_moto_modules()))),
 )
+
+
+def interpreter_caches(folder: Path | None) -> tuple[tuple[Any, str, Any], ...]:
+    """(owner, attribute, replacement), started and stopped with the engine like its other
+    patches; parsed definitions are kept in ``folder`` (None: in this process only)."""
+    return (
+        (AmazonStateLanguageParser, "parse", staticmethod(_parser(folder))),
+        *_PROCESS_CACHES,
+    )
