@@ -22,8 +22,11 @@ from bench.inputs import machine, record
 from bench.scratch_db import server
 from pagemill.db.migrate import migrate
 from pagemill.settings import Settings
-from pagemill_tools.engine.engine import EngineOptions, LocalEngine
 from pagemill_tools.scratch_db import scratch_database
+from pagemill_tools.startup import collection_paused
+
+with collection_paused():  # as the `pagemill` command imports the engine
+    from pagemill_tools.engine.engine import EngineOptions, LocalEngine
 
 TEXT = "The quick brown fox jumps over the lazy dog while the committee reviews the annual budget. " * 30
 

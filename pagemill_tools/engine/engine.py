@@ -46,6 +46,10 @@ _TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 _CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
 
 
+# How many runs' progress the watch reads a second, at most (ended runs are always read at once).
+PROGRESS_READS_PER_S = 10.0
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     home: Path
@@ -269,10 +273,15 @@ class LocalEngine:
                 # Polling every run each time cost the engine's process about a CPU-second per
                 # document when many documents run at once (bench/RESULTS.md, "issue 16").
                 running = self._running_executions()
+                # A run's progress (an S3 listing and a DescribeExecution) is read less often the
+                # more runs are in flight, so that all of them together cost a bounded number of
+                # reads a second: with 80 one-page documents queued on two workers, reading each
+                # once a second was a third of the engine's CPU per document.
+                progress_every = max(WRITE_EVERY_S, len(pending) / PROGRESS_READS_PER_S)
                 for run in list(pending):
                     ended = run.execution_arn not in running
                     if ended or now >= progress_at.get(run.execution_arn, 0.0):
-                        progress_at[run.execution_arn] = now + WRITE_EVERY_S
+                        progress_at[run.execution_arn] = now + progress_every
                         self._refresh(run)
                     if on_progress:
                         on_progress(run)

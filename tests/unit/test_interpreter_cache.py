@@ -13,6 +13,7 @@ import pytest
 from moto import backends, mock_aws
 from moto.stepfunctions.parser.asl.component.program.program import Program
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.credentials import StateCredentials
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
 
 from pagemill_tools.engine import interpreter_cache
@@ -23,13 +24,13 @@ DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", 
 
 def test_task_states_share_one_client_per_region_and_service() -> None:
     with mock_aws():
-        first = _client_for("us-east-1", "lambda")
-        # THEN a second task state gets the same client; another service or region its own; a
-        # state with credentials of its own a new one
+        first = _client_for("us-east-1", "lambda", StateCredentials(role_arn="arn:aws:iam::1:role/execution"))
+        # THEN a second task state gets the same client, whatever role it names (moto signs every
+        # client with the same fixed keys); another service or region its own
+        assert _client_for("us-east-1", "lambda", StateCredentials(role_arn="arn:aws:iam::1:role/other")) is first
         assert _client_for("us-east-1", "lambda") is first
         assert _client_for("us-east-1", "s3") is not first
         assert _client_for("eu-west-1", "lambda") is not first
-        assert _client_for("us-east-1", "lambda", {"RoleArn": "arn:aws:iam::1:role/r"}) is not first
 
 
 @contextmanager
