@@ -1,11 +1,11 @@
-"""Many one-page documents, the fixed cost per document: N generated one-page text PDFs (each its
-own content, so none is a duplicate) through one warm local engine, all submitted at once as
+"""Many small documents, the fixed cost per document: N generated text PDFs of one page or a few
+(each its own content, so none is a duplicate) through one warm local engine, all submitted at once as
 `pagemill run DIR` does, beside plain legacy pymupdf4llm passes over the same files (one warm
 process) and the raw floor (PyMuPDF get_text), in one run. Reports wall seconds per document and
 the CPU per document of the engine's own process (moto's interpreter and server: local only) and
 of the Lambda workers.
 
-    python -m bench.bench_small_documents [--documents 40] [URL]
+    python -m bench.bench_small_documents [--documents 40] [--pages 1] [URL]
 """
 
 from __future__ import annotations
@@ -31,15 +31,18 @@ with collection_paused():  # as the `pagemill` command imports the engine
 TEXT = "The quick brown fox jumps over the lazy dog while the committee reviews the annual budget. " * 30
 
 
-def documents(n: int) -> list[Path]:
+def documents(n: int, pages: int) -> list[Path]:
     folder = BUILD / "small-documents"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n + 1):  # the first is the engine's warm-up
-        path = folder / f"one-page-{i:04d}.pdf"
+        path = folder / f"{pages}-page-{i:04d}.pdf"
         if not path.exists():
             doc = pymupdf.open()
-            doc.new_page().insert_textbox(pymupdf.Rect(72, 72, 523, 770), f"Document {i}. {TEXT}", fontsize=11)
+            for page_no in range(1, pages + 1):
+                page = doc.new_page()
+                page.insert_text((72, 72), f"Document {i}, section {page_no}", fontsize=16)
+                page.insert_textbox(pymupdf.Rect(72, 90, 523, 770), f"Page {page_no}. {TEXT}", fontsize=11)
             doc.save(path)
             doc.close()
         paths.append(path)
@@ -49,16 +52,17 @@ def documents(n: int) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--documents", type=int, default=40)
+    parser.add_argument("--pages", type=int, default=1, help="pages per document (seed C's files: about ten)")
     parser.add_argument("url", nargs="?", default=None)
     args = parser.parse_args()
-    warm_up, *files = documents(args.documents)
+    warm_up, *files = documents(args.documents, args.pages)
     began = time.perf_counter()
     for path in files:
         with pymupdf.open(path) as doc:
             doc[0].get_text()
     floor = time.perf_counter() - began
     with PlainPasses() as plain:
-        plain_wall = sum(wall for wall, _ in plain.run([CorpusFile(p, "text", 1) for p in files]))
+        plain_wall = sum(wall for wall, _ in plain.run([CorpusFile(p, "text", args.pages) for p in files]))
     with server(args.url or Settings.from_env().database_url) as server_url, scratch_database(server_url) as url:
         migrate(url)
         options = EngineOptions(home=BUILD / "home", database_url=url, workers=psutil.cpu_count() or 2)
@@ -75,7 +79,7 @@ def main() -> None:
             workers_cpu = cpu_seconds(engine.runtime.worker_pids()) - workers_cpu
     n = len(files)
     failed = [r.path.name for r in runs if r.status != "SUCCEEDED"]
-    print(f"\n{n} one-page documents, all at once; {machine()}")
+    print(f"\n{n} documents of {args.pages} page(s), all at once; {machine()}")
     print(f"  raw floor (get_text)      {floor / n * 1000:8.1f} ms per document")
     print(f"  plain legacy pass         {plain_wall / n * 1000:8.1f} ms per document")
     print(f"  pagemill pipeline         {wall / n * 1000:8.1f} ms per document   ratio to plain {wall / plain_wall:.2f}x")
@@ -83,7 +87,7 @@ def main() -> None:
     print(f"    Lambda workers CPU      {workers_cpu / n * 1000:8.1f} ms per document")
     if failed:
         print(f"  NOT SUCCEEDED: {failed}")
-    record("small_documents", {"documents": n, "floor_s": floor, "plain_s": plain_wall, "pipeline_s": wall,
+    record("small_documents", {"documents": n, "pages": args.pages, "floor_s": floor, "plain_s": plain_wall, "pipeline_s": wall,
                                "engine_cpu_s": engine_cpu, "workers_cpu_s": workers_cpu})
 
 

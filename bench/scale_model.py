@@ -286,7 +286,9 @@ def batches(w: Workload) -> int:
 
 
 def transitions(w: Workload, m: Inputs) -> int:
-    return m.transitions_per_document + TRANSITIONS_PER_BATCH * batches(w)
+    # A document of one batch runs ExtractOnlyBatch in place of the ExtractPages map: no children.
+    children = TRANSITIONS_PER_BATCH * batches(w) if batches(w) > 1 else 0
+    return m.transitions_per_document + children
 
 
 def project(w: Workload, m: Inputs, limits: Limits, *, index: str) -> Projection:

@@ -1,8 +1,9 @@
 """The document state machine: one execution per uploaded object version.
 
-    Plan → AlreadyProcessed? ─ duplicate ─► AlreadyProcessed
-                             └─ new ──► ExtractPages (Distributed Map of ExtractBatch)
-                                        → CollectImages → Enrich → Write → Done
+    Plan → HowToExtract? ─ duplicate ───► AlreadyProcessed
+                         ├─ one batch ──► ExtractOnlyBatch ────────────────────┐
+                         └─ more ───────► ExtractPages (Distributed Map of      ├─► CollectImages → Enrich → Write → Done
+                                                        ExtractBatch) ─────────┘
     Enrich (Parallel):  HowToEmbed? ─ none ───► NoImagesToEmbed
                                     ├ lambda ─► EmbedOnLambda  (CPU ONNX Runtime)
                                     └ gpu ────► EmbedOnGpu     (ECS task on the GPU service, task token)
@@ -15,7 +16,7 @@
                                                                    └ lambda ─► SpeakSummary → SummarySpoken
                                                                                 (failed ─► SpeechFailed)
                         EmbedChunks (failed ─► ChunkVectorsFailed)   unless text_embedder is off
-    a failed Plan, ExtractPages, CollectImages, Enrich or Write ──► RecordFailure → DocumentFailed
+    a failed Plan, ExtractOnlyBatch, ExtractPages, CollectImages, Enrich or Write ──► RecordFailure → DocumentFailed
 
 State names are what the Step Functions console shows. Every task has a timeout and retries
 transient errors and crashes with full-jitter backoff; input errors (a bad PDF) and pagemill's
@@ -231,25 +232,27 @@ class DocumentStateMachine(Construct):
     def _definition(self) -> sfn.IChainable:
         record_failure = self._record_failure()
         plan = self._plan()
-        stages = self._work_stages()
-        for state in (plan, *stages):
+        extract_pages, extract_only_batch = self._extract_pages(), self._extract_only_batch()
+        after_extract = [self._collect_images(), self._enrich(), self._write()]
+        for state in (plan, extract_pages, extract_only_batch, *after_extract):
             state.add_catch(record_failure, errors=[sfn.Errors.ALL], result_path=f"$.failed.{state.state_id}")
 
-        work = sfn.Chain.start(stages[0])
-        for stage in stages[1:]:
-            work = work.next(stage)
-        work = work.next(sfn.Succeed(self, "Done"))
+        rest = sfn.Chain.start(after_extract[0])
+        for stage in after_extract[1:]:
+            rest = rest.next(stage)
+        rest.next(sfn.Succeed(self, "Done"))
+        extract_pages.next(after_extract[0])
+        extract_only_batch.next(after_extract[0])
 
-        already_processed = (
-            sfn.Choice(self, "AlreadyProcessed?")
+        how_to_extract = (
+            sfn.Choice(self, "HowToExtract?")
             .when(sfn.Condition.boolean_equals("$.plan.duplicate", True), sfn.Succeed(self, "AlreadyProcessed"))
-            .otherwise(work)
+            # A document of one batch skips the Distributed Map: no map run to start (its child
+            # execution, its ItemReader's read of the manifest), the same function and policies.
+            .when(sfn.Condition.number_equals("$.plan.batch_count", 1), extract_only_batch)
+            .otherwise(extract_pages)
         )
-        return sfn.Chain.start(plan).next(already_processed)
-
-    def _work_stages(self) -> list[tasks.LambdaInvoke | sfn.DistributedMap | sfn.Parallel]:
-        """The states a new document goes through after Plan, in order; each fails to RecordFailure."""
-        return [self._extract_pages(), self._collect_images(), self._enrich(), self._write()]
+        return sfn.Chain.start(plan).next(how_to_extract)
 
     def _plan(self) -> tasks.LambdaInvoke:
         return lambda_task(
@@ -260,7 +263,7 @@ class DocumentStateMachine(Construct):
                 {"source": sfn.JsonPath.object_at("$.source"), "execution_arn": sfn.JsonPath.execution_id}
             ),
             result_selector=payload_fields(
-                document_id=str, page_count=int, batch_count=int, manifest_key=str, duplicate=dict
+                document_id=str, page_count=int, batch_count=int, manifest_key=str, duplicate=dict, only_batch=dict
             ),
             result_path="$.plan",
         )
@@ -268,14 +271,20 @@ class DocumentStateMachine(Construct):
     def _extract_pages(self) -> sfn.DistributedMap:
         return self._map_over_items(
             "ExtractPages", "$.plan.manifest_key", self._config.map_concurrency,
-            lambda_task(
-                self,
-                "ExtractBatch",
-                self._functions.extract_batch,
-                payload=sfn.TaskInput.from_json_path_at("$"),
-                result_selector=payload_fields(result_key=str, pages=int),
-            ),
+            self._extract_batch("ExtractBatch", sfn.TaskInput.from_json_path_at("$")),
             tolerated_failure_count=0,
+        )
+
+    def _extract_only_batch(self) -> tasks.LambdaInvoke:
+        # Its result is discarded as ExtractPages discards its items': the batch's result is in S3.
+        return self._extract_batch(
+            "ExtractOnlyBatch", sfn.TaskInput.from_json_path_at("$.plan.only_batch"), result_path=sfn.JsonPath.DISCARD
+        )
+
+    def _extract_batch(self, name: str, payload: sfn.TaskInput, result_path: str | None = None) -> tasks.LambdaInvoke:
+        return lambda_task(
+            self, name, self._functions.extract_batch, payload=payload,
+            result_selector=payload_fields(result_key=str, pages=int), result_path=result_path,
         )
 
     def _map_over_items(

@@ -141,7 +141,8 @@ def document_detail(backend: Backend, conn: Any, document_id: str) -> models.Doc
 def live_progress(backend: Backend, row: dict[str, Any]) -> models.Progress:
     """Pages from S3 (the batch results' keys), the state from the execution's history, and the
     batches from the ExtractPages map run's item counts (both AWS and the local interpreter keep
-    them); before that map run exists, the batches done are counted in S3."""
+    them); before that map run exists, or with none (a document of one batch: ExtractOnlyBatch),
+    the batches done are counted in S3."""
     arn = row["execution_arn"]
     description = _describe(backend, arn) if arn else None
     since = (description.get("redriveDate") or description["startDate"]) if description else None

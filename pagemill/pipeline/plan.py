@@ -35,7 +35,7 @@ def plan(ctx: StageContext, conn: Any, payload: PlanInput) -> dict[str, Any]:
             log.info("content already processed", extra={"document_id": document_id})
             return {
                 "document_id": document_id, "page_count": outcome.page_count or 0, "batch_count": 0,
-                "manifest_key": "", "duplicate": True,
+                "manifest_key": "", "duplicate": True, "only_batch": None,
             }
         doc = open_pdf(path, ctx.settings)
         try:
@@ -64,4 +64,6 @@ def plan(ctx: StageContext, conn: Any, payload: PlanInput) -> dict[str, Any]:
     return {
         "document_id": document_id, "page_count": info.page_count, "batch_count": len(ranges),
         "manifest_key": manifest_key, "duplicate": False,
+        # A document of one batch is extracted without a Distributed Map: its batch travels here.
+        "only_batch": dump(manifest[0]) if len(manifest) == 1 else None,
     }

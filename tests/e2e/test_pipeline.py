@@ -196,6 +196,10 @@ def test_bad_inputs_fail_clearly_and_leave_others_alone(engine: LocalEngine, db,
     # THEN the good one succeeded
     assert by_name["good.pdf"].status == "SUCCEEDED"
     assert counts(db, by_name["good.pdf"].document_id)[0] == 3
+    # AND, a document of one batch, without a map run (an account holds at most 1,000 open ones)
+    good = by_name["good.pdf"].execution_arn
+    assert "ExtractOnlyBatch" in engine.visited_states(good) and "ExtractPages" not in engine.visited_states(good)
+    assert engine.sfn.list_map_runs(executionArn=good)["mapRuns"] == []
     # AND every bad one failed through RecordFailure with a reason a person understands and no rows
     for name in ("encrypted.pdf", "zero.pdf", "notes.pdf", "truncated.pdf"):
         run = by_name[name]

@@ -62,3 +62,25 @@ def test_write_past_its_timeout_is_killed_retried_then_recorded_as_failed(
     assert row["error"] == "Write did not finish in time (Sandbox.Timedout); it was retried and gave up"
     # AND no partial write survived the killed transactions
     assert counts(db, run.document_id) == (0, 0, 0)
+
+
+def test_a_one_batch_document_whose_batch_never_finishes_fails_naming_the_state(
+    engine: LocalEngine, db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = engine.runtime
+    assert runtime is not None
+    # GIVEN ExtractBatch deployed with a timeout no batch can meet
+    (name, spec), = [(n, s) for n, s in runtime.functions.items() if s.handler == "handler.extract_batch"]
+    monkeypatch.setitem(runtime.functions, name, replace(spec, timeout_s=0.001))
+    path = tmp_path / "two-pages.pdf"
+    make_catalog(path, pages=2, seed=8)
+    before = len(runtime.invocations)
+    # WHEN a document of one batch goes through
+    (run,) = run_all(engine, [path])
+    # THEN its batch ran outside any map, was retried, and the failure names that state and why
+    assert run.status == "FAILED"
+    assert engine.visited_states(run.execution_arn)[-3:] == ["ExtractOnlyBatch", "RecordFailure", "DocumentFailed"]
+    assert [error for fn, _, error in runtime.invocations[before:] if fn == name] == ["Sandbox.Timedout"] * 3
+    row = document(db, run.document_id)
+    assert (row["status"], row["failed_state"], row["error_class"]) == ("failed", "ExtractOnlyBatch", "Sandbox.Timedout")
+    assert row["error"] == "ExtractOnlyBatch did not finish in time (Sandbox.Timedout); it was retried and gave up"

@@ -32,11 +32,12 @@ from tests.infrastructure.queries import (
 )
 
 INPUT_ERRORS = {"NotAPdf", "EmptyFile", "EncryptedPdf", "MalformedPdf", "NoPages", "PageLimitExceeded", "FileTooLarge"}
-WORK_STATES = ("Plan", "ExtractPages", "CollectImages", "Enrich", "Write")
+WORK_STATES = ("Plan", "ExtractOnlyBatch", "ExtractPages", "CollectImages", "Enrich", "Write")
 # The Lambda tasks and their functions' handlers.
 LAMBDA_TASKS = {
     "Plan": "handler.plan",
     "ExtractBatch": "handler.extract_batch",
+    "ExtractOnlyBatch": "handler.extract_batch",
     "CollectImages": "handler.collect_images",
     "EmbedOnLambda": "handler.embed",
     "CaptionBatch": "handler.caption_batch",
@@ -73,7 +74,7 @@ def test_the_definition_is_the_pipeline_in_console_order(definition: dict[str, A
             "StartAt": "Plan",
             "States": Match.object_like({
                 name: Match.object_like({"Type": kind}) for name, kind in (
-                    ("Plan", "Task"), ("AlreadyProcessed?", "Choice"), ("ExtractPages", "Map"),
+                    ("Plan", "Task"), ("HowToExtract?", "Choice"), ("ExtractOnlyBatch", "Task"), ("ExtractPages", "Map"),
                     ("CollectImages", "Task"), ("Enrich", "Parallel"), ("Write", "Task"), ("Done", "Succeed"),
                     ("RecordFailure", "Task"), ("DocumentFailed", "Fail"),
                 )
@@ -85,15 +86,19 @@ def test_the_definition_is_the_pipeline_in_console_order(definition: dict[str, A
 def test_states_read_like_the_pipeline(definition: dict[str, Any]) -> None:
     # GIVEN the synthesized definition
     states = definition["States"]
-    # THEN the happy path is Plan → AlreadyProcessed? → ExtractPages → CollectImages → Enrich → Write → Done
+    # THEN the happy path is Plan → HowToExtract? → ExtractOnlyBatch or ExtractPages → CollectImages →
+    # Enrich → Write → Done
     assert definition["StartAt"] == "Plan"
-    assert states["Plan"]["Next"] == "AlreadyProcessed?"
-    choice = states["AlreadyProcessed?"]
+    assert states["Plan"]["Next"] == "HowToExtract?"
+    choice = states["HowToExtract?"]
     assert choice["Type"] == "Choice"
-    assert choice["Choices"] == [{"Variable": "$.plan.duplicate", "BooleanEquals": True, "Next": "AlreadyProcessed"}]
+    assert choice["Choices"] == [
+        {"Variable": "$.plan.duplicate", "BooleanEquals": True, "Next": "AlreadyProcessed"},
+        {"Variable": "$.plan.batch_count", "NumericEquals": 1, "Next": "ExtractOnlyBatch"},
+    ]
     assert choice["Default"] == "ExtractPages"
     assert states["AlreadyProcessed"]["Type"] == "Succeed"
-    assert states["ExtractPages"]["Next"] == "CollectImages"
+    assert states["ExtractOnlyBatch"]["Next"] == states["ExtractPages"]["Next"] == "CollectImages"
     assert states["CollectImages"]["Next"] == "Enrich"
     assert states["Enrich"]["Next"] == "Write"
     assert states["Write"]["Next"] == "Done"
@@ -195,12 +200,27 @@ def test_extract_pages_is_a_distributed_map_over_the_manifest(definition: dict[s
     assert extract_pages["ItemProcessor"]["States"]["ExtractBatch"]["Parameters"]["Payload.$"] == "$"
 
 
+def test_a_document_of_one_batch_is_extracted_without_a_map_run(definition: dict[str, Any]) -> None:
+    # An account holds at most 1,000 open Map Runs (a hard Step Functions quota): a Map Run per
+    # small document would cap how many documents extract at once, on top of its start-up.
+    only = definition["States"]["ExtractOnlyBatch"]
+    in_map = definition["States"]["ExtractPages"]["ItemProcessor"]["States"]["ExtractBatch"]
+    # THEN it is the same function with the same timeout, retries and result, given Plan's one batch
+    assert only["Parameters"]["Payload.$"] == "$.plan.only_batch"
+    assert only["Parameters"]["FunctionName"] == in_map["Parameters"]["FunctionName"]
+    for field in ("TimeoutSeconds", "Retry", "ResultSelector"):
+        assert only[field] == in_map[field], field
+    # AND its result stays in S3, as the map's
+    assert only["ResultPath"] is None
+
+
 def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
     states = definition["States"]
     assert states["Plan"]["Parameters"]["Payload"] == {"source.$": "$.source", "execution_arn.$": "$$.Execution.Id"}
     assert states["Plan"]["ResultPath"] == "$.plan"
+    # only_batch: a document of one batch gets its manifest item (the source's keys and a page range)
     assert set(states["Plan"]["ResultSelector"]) == {
-        "document_id.$", "page_count.$", "batch_count.$", "manifest_key.$", "duplicate.$"
+        "document_id.$", "page_count.$", "batch_count.$", "manifest_key.$", "duplicate.$", "only_batch.$"
     }
     assert states["Write"]["Parameters"]["Payload"] == {
         "document_id.$": "$.plan.document_id",

@@ -12,6 +12,7 @@ import pytest
 from pagemill import keys
 from pagemill.errors import NotAPdf
 from pagemill.pipeline.context import StageContext
+from pagemill.records import BatchSpec, load
 from pagemill.pipeline.plan import plan
 from pagemill_tools.scans import add_scan, known_text
 from tests.support.stages import (
@@ -35,10 +36,31 @@ def test_plan_registers_the_document_and_writes_its_batches(
     specs = manifest_items(ctx, planned["manifest_key"])
     assert [(s.batch_no, s.first_page, s.last_page) for s in specs] == [(0, 1, 3), (1, 4, 6)]
     assert {s.source for s in specs} == {upload.source}
+    # AND, more than one batch, they go to the ExtractPages map: none travels in the state
+    assert planned["only_batch"] is None
     # AND the document is running for this execution, with its page count
     row = db.execute("select status, page_count, execution_arn from documents where id = %s",
                      (planned["document_id"],)).fetchone()
     assert row == ("running", 6, EXECUTION_ARN)
+
+
+def test_plan_of_a_document_of_one_batch_hands_that_batch_to_the_state_machine(
+    ctx: StageContext, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    # GIVEN two pages, within one batch
+    doc = pymupdf.open()
+    for n in (1, 2):
+        doc.new_page().insert_text((72, 72), f"Page {n} of a short letter.")
+    path = tmp_path / "letter.pdf"
+    doc.save(path)
+    # WHEN Plan runs
+    planned = plan(ctx, conn, plan_input(upload_pdf(ctx.s3, path, "uploads/letter.pdf")))
+    # THEN its one batch is in Plan's result (ExtractOnlyBatch's input: no map run for it), the
+    # manifest's item as ExtractPages would hand it over; the manifest is written all the same
+    assert planned["batch_count"] == 1
+    (item,) = manifest_items(ctx, planned["manifest_key"])
+    assert load(BatchSpec, planned["only_batch"]) == item
+    assert (item.first_page, item.last_page) == (1, 2)
 
 
 def test_plan_of_content_already_written_is_a_duplicate(
@@ -51,6 +73,7 @@ def test_plan_of_content_already_written_is_a_duplicate(
     again = plan(ctx, conn, plan_input(upload_pdf(ctx.s3, upload.path, "uploads/copy.pdf")))
     # THEN Plan says duplicate and writes no manifest; the new key points at the same document
     assert (again["document_id"], again["duplicate"], again["manifest_key"]) == (planned["document_id"], True, "")
+    assert again["only_batch"] is None
     keys_seen = db.execute("select key from sources where document_id = %s order by key",
                            (planned["document_id"],)).fetchall()
     assert keys_seen == [("uploads/catalog.pdf",), ("uploads/copy.pdf",)]
