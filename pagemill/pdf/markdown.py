@@ -98,19 +98,44 @@ def _unruled(doc: pymupdf.Document, index: int) -> bool:
         return False
 
 
+# Rows of a table stand together: a row of cells further than this many word heights below the
+# last one starts another group (a table's wrapped cells leave a line or two between its rows).
+_TABLE_ROW_GAP = 4.0
+
+
 def may_hold_unruled_table(page: pymupdf.Page) -> bool:
-    """Whether the page's words stand in a grid: at least 3 rows that each break into 3 or more
-    cells (gaps wider than the words are high) starting at 3 or more shared positions. Three
-    columns of prose qualify too; the layout model reads those well."""
-    rows: dict[int, list[tuple[float, float, float]]] = {}
+    """Whether the page's words stand in a grid: at least 3 rows, close together, that each break
+    into 3 or more cells (gaps wider than the words are high) starting at 3 or more shared
+    positions. Three columns of prose qualify too; the layout model reads those well.
+
+    Rows must stand together: on two-column pages, lines that span a formula or a numbered
+    heading break into cells at both columns' starts, scattered down the page; taken together
+    they looked like a grid, and the layout model ran for no table (dpr-paper pages 3 and 7),
+    or made one of a table of contents' dotted lines (Mueller report pages 2-3, words cut in
+    pieces across cells)."""
+    lines: dict[int, list[tuple[float, float, float]]] = {}
     for x0, y0, x1, y1, *_ in page.get_text("words"):
-        rows.setdefault(round(y1 / 2), []).append((x0, x1, y1 - y0))
-    starts: Counter[int] = Counter()
-    for words in rows.values():
+        lines.setdefault(round(y1 / 2), []).append((x0, x1, y1 - y0))
+    group: list[set[int]] = []
+    last_y = -float("inf")
+    for key, words in sorted(lines.items()):
         words.sort()
         cells = [words[0][0]] + [b[0] for a, b in pairwise(words) if b[0] - a[1] > max(a[2], b[2])]
-        if len(cells) >= 3:
-            starts.update({round(x / 6) for x in cells})
+        if len(cells) < 3:
+            continue
+        y, height = key * 2, max(w[2] for w in words)
+        if y - last_y > _TABLE_ROW_GAP * height:
+            if _grid(group):
+                return True
+            group = []
+        group.append({round(x / 6) for x in cells})
+        last_y = y
+    return _grid(group)
+
+
+def _grid(rows: list[set[int]]) -> bool:
+    """At least 3 positions at which 3 or more of the rows each start a cell."""
+    starts = Counter(start for row in rows for start in row)
     return sum(count >= 3 for count in starts.values()) >= 3
 
 

@@ -11,7 +11,7 @@ import pymupdf4llm
 import pytest
 
 from bench.bench_extract import legacy
-from pagemill.pdf.markdown import TABLE_STRATEGY, may_hold_table, page_markdown
+from pagemill.pdf.markdown import TABLE_STRATEGY, may_hold_table, may_hold_unruled_table, page_markdown
 from pagemill_tools.sample import PageTruth, make_mixed
 
 
@@ -112,3 +112,21 @@ def test_legacy_mode_is_left_on_after_pages_went_to_the_layout_model() -> None:
     # THEN the layout model made the table, and pymupdf4llm is back in legacy mode for what follows
     assert "|" in markdown[0] and "cell53" in markdown[0]
     assert pymupdf4llm._use_layout is False and pymupdf._get_layout is None
+
+
+def test_cells_in_columns_make_a_grid_only_when_their_rows_stand_together() -> None:
+    # GIVEN rows of three cells starting at the same three positions: once one under another,
+    # once scattered down the page between lines of prose (formulas across two columns do that)
+    def page_with_rows(ys: list[int]) -> pymupdf.Page:
+        page = pymupdf.open().new_page()
+        for y in ys:
+            for x in (72, 220, 380):
+                page.insert_text((x, y), f"cell at {x}", fontsize=10)
+        for y in range(90, 700, 40):
+            if all(abs(y - row) > 12 for row in ys):
+                page.insert_text((72, y), "A line of prose that runs along without any gap in it", fontsize=10)
+        return page
+
+    # THEN the first may hold an unruled table, the second does not
+    assert may_hold_unruled_table(page_with_rows([200, 214, 228]))
+    assert not may_hold_unruled_table(page_with_rows([140, 380, 620]))
