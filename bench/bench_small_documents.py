@@ -23,10 +23,10 @@ from bench.scratch_db import server
 from pagemill.db.migrate import migrate
 from pagemill.settings import Settings
 from pagemill_tools.scratch_db import scratch_database
-from pagemill_tools.startup import collection_paused
+from pagemill_tools.startup import import_engine
 
-with collection_paused():  # as the `pagemill` command imports the engine
-    from pagemill_tools.engine.engine import EngineOptions, LocalEngine
+import_engine()  # as `pagemill run` does
+from pagemill_tools.engine.engine import EngineOptions, LocalEngine  # noqa: E402
 
 TEXT = "The quick brown fox jumps over the lazy dog while the committee reviews the annual budget. " * 30
 

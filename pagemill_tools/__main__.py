@@ -1,3 +1,3 @@
-from pagemill_tools.startup import main
+from pagemill_tools.cli import app
 
-main()
+app(prog_name="pagemill")

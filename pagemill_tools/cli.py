@@ -72,6 +72,9 @@ def run(
     Exit code: 0 every document succeeded; 3 none failed but some are partial (finished, something
     missing: see their warnings); 1 any failed or was cancelled; 130 interrupted (Ctrl-C, SIGTERM:
     its documents are cancelled; a second Ctrl-C exits at once); 2 no such input."""
+    from pagemill_tools.startup import import_engine
+
+    import_engine()
     from pagemill_tools.engine.run import expand_inputs
 
     try:
@@ -342,6 +345,9 @@ def serve(
     no_captions: NoCaptionsOption = False,
 ) -> None:
     """The HTTP API (docs at /docs) and the web console (/) over the local engine, in one process."""
+    from pagemill_tools.startup import import_engine
+
+    import_engine()
     import uvicorn
 
     from pagemill.api.app import create_app

@@ -247,8 +247,10 @@ class DocumentStateMachine(Construct):
         how_to_extract = (
             sfn.Choice(self, "HowToExtract?")
             .when(sfn.Condition.boolean_equals("$.plan.duplicate", True), sfn.Succeed(self, "AlreadyProcessed"))
-            # A document of one batch skips the Distributed Map: no map run to start (its child
-            # execution, its ItemReader's read of the manifest), the same function and policies.
+            # A document of one batch skips the Distributed Map: no Map Run to start (its child
+            # execution, its ItemReader's read of the manifest) and none held open against the
+            # account's 1,000 (a hard quota that a Map Run per small document would make the cap
+            # on documents extracting at once); the same function and policies.
             .when(sfn.Condition.number_equals("$.plan.batch_count", 1), extract_only_batch)
             .otherwise(extract_pages)
         )
