@@ -12,10 +12,12 @@ plain pass: the per-document ratios (goal: none slower than its plain pass) and 
 seconds go — ExtractPages (the page work) against the rest, the engine's fixed cost per document
 (Plan, CollectImages, Enrich, Write and the transitions between them).
 
-Scanned files are run but left out of the ratios (their plain pass reads no text). CPU seconds
-are reported beside wall seconds: on a shared machine they are the steadier figure.
+Scanned files are run but left out of the ratios (their plain pass reads no text); with
+``--ocr-out`` so are the files of other categories with a page that Plan sends to OCR (a form
+that is one picture, a printer's raster): their plain pass reads no text there either. CPU
+seconds are reported beside wall seconds: on a shared machine they are the steadier figure.
 
-    python -m bench.bench_pipeline_corpus [--max-pages 20] [--one-at-a-time] [--corpus DIR] [URL]
+    python -m bench.bench_pipeline_corpus [--max-pages 20] [--one-at-a-time] [--ocr-out] [--corpus DIR] [URL]
 """
 
 from __future__ import annotations
@@ -28,17 +30,19 @@ import resource
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
 import psutil
+import pymupdf
 
 from bench.bench_e2e import document
 from bench.inputs import machine
 from bench.scratch_db import server
 from pagemill.db.connect import connect
 from pagemill.db.migrate import migrate
+from pagemill.pdf.ocr import needs_ocr
 from pagemill.settings import Settings
 from pagemill_tools.engine.engine import DocumentRun, EngineOptions, LocalEngine
 from pagemill_tools.scratch_db import scratch_database
@@ -53,6 +57,17 @@ class CorpusFile:
     path: Path
     category: str
     pages: int
+    read_by_ocr: bool = False  # a page without a text layer (--ocr-out)
+
+    @property
+    def out_of_ratio(self) -> bool:
+        return self.category in EXCLUDED_FROM_RATIO or self.read_by_ocr
+
+
+def _read_by_ocr(path: Path) -> bool:
+    """Whether Plan sends a page of the file to OCR (pagemill.pdf.document.inspect_pdf's test)."""
+    with pymupdf.open(path) as doc:
+        return any(needs_ocr(page) for page in doc)
 
 
 @dataclass
@@ -187,7 +202,7 @@ def run_corpus(files: list[CorpusFile], url: str, home: Path, *, one_at_a_time: 
                 f.plain_s, f.plain_cpu_s = wall, cpu
             # The files out of the ratio run after the others, so the ratio's wall is theirs alone.
             for excluded in (False, True):
-                batch = [f for f in figures if (f.file.category in EXCLUDED_FROM_RATIO) == excluded]
+                batch = [f for f in figures if f.file.out_of_ratio == excluded]
                 started = time.perf_counter()
                 batch_runs = [(f, engine.submit(f.file.path)) for f in batch]
                 engine.wait([run for _, run in batch_runs])
@@ -216,7 +231,7 @@ def _ratio(a: float, b: float) -> str:
 
 
 def report(figures: list[Figures], totals: Totals, *, one_at_a_time: bool, load_before: str) -> None:
-    counted = [f for f in figures if f.file.category not in EXCLUDED_FROM_RATIO]
+    counted = [f for f in figures if not f.file.out_of_ratio]
     pages = sum(f.file.pages for f in figures)
     mode = "one at a time" if one_at_a_time else "all at once"
     print(f"\n{len(figures)} files, {pages} pages, {mode}; {os.cpu_count()} CPUs, captions and speech off; "
@@ -227,7 +242,7 @@ def report(figures: list[Figures], totals: Totals, *, one_at_a_time: bool, load_
     print(f"\n{'file':<44}{'category':<21}{'pages':>6}{'plain s':>9}{'pipeline s':>11}{'ratio':>8}"
           f"{'Extract s':>10}{'rest s':>8}{'pages/chunks/images':>21}")
     for f in figures:
-        mark = "" if f.file.category not in EXCLUDED_FROM_RATIO else " (not in ratio)"
+        mark = " (not in ratio)" if f.file.out_of_ratio else ""
         rows = "/".join(str(n) for n in f.rows)
         print(f"{f.file.path.name[:43]:<44}{(f.file.category + mark)[:20]:<21}{f.file.pages:>6}{f.plain_s:>9.2f}"
               f"{f.pipeline_s:>11.2f}{_ratio(f.pipeline_s, f.plain_s) if one_at_a_time else '':>8}"
@@ -277,6 +292,7 @@ def main() -> None:
     parser.add_argument("--max-pages", type=int, default=None, help="only files of at most this many pages")
     parser.add_argument("--only", default=None, help="only files whose name matches this regular expression")
     parser.add_argument("--one-at-a-time", action="store_true", help="each file alone through the warm engine")
+    parser.add_argument("--ocr-out", action="store_true", help="files with a page read by OCR out of the ratio too")
     args = parser.parse_args()
     if not (args.corpus / "MANIFEST.tsv").is_file():
         raise SystemExit(f"no corpus at {args.corpus} (MANIFEST.tsv)")
@@ -285,6 +301,8 @@ def main() -> None:
         files = [f for f in files if re.search(args.only, f.path.name)]
     if not files:
         raise SystemExit("no corpus file matches")
+    if args.ocr_out:
+        files = [replace(f, read_by_ocr=_read_by_ocr(f.path)) for f in files]
     load_before = machine()["loadavg"]
     with server(args.url or Settings.from_env().database_url) as server_url, scratch_database(server_url) as url:
         migrate(url)
