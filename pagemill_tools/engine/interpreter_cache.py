@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import pickle
 import sys
@@ -53,6 +54,8 @@ from moto.stepfunctions.parser.asl.parse.asl_parser import (
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 
+log = logging.getLogger(__name__)
+
 _KEEP_DEFINITIONS = 16
 # What makes a pickle readable: the interpreter's classes (moto's version) and pickle's own.
 _PROGRAM_FORMAT = f"moto-{moto.__version__}-pickle-{pickle.HIGHEST_PROTOCOL}"
@@ -67,8 +70,9 @@ def _program(definition: str, folder: Path | None) -> bytes:
     if folder is not None:
         key = hashlib.sha256(f"{_PROGRAM_FORMAT}\n{definition}".encode()).hexdigest()
         path = folder / f"{key}.pickle"
-        if path.is_file():
-            return path.read_bytes()
+        kept = _read_kept(path)
+        if kept is not None:
+            return kept
     listener = SyntaxErrorListener()
     parser = ASLParser(CommonTokenStream(ASLLexer(InputStream(definition))))
     parser.removeErrorListeners()
@@ -79,6 +83,21 @@ def _program(definition: str, folder: Path | None) -> bytes:
     program = pickle.dumps(Preprocessor().visit(tree), protocol=pickle.HIGHEST_PROTOCOL)
     if path is not None:
         _save(path, program)
+    return program
+
+
+def _read_kept(path: Path) -> bytes | None:
+    """The pickle an earlier engine saved, if there is one that loads (a file cut short or from
+    other code is parsed again and replaced, never a run's failure)."""
+    try:
+        program = path.read_bytes()
+        pickle.loads(program)
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - whatever unpickling raises, the definition is parsed again
+        log.warning("a kept state machine definition does not load; parsing it again",
+                    extra={"path": str(path), "error": repr(exc)})
+        return None
     return program
 
 

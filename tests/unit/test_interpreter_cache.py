@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,3 +75,18 @@ def test_a_definition_moto_cannot_parse_is_refused_and_nothing_is_kept(tmp_path:
     with engine_caches(tmp_path), pytest.raises(ASLParserException):
         AmazonStateLanguageParser.parse('{"StartAt": "Nowhere", "States": {"Nowhere": {"Type": "Wat"}}}')
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_kept_definition_that_does_not_load_is_parsed_again_and_replaced(tmp_path: Path) -> None:
+    interpreter_cache._program.cache_clear()
+    with engine_caches(tmp_path):
+        AmazonStateLanguageParser.parse(DEFINITION)
+    (kept,) = tmp_path.glob("*.pickle")
+    # GIVEN the kept file cut short (a full disk, say)
+    kept.write_bytes(kept.read_bytes()[:100])
+    interpreter_cache._program.cache_clear()
+    # WHEN a new engine meets the definition THEN it runs, and the file loads again
+    with engine_caches(tmp_path):
+        program, _ = AmazonStateLanguageParser.parse(DEFINITION)
+    assert isinstance(program, Program)
+    assert isinstance(pickle.loads(kept.read_bytes()), Program)
