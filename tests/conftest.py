@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +43,7 @@ def corpus() -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """A PostgreSQL server with pgvector: PAGEMILL_TEST_DATABASE_URL when set, else an embedded
     server of this session (one per xdist worker), stopped at the end."""
     explicit = os.environ.get("PAGEMILL_TEST_DATABASE_URL")
@@ -50,12 +52,16 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from pagemill_tools import embedded_db as embedded
 
-    home = tmp_path_factory.mktemp("pgserver")
+    # Not under pytest's own temporary folder: the server runs as another user, and every pytest
+    # session of this user makes that folder private again (mode 0700) when it starts, which
+    # took the server's data away from it under a test run beside this one.
+    home = Path(tempfile.mkdtemp(prefix="pagemill-test-pg-"))
     url = embedded.start(home)
     try:
         yield url
     finally:
         embedded.stop(home)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
