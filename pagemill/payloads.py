@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import AliasPath, Field
 
-from pagemill.records import ImageRef, SourceObject
+from pagemill.records import BatchSpec, ImageRef, SourceObject
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class DocumentInput:
 
     document_id: str
     manifest_key: str
+    only_batch: BatchSpec | None = None  # a document of one batch: the manifest's one item
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class ChunkVectorsBranch:
 class WriteInput:
     document_id: str
     manifest_key: str
+    only_batch: BatchSpec | None = None  # a document of one batch: the manifest's one item
     execution_arn: str | None = None
     started_at: str | None = None
     embeddings_index_key: str | None = None

@@ -119,10 +119,12 @@ def payload_fields(**kinds: type) -> dict[str, str]:
 
 
 def _document() -> sfn.TaskInput:
-    """The payload of a task that reads the document's batches: its id and its manifest's key."""
+    """The payload of a task that reads the document's batches: its id, its manifest's key, and the
+    one batch of a document of one batch (read without the manifest)."""
     return sfn.TaskInput.from_object(
         {"document_id": sfn.JsonPath.string_at("$.plan.document_id"),
-         "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key")}
+         "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key"),
+         "only_batch": sfn.JsonPath.object_at("$.plan.only_batch")}
     )
 
 
@@ -602,6 +604,7 @@ class DocumentStateMachine(Construct):
                 {
                     "document_id": sfn.JsonPath.string_at("$.plan.document_id"),
                     "manifest_key": sfn.JsonPath.string_at("$.plan.manifest_key"),
+                    "only_batch": sfn.JsonPath.object_at("$.plan.only_batch"),
                     "embeddings_index_key": sfn.JsonPath.string_at("$.enrich.embeddings.index_key"),
                     "captions": sfn.JsonPath.object_at("$.enrich.captions"),
                     "understanding": sfn.JsonPath.object_at("$.enrich.understanding"),

@@ -18,7 +18,7 @@ def collect_images(ctx: StageContext, payload: DocumentInput) -> dict[str, Any]:
     they are embedded: nowhere, on a CPU Lambda, or on the GPU service."""
     document_id = payload.document_id
     seen: dict[str, ImageRef] = {}
-    for result in batch_results(ctx, document_id, load_manifest(ctx, payload.manifest_key)):
+    for result in batch_results(ctx, document_id, load_manifest(ctx, payload.manifest_key, payload.only_batch)):
         for image in result.images:
             seen.setdefault(image.sha256, ImageRef(image.sha256, image.s3_key))
     images_key = keys.image_list_key(document_id)

@@ -39,7 +39,7 @@ def embed_chunks(ctx: StageContext, payload: DocumentInput, embedder: TextEmbedd
     if embedder is None:
         raise InternalError("EmbedChunks ran with chunk embeddings off (PAGEMILL_TEXT_EMBEDDER=off)")
     document_id = payload.document_id
-    manifest = load_manifest(ctx, payload.manifest_key)
+    manifest = load_manifest(ctx, payload.manifest_key, payload.only_batch)
     texts = [
         chunk.text
         for result in batch_results(ctx, document_id, manifest)

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def understand(ctx: StageContext, payload: DocumentInput, model: ModelAccess) -> dict[str, Any]:
     """Read the document's markdown (no more than the understanding budget holds), ask the model
     what the document is, and store the answer at the document's understanding key."""
-    manifest = load_manifest(ctx, payload.manifest_key)
+    manifest = load_manifest(ctx, payload.manifest_key, payload.only_batch)
     s = ctx.settings
     pages = list(_markdown_pages(ctx, payload.document_id, manifest, max_chars=s.understanding_token_budget * 4))
     result = understand_document(

@@ -86,7 +86,7 @@ def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, Any]:
     began = time.monotonic()
     document_id, execution_arn = payload.document_id, payload.execution_arn
     since = _epoch(payload.started_at)
-    manifest = load_manifest(ctx, payload.manifest_key)
+    manifest = load_manifest(ctx, payload.manifest_key, payload.only_batch)
     stats: dict[str, Any] = {"batches": len(manifest), "skipped_images": {}}
     extract_seconds = 0.0
     found: list[DocumentWarning] = []

@@ -225,6 +225,7 @@ def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
     assert states["Write"]["Parameters"]["Payload"] == {
         "document_id.$": "$.plan.document_id",
         "manifest_key.$": "$.plan.manifest_key",
+        "only_batch.$": "$.plan.only_batch",
         "embeddings_index_key.$": "$.enrich.embeddings.index_key",
         "captions.$": "$.enrich.captions",
         "understanding.$": "$.enrich.understanding",
@@ -241,7 +242,8 @@ def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
         "status.$": "$.Payload.status", "warnings.$": "$.Payload.warnings",
     }
     assert states["CollectImages"]["Parameters"]["Payload"] == {
-        "document_id.$": "$.plan.document_id", "manifest_key.$": "$.plan.manifest_key"
+        "document_id.$": "$.plan.document_id", "manifest_key.$": "$.plan.manifest_key",
+        "only_batch.$": "$.plan.only_batch",
     }
     assert states["CollectImages"]["ResultSelector"] == {
         "image_count.$": "$.Payload.image_count",
@@ -346,7 +348,8 @@ def test_understanding_branch_catches_into_a_skip(definition: dict[str, Any]) ->
     }
     understand = states["UnderstandDocument"]
     assert understand["Parameters"]["Payload"] == {
-        "document_id.$": "$.plan.document_id", "manifest_key.$": "$.plan.manifest_key"
+        "document_id.$": "$.plan.document_id", "manifest_key.$": "$.plan.manifest_key",
+        "only_batch.$": "$.plan.only_batch",
     }
     assert understand["Catch"] == [
         {"ErrorEquals": ["States.ALL"], "ResultPath": "$.understanding_failed", "Next": "UnderstandingFailed"}
@@ -363,7 +366,8 @@ def test_chunk_vectors_branch_never_fails_the_document_and_reaches_write(definit
     assert branch["StartAt"] == "EmbedChunks"
     embed_chunks = states["EmbedChunks"]
     assert embed_chunks["Parameters"]["Payload"] == {
-        "document_id.$": "$.plan.document_id", "manifest_key.$": "$.plan.manifest_key"
+        "document_id.$": "$.plan.document_id", "manifest_key.$": "$.plan.manifest_key",
+        "only_batch.$": "$.plan.only_batch",
     }
     assert set(embed_chunks["ResultSelector"]) == {"key.$", "model.$", "chunks.$", "error.$"}
     # an embedding service that gives no vectors answers with an error; a crash is caught: never fails

@@ -11,7 +11,7 @@ import pytest
 
 from pagemill import keys
 from pagemill.errors import NotAPdf
-from pagemill.pipeline.context import StageContext
+from pagemill.pipeline.context import StageContext, load_manifest
 from pagemill.records import BatchSpec, load
 from pagemill.pipeline.plan import plan
 from pagemill_tools.scans import add_scan, known_text
@@ -61,6 +61,9 @@ def test_plan_of_a_document_of_one_batch_hands_that_batch_to_the_state_machine(
     (item,) = manifest_items(ctx, planned["manifest_key"])
     assert load(BatchSpec, planned["only_batch"]) == item
     assert (item.first_page, item.last_page) == (1, 2)
+    # AND the stages after it, handed that batch, do not read the manifest again
+    ctx.s3.delete_object(Bucket=ctx.work_bucket, Key=planned["manifest_key"])
+    assert load_manifest(ctx, planned["manifest_key"], item) == [item]
 
 
 def test_plan_of_content_already_written_is_a_duplicate(
