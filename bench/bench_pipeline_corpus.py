@@ -42,7 +42,7 @@ from bench.inputs import machine
 from bench.scratch_db import server
 from pagemill.db.connect import connect
 from pagemill.db.migrate import migrate
-from pagemill.pdf.ocr import needs_ocr
+from pagemill.pdf.document import inspect_pdf
 from pagemill.settings import Settings
 from pagemill_tools.engine.engine import DocumentRun, EngineOptions, LocalEngine
 from pagemill_tools.scratch_db import scratch_database
@@ -65,9 +65,9 @@ class CorpusFile:
 
 
 def _read_by_ocr(path: Path) -> bool:
-    """Whether Plan sends a page of the file to OCR (pagemill.pdf.document.inspect_pdf's test)."""
+    """Whether Plan sends a page of the file to OCR."""
     with pymupdf.open(path) as doc:
-        return any(needs_ocr(page) for page in doc)
+        return bool(inspect_pdf(doc).ocr_pages)
 
 
 @dataclass

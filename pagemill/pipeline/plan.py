@@ -54,7 +54,8 @@ def plan(ctx: StageContext, conn: Any, payload: PlanInput) -> dict[str, Any]:
         for n, (a, b) in enumerate(ranges)
     ]
     manifest_key = keys.manifest_key(document_id)
-    storage.put_json(ctx.s3, ctx.work_bucket, manifest_key, dump(manifest))
+    items = dump(manifest)
+    storage.put_json(ctx.s3, ctx.work_bucket, manifest_key, items)
     documents.set_page_count(conn, document_id, info.page_count)
     log.info(
         "planned", extra={"document_id": document_id, "pages": info.page_count, "batches": len(ranges),
@@ -65,5 +66,5 @@ def plan(ctx: StageContext, conn: Any, payload: PlanInput) -> dict[str, Any]:
         "document_id": document_id, "page_count": info.page_count, "batch_count": len(ranges),
         "manifest_key": manifest_key, "duplicate": False,
         # A document of one batch is extracted without a Distributed Map: its batch travels here.
-        "only_batch": dump(manifest[0]) if len(manifest) == 1 else None,
+        "only_batch": items[0] if len(items) == 1 else None,
     }
