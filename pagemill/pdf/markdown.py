@@ -23,8 +23,10 @@ import pymupdf.table
 import pymupdf4llm
 from pymupdf4llm.helpers import pymupdf_rag
 
+from pagemill.pdf import layout_model
 from pagemill.pdf.completeness import WordLoss, word_loss
 from pagemill.pdf.document import MUPDF_ERRORS
+
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ def page_markdown(doc: pymupdf.Document, page_indexes: list[int], text_only: set
         out.update(_converted(doc, legacy, "legacy", fallback, headers, analyses))
         unruled += [i for i in legacy if i in out and "|---" not in out[i] and _unruled(doc, i)]
         out.update(_converted(doc, sorted(unruled), "layout", fallback))
-        _use_mode("legacy")  # the switch is process-global: leave it as the settings asked for
+        layout_model.use_mode("legacy")  # the switch is process-global: leave it as the settings asked for
     else:
         out.update(_converted(doc, ordinary, mode, fallback))
     if fallback:
@@ -239,7 +241,7 @@ def _add_rect(rect: pymupdf.Rect, xs: set[int], ys: set[int]) -> None:
 
 def _full_markdown(doc: pymupdf.Document, pages: list[int], mode: str, headers: Any = None,
                    analyses: dict[int, tuple[str | None, bool]] | None = None) -> dict[int, str]:
-    _use_mode(mode)
+    layout_model.use_mode(mode)
     if mode == "layout":
         # No OCR engine is deployed; asking for one only prints a warning per call.
         chunks = pymupdf4llm.to_markdown(doc, pages=pages, page_chunks=True, use_ocr=False)
@@ -272,27 +274,6 @@ def _text_only_markdown(doc: pymupdf.Document, pages: list[int]) -> dict[int, st
         ignore_images=True, detect_bg_color=False, table_strategy=None,
     )
     return dict(zip(pages, (chunk["text"] for chunk in chunks), strict=True))
-
-
-# The layout model's analyser, kept while legacy mode is on (see _use_mode).
-_layout_analyser: list[Callable[..., Any]] = []
-
-
-def _use_mode(mode: str) -> None:
-    """pymupdf4llm's layout switch is process-global. Turning it off drops the loaded layout
-    model, and turning it on loads the model again (about half a second of CPU): the loaded
-    analyser is kept here and handed back, so a process loads it once."""
-    want_layout = mode == "layout"
-    if pymupdf4llm._use_layout == want_layout:
-        return
-    if want_layout:
-        if _layout_analyser and not callable(pymupdf._get_layout):
-            pymupdf._get_layout = _layout_analyser[0]  # activate() keeps an analyser it finds
-        pymupdf4llm.use_layout(True)
-    else:
-        if callable(pymupdf._get_layout):
-            _layout_analyser[:] = [pymupdf._get_layout]
-        pymupdf4llm.use_layout(False)
 
 
 @contextmanager

@@ -19,6 +19,7 @@ import numpy as np
 import pymupdf
 
 from pagemill.pdf.completeness import words
+from pagemill.pdf.onnx_threads import sessions_without_spinning
 from pagemill.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,16 +81,23 @@ def largest_image_pixels(page: pymupdf.Page) -> int:
 
 @lru_cache(maxsize=2)
 def rapidocr_engine(threads: int = 0) -> OcrEngine:
-    """One engine per process (loading the three models takes about a second). threads=0 lets
+    """One engine per process, its two models loaded (about a second) with sessions that do not
+    spin (see onnx_threads: 8% less CPU for the same wall time on 2 cores). threads=0 lets
     onnxruntime use every core. Imported here so pages with a text layer never load OpenCV."""
     from rapidocr import RapidOCR
+    from rapidocr.inference_engine.onnxruntime import main as rapidocr_onnxruntime
 
-    return RapidOCR(params={
+    engine = RapidOCR(params={
         "Global.log_level": "error",  # an empty page is not a warning here
         "Global.use_cls": False,
         "EngineConfig.onnxruntime.intra_op_num_threads": threads or -1,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1 if threads else -1,
     })
+    # RapidOCR would load each model on its first use, outside this block.
+    with sessions_without_spinning(rapidocr_onnxruntime):
+        engine._load_det_model()
+        engine._load_rec_model()
+    return engine
 
 
 def render_for_ocr(page: pymupdf.Page, settings: Settings) -> np.ndarray:

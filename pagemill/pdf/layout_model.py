@@ -1,0 +1,54 @@
+"""PyMuPDF's layout model: loaded when a page first needs it, with sessions that do not spin,
+and pymupdf4llm's process-global switch between it and legacy mode.
+
+PyMuPDF 2.0 imports ``pymupdf.layout`` with itself (and pymupdf4llm imports it again), and that
+import loads the layout model's ONNX sessions: 0.4 s of CPU and 50 MB in every process that
+imports pymupdf, Plan's and every extraction worker's, though most documents never reach the
+model. ``pagemill/__init__.py`` marks the package absent before any pagemill module imports
+pymupdf, so both imports skip it (they take it for not installed); once both are done, this
+module takes the mark away, and ``analyser`` imports the package for real on the first page
+that needs it, its sessions made without spinning (see onnx_threads).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import pymupdf
+import pymupdf4llm
+
+from pagemill.pdf.onnx_threads import sessions_without_spinning
+
+LAYOUT_PACKAGE = "pymupdf.layout"
+
+# pymupdf and pymupdf4llm are imported: an import of the package from here on is somebody's
+# wish to use it (pymupdf4llm.use_layout(True) imports it), and is let through.
+if LAYOUT_PACKAGE in sys.modules and sys.modules[LAYOUT_PACKAGE] is None:
+    del sys.modules[LAYOUT_PACKAGE]
+
+
+def use_mode(mode: str) -> None:
+    """Switch pymupdf4llm to "layout" or "legacy". Turning layout off drops the loaded model
+    (which turning it on would load again, about half a second of CPU): the analyser is loaded
+    once and handed back each time."""
+    want_layout = mode == "layout"
+    if want_layout:
+        pymupdf._get_layout = analyser()  # use_layout's activate() keeps an analyser it finds
+    if pymupdf4llm._use_layout != want_layout:
+        pymupdf4llm.use_layout(want_layout)
+
+
+@cache
+def analyser() -> Callable[..., Any]:
+    """The layout model's page analyser (what ``pymupdf._get_layout`` holds while layout mode is
+    on), loaded once per process."""
+    # A process that imported pymupdf before pagemill has a model already, spinning: load again.
+    pymupdf._get_layout = None
+    with sessions_without_spinning():
+        importlib.import_module(LAYOUT_PACKAGE).activate()  # a first import activates it already
+    assert callable(pymupdf._get_layout)
+    return pymupdf._get_layout
