@@ -21,7 +21,7 @@ from typing import Any
 import pymupdf
 import pymupdf4llm
 
-from pagemill.pdf.onnx_threads import sessions_without_spinning
+from pagemill.onnx_threads import sessions_without_spinning
 
 LAYOUT_PACKAGE = "pymupdf.layout"
 

@@ -19,7 +19,7 @@ import numpy as np
 import pymupdf
 
 from pagemill.pdf.completeness import words
-from pagemill.pdf.onnx_threads import sessions_without_spinning
+from pagemill.onnx_threads import sessions_without_spinning
 from pagemill.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -16,6 +16,7 @@ from pagemill.clip.errors import ClipModelError, ImageRejected
 from pagemill.clip.model import ClipModel
 from pagemill.clip.preprocess import preprocess, preprocess_bytes
 from pagemill.clip.tokenizer import ClipTokenizer
+from pagemill.onnx_threads import ALLOW_SPINNING
 from pagemill_tools.clip_testmodel import NAME, ensure_test_model
 
 # CLIP's published normalization constants, restated here so the reference below shares no code
@@ -208,6 +209,8 @@ def test_test_model_loads_with_its_name_on_cpu(model: ClipModel) -> None:
     assert model.name == NAME
     assert model.dim == 512
     assert model.provider == "CPUExecutionProvider"
+    # and its threads sleep between batches rather than spin (pagemill.onnx_threads)
+    assert model._image.session._sess_options_initial.get_session_config_entry(ALLOW_SPINNING) == "0"
 
 
 def test_ensure_test_model_is_idempotent_and_small(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import sys
 import onnxruntime
 import pytest
 
-from pagemill.pdf.onnx_threads import QuietSessionOptions, sessions_without_spinning
+from pagemill.onnx_threads import QuietSessionOptions, sessions_without_spinning
 
 # Run in a new interpreter: which sessions exist, and when pymupdf was imported, is per process.
 EXTRACTION = """

@@ -7,7 +7,7 @@ Python thread or another worker wants: on 2 cores, six dpr-paper pages through t
 took 3.0 s of CPU for 1.7 s of wall, and 2.0 s of CPU for 1.5 s of wall without spinning (the
 same markdown). Those libraries build their sessions' options themselves, with
 ``onnxruntime.SessionOptions()``; within ``sessions_without_spinning`` that name gives options
-that do not spin.
+that do not spin. The CLIP worker makes its own (pagemill.clip.model).
 """
 
 from __future__ import annotations
