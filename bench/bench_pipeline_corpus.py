@@ -174,6 +174,25 @@ class Totals:
     excluded_wall_s: float = 0.0  # all at once: the files out of the ratio, run after the others
 
 
+def warm_up_documents(n: int) -> list[Path]:
+    """``n`` distinct documents: four pages with two images and a ruled table (bench_e2e.document),
+    then a page of text in aligned columns that the layout model reads."""
+    paths = []
+    for i in range(n):
+        path = BUILD / f"warm-up-{i}.pdf"
+        if not path.exists():
+            doc = pymupdf.open(document(4, 2))
+            page = doc.new_page()
+            page.insert_text((72, 72), f"Warm-up document {i}", fontsize=14)  # distinct content
+            for r in range(6):
+                for c in range(4):
+                    page.insert_text((72 + 120 * c, 100 + 20 * r), f"cell {r} {c}", fontsize=10)
+            doc.save(path)
+            doc.close()
+        paths.append(path)
+    return paths
+
+
 def run_corpus(files: list[CorpusFile], url: str, home: Path, *, one_at_a_time: bool) -> tuple[list[Figures], Totals]:
     options = EngineOptions(
         home=home, database_url=url, no_captions=True, function_env={"PAGEMILL_SPEECH": "off"},
@@ -182,10 +201,10 @@ def run_corpus(files: list[CorpusFile], url: str, home: Path, *, one_at_a_time: 
     totals = Totals()
     with PlainPasses() as plain, LocalEngine(options) as engine:
         assert engine.runtime is not None
-        # A first document outside the figures: the workers' imports and models are loaded once
-        # per run, not per document (a warm Lambda keeps them too).
-        warm = engine.submit(document(4, 2))
-        engine.wait([warm])
+        # First documents outside the figures, one per worker at once: every worker's imports and
+        # models (the layout model's too) are loaded once per run, not in some document's figures
+        # (a warm Lambda keeps them too).
+        engine.wait([engine.submit(path) for path in warm_up_documents(engine.options.workers)])
         workers_before = cpu_seconds(engine.runtime.worker_pids())
         self_before = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
         runs: list[tuple[Figures, DocumentRun]] = []

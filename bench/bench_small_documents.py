@@ -31,11 +31,14 @@ from pagemill_tools.engine.engine import EngineOptions, LocalEngine  # noqa: E40
 TEXT = "The quick brown fox jumps over the lazy dog while the committee reviews the annual budget. " * 30
 
 
+WARM_UP = 4  # documents at once before the measured ones: every worker loads every function's module
+
+
 def documents(n: int, pages: int) -> list[Path]:
     folder = BUILD / "small-documents"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i in range(n + 1):  # the first is the engine's warm-up
+    for i in range(n + WARM_UP):  # the first are the engine's warm-up
         path = folder / f"{pages}-page-{i:04d}.pdf"
         if not path.exists():
             doc = pymupdf.open()
@@ -55,7 +58,8 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=1, help="pages per document (seed C's files: about ten)")
     parser.add_argument("url", nargs="?", default=None)
     args = parser.parse_args()
-    warm_up, *files = documents(args.documents, args.pages)
+    made = documents(args.documents, args.pages)
+    warm_up, files = made[:WARM_UP], made[WARM_UP:]
     began = time.perf_counter()
     for path in files:
         with pymupdf.open(path) as doc:
@@ -67,7 +71,7 @@ def main() -> None:
         migrate(url)
         options = EngineOptions(home=BUILD / "home", database_url=url, workers=psutil.cpu_count() or 2)
         with LocalEngine(options) as engine:
-            engine.wait([engine.submit(warm_up)])
+            engine.wait([engine.submit(path) for path in warm_up])
             me = [psutil.Process().pid]
             assert engine.runtime is not None
             engine_cpu, workers_cpu = cpu_seconds(me), cpu_seconds(engine.runtime.worker_pids())
