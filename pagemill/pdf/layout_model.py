@@ -4,16 +4,13 @@ and pymupdf4llm's process-global switch between it and legacy mode.
 PyMuPDF 2.0 imports ``pymupdf.layout`` with itself (and pymupdf4llm imports it again), and that
 import loads the layout model's ONNX sessions: 0.4 s of CPU and 50 MB in every process that
 imports pymupdf, Plan's and every extraction worker's, though most documents never reach the
-model. ``pagemill/__init__.py`` marks the package absent before any pagemill module imports
-pymupdf, so both imports skip it (they take it for not installed); once both are done, this
-module takes the mark away, and ``analyser`` imports the package for real on the first page
-that needs it, its sessions made without spinning (see onnx_threads).
+model. Those two imports fail (layout_deferral), and ``analyser`` imports the package for real
+on the first page that needs it, its sessions made without spinning (see onnx_threads).
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -22,13 +19,7 @@ import pymupdf
 import pymupdf4llm
 
 from pagemill.onnx_threads import sessions_without_spinning
-
-LAYOUT_PACKAGE = "pymupdf.layout"
-
-# pymupdf and pymupdf4llm are imported: an import of the package from here on is somebody's
-# wish to use it (pymupdf4llm.use_layout(True) imports it), and is let through.
-if LAYOUT_PACKAGE in sys.modules and sys.modules[LAYOUT_PACKAGE] is None:
-    del sys.modules[LAYOUT_PACKAGE]
+from pagemill.pdf.layout_deferral import LAYOUT_PACKAGE
 
 
 def use_mode(mode: str) -> None:

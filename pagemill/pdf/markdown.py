@@ -27,7 +27,6 @@ from pagemill.pdf import layout_model
 from pagemill.pdf.completeness import WordLoss, word_loss
 from pagemill.pdf.document import MUPDF_ERRORS
 
-
 log = logging.getLogger(__name__)
 
 TABLE_STRATEGY = "lines_strict"  # pymupdf4llm's default in legacy mode

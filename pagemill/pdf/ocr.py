@@ -18,8 +18,8 @@ from typing import Any, Protocol
 import numpy as np
 import pymupdf
 
-from pagemill.pdf.completeness import words
 from pagemill.onnx_threads import sessions_without_spinning
+from pagemill.pdf.completeness import words
 from pagemill.settings import Settings
 
 log = logging.getLogger(__name__)

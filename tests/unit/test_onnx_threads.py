@@ -63,3 +63,14 @@ def test_quiet_options_turn_spinning_off_and_the_names_come_back() -> None:
     assert isinstance(made, QuietSessionOptions)
     assert made.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert onnxruntime.SessionOptions is original
+
+
+def test_a_caller_of_pymupdf4llm_can_still_turn_its_layout_mode_on() -> None:
+    # GIVEN a process where pagemill imported pymupdf (Plan's modules) with the model deferred
+    # WHEN something imports pymupdf4llm itself and asks for its layout mode
+    code = ("import json, pagemill.pipeline.plan, pymupdf, pymupdf4llm; "
+            "deferred = not callable(pymupdf._get_layout); pymupdf4llm.use_layout(True); "
+            "print(json.dumps([deferred, callable(pymupdf._get_layout)]))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    # THEN the import had skipped the model, and the mode loads it as pymupdf4llm would
+    assert json.loads(out.splitlines()[-1]) == [True, True]
