@@ -45,6 +45,7 @@ from pagemill.db.migrate import migrate
 from pagemill.pdf.document import inspect_pdf
 from pagemill.settings import Settings
 from pagemill_tools.engine.engine import DocumentRun, EngineOptions, LocalEngine
+from pagemill_tools.sample import add_text_grid
 from pagemill_tools.scratch_db import scratch_database
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
@@ -184,9 +185,7 @@ def warm_up_documents(n: int) -> list[Path]:
             doc = pymupdf.open(document(4, 2))
             page = doc.new_page()
             page.insert_text((72, 72), f"Warm-up document {i}", fontsize=14)  # distinct content
-            for r in range(6):
-                for c in range(4):
-                    page.insert_text((72 + 120 * c, 100 + 20 * r), f"cell {r} {c}", fontsize=10)
+            add_text_grid(page)
             doc.save(path)
             doc.close()
         paths.append(path)

@@ -164,6 +164,14 @@ def make_mixed(
 _TABLE_INTRO = "Prices include delivery within the mainland. All pieces ship flat-packed unless noted."
 
 
+def add_text_grid(page: pymupdf.Page, rows: int = 6, columns: int = 4) -> None:
+    """Words in aligned columns without ruling lines ("cell{row}{column}"): an unruled table,
+    which legacy table detection misses and the layout model reads."""
+    for r in range(rows):
+        for c in range(columns):
+            page.insert_text((72 + 120 * c, 100 + 20 * r), f"cell{r}{c}", fontsize=10)
+
+
 def _product_names(rng: random.Random, pages: int) -> list[str]:
     names: list[str] = []
     while len(names) < pages:

@@ -35,6 +35,6 @@ def _initializing(name: str) -> bool:
 
 
 def install() -> None:
-    """Once per process, and only if pymupdf is not imported yet (then its model is loaded)."""
-    if "pymupdf" not in sys.modules and not any(isinstance(f, _ImportTimeLayoutDeferral) for f in sys.meta_path):
+    """Only if pymupdf is not imported yet (then its model is loaded already)."""
+    if "pymupdf" not in sys.modules:
         sys.meta_path.insert(0, _ImportTimeLayoutDeferral())

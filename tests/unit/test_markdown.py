@@ -12,7 +12,7 @@ import pytest
 
 from bench.bench_extract import legacy
 from pagemill.pdf.markdown import TABLE_STRATEGY, may_hold_table, may_hold_unruled_table, page_markdown
-from pagemill_tools.sample import PageTruth, make_mixed
+from pagemill_tools.sample import PageTruth, add_text_grid, make_mixed
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +103,7 @@ def test_the_layout_model_is_loaded_once_across_mode_switches(mixed) -> None:
 def test_legacy_mode_is_left_on_after_pages_went_to_the_layout_model() -> None:
     # GIVEN a page of text in aligned columns (an unruled table: legacy detects none)
     doc = pymupdf.open()
-    page = doc.new_page()
-    for r in range(6):
-        for c in range(4):
-            page.insert_text((72 + 120 * c, 100 + 20 * r), f"cell{r}{c}", fontsize=10)
+    add_text_grid(doc.new_page())
     # WHEN legacy markdown is asked for
     markdown = page_markdown(doc, [0], set(), "legacy")
     # THEN the layout model made the table, and pymupdf4llm is back in legacy mode for what follows

@@ -20,12 +20,10 @@ import pagemill.pipeline.extract_batch
 import onnxruntime, pymupdf
 from pagemill.pdf.markdown import page_markdown
 from pagemill.pdf.ocr import rapidocr_engine
+from pagemill_tools.sample import add_text_grid
 loaded_at_import = callable(pymupdf._get_layout)
 doc = pymupdf.open()
-page = doc.new_page()
-for r in range(6):
-    for c in range(4):
-        page.insert_text((72 + 120 * c, 100 + 20 * r), f"cell{{r}}{{c}}", fontsize=10)
+add_text_grid(doc.new_page())
 markdown = page_markdown(doc, [0], set(), "legacy")[0]  # an unruled table: the layout model reads it
 rapidocr_engine()
 sessions = [s for s in gc.get_objects() if isinstance(s, onnxruntime.InferenceSession)]
