@@ -5,12 +5,12 @@ input is a manifest item, ``records.BatchSpec``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pydantic import AliasPath, Field
 
-from pagemill.records import BatchSpec, ImageRef, SourceObject
+from pagemill.records import BatchSpec, ImageRef, SourceObject, StateSpan
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class SpeechBranch:
     cut: bool | None = None  # the summary was longer than the cap: it was cut at a sentence end
     error: str | None = None
     cause: str | None = None
+    span: StateSpan | None = None  # SpeakSummary's, when it answered
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,11 @@ class CaptionBatchInput:
     images: list[ImageRef]
     out_key: str
 
+    @property
+    def map_item(self) -> str:
+        """Its item of the CaptionImages map (its span is kept in S3: pagemill.pipeline.timings)."""
+        return f"{self.batch_no:05d}"
+
 
 @dataclass(frozen=True)
 class CaptionsBranch:
@@ -86,6 +92,7 @@ class UnderstandingBranch:
 
     key: str | None = None
     error: str | None = None
+    span: StateSpan | None = None  # UnderstandDocument's, when it answered
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,7 @@ class ChunkVectorsBranch:
     model: str | None = None
     chunks: int = 0  # vectors stored
     error: str | None = None
+    span: StateSpan | None = None  # EmbedChunks', when it answered
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,13 @@ class WriteInput:
     speech: SpeechBranch | None = None
     # None: chunk embeddings are off in this state machine.
     chunk_vectors: ChunkVectorsBranch | None = None
+    # The spans the earlier states' results carried, by state (null: that state did not run or
+    # failed and was caught); the branches' are in their outcomes (pagemill.pipeline.timings).
+    spans: dict[str, StateSpan | None] = field(default_factory=dict)
+
+    def carried_spans(self) -> list[StateSpan | None]:
+        branches = (self.understanding, self.speech, self.chunk_vectors)
+        return [*self.spans.values(), *(branch.span for branch in branches if branch is not None)]
 
 
 @dataclass(frozen=True)

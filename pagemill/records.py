@@ -65,6 +65,14 @@ class BatchSpec:
     # Pages of this batch without a usable text layer beyond the document's OCR cap: not read
     # with OCR, each gets a warning.
     ocr_skip: tuple[int, ...] = ()
+    # The document's batches (0: not known, a manifest written before the field).
+    batch_count: int = 0
+
+    @property
+    def map_item(self) -> str | None:
+        """The ExtractPages map item this batch is, or None for a document's only batch
+        (ExtractOnlyBatch: no map, its result carries its span; pagemill.pipeline.timings)."""
+        return None if self.batch_count == 1 else f"{self.batch_no:05d}"
 
     @property
     def page_count(self) -> int:
@@ -72,6 +80,15 @@ class BatchSpec:
 
     def log_keys(self) -> dict[str, Any]:
         return {"document_id": self.document_id, "batch": self.batch_no, "pages": f"{self.first_page}-{self.last_page}"}
+
+
+@dataclass(frozen=True)
+class StateSpan:
+    """When one invocation of a state (one map item of it) started and ended, epoch seconds."""
+
+    state: str
+    started: float
+    ended: float
 
 
 @dataclass

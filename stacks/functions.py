@@ -178,21 +178,16 @@ class PipelineFunctions(Construct):
             captions.grant_api_key(function)
             if config.caption_provider == "bedrock":
                 _grant_bedrock_invoke(function)
-        # Every timed stage records its timings (pagemill.pipeline.timings); Plan and ExtractBatch
-        # may put anywhere under documents/ already.
-        timed = (self.collect_images, self.embed, self.caption_batch, self.understand,
-                 *((self.embed_chunks,) if self.embed_chunks else ()))
-        for function in timed:
-            bucket.grant_put(function, keys.timings_prefix(ANY) + ANY)
+        # A map item records its span in S3 (pagemill.pipeline.timings; every other stage's travels
+        # in its result): CaptionBatch here, ExtractBatch may put anywhere under documents/ already.
+        bucket.grant_put(self.caption_batch, keys.timings_prefix(ANY) + ANY)
         # SpeakSummary reads the summary and writes its audio under the document's speech prefix
-        # (and its timing) only: PutObject alone, not grant_put's tagging and retention actions.
+        # only: PutObject alone, not grant_put's tagging and retention actions.
         self.speak_summary.add_to_role_policy(iam.PolicyStatement(
             actions=["s3:GetObject"], resources=[bucket.arn_for_objects(keys.understanding_key(ANY))]
         ))
         self.speak_summary.add_to_role_policy(iam.PolicyStatement(
-            actions=["s3:PutObject"], resources=[
-                bucket.arn_for_objects(keys.speech_prefix(ANY) + ANY), bucket.arn_for_objects(keys.timings_prefix(ANY) + ANY),
-            ]
+            actions=["s3:PutObject"], resources=[bucket.arn_for_objects(keys.speech_prefix(ANY) + ANY)]
         ))
         # Polly's voices are not IAM resources: SynthesizeSpeech is authorized on "*" only.
         self.speak_summary.add_to_role_policy(iam.PolicyStatement(actions=["polly:SynthesizeSpeech"], resources=["*"]))

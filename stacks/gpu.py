@@ -138,7 +138,7 @@ class GpuEmbedding(Construct):
         # The local engine runs containers/clip-gpu/worker.py for this task definition, whichever image.
         self.task_definition.node.default_child.add_metadata("pagemill:source", CONTAINER_SOURCE)
 
-        # The worker reads the image list and the images, and writes the embeddings and its timing; nothing else.
+        # The worker reads the image list and the images, and writes the embeddings; nothing else.
         # (states:SendTask* is granted by the state machine, scoped to it.)
         self.task_role = self.task_definition.task_role
         self.task_role.add_to_principal_policy(
@@ -146,10 +146,7 @@ class GpuEmbedding(Construct):
         )
         self.task_role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["s3:PutObject"], resources=[
-                    bucket.arn_for_objects(keys.embeddings_prefix("*") + "*"),
-                    bucket.arn_for_objects(keys.timings_prefix("*") + "*"),
-                ]
+                actions=["s3:PutObject"], resources=[bucket.arn_for_objects(keys.embeddings_prefix("*") + "*")]
             )
         )
         self._accept_findings(bucket)

@@ -3,7 +3,7 @@
     Plan → HowToExtract? ─ duplicate ───► AlreadyProcessed
                          ├─ one batch ──► ExtractOnlyBatch ────────────────────┐
                          └─ more ───────► ExtractPages (Distributed Map of      ├─► CollectImages → Enrich → Write → Done
-                                                        ExtractBatch) ─────────┘
+                                                        ExtractBatch) → PagesExtracted ┘
     Enrich (Parallel):  HowToEmbed? ─ none ───► NoImagesToEmbed
                                     ├ lambda ─► EmbedOnLambda  (CPU ONNX Runtime)
                                     └ gpu ────► EmbedOnGpu     (ECS task on the GPU service, task token)
@@ -18,7 +18,9 @@
                         EmbedChunks (failed ─► ChunkVectorsFailed)   unless text_embedder is off
     a failed Plan, ExtractOnlyBatch, ExtractPages, CollectImages, Enrich or Write ──► RecordFailure → DocumentFailed
 
-State names are what the Step Functions console shows. Every task has a timeout and retries
+State names are what the Step Functions console shows. Each timed task's result carries its span
+(when it started and ended) and Write is handed them all for documents.timings; a map discards its
+items' results, so their spans are in S3 instead (pagemill.pipeline.timings). Every task has a timeout and retries
 transient errors and crashes with full-jitter backoff; input errors (a bad PDF) and pagemill's
 internal defects are deterministic, never retried, and go straight to RecordFailure.
 """
@@ -116,6 +118,15 @@ def payload_fields(**kinds: type) -> dict[str, str]:
     at = {str: sfn.JsonPath.string_at, int: sfn.JsonPath.number_at, dict: sfn.JsonPath.object_at,
           list: sfn.JsonPath.list_at}
     return {name: at[kind](f"$.Payload.{name}") for name, kind in kinds.items()}
+
+
+def with_span(selector: Mapping[str, Any]) -> dict[str, Any]:
+    """A timed task's ResultSelector: ``selector`` and the span its handler put in the result."""
+    return {**selector, "span": sfn.JsonPath.object_at("$.Payload.span")}
+
+
+# A branch's outcome when its task did not answer (not run, or failed and caught): no span.
+NO_SPAN = {"span": sfn.JsonPath.string_at(JSON_NULL)}
 
 
 def _document() -> sfn.TaskInput:
@@ -243,7 +254,10 @@ class DocumentStateMachine(Construct):
         for stage in after_extract[1:]:
             rest = rest.next(stage)
         rest.next(sfn.Succeed(self, "Done"))
-        extract_pages.next(after_extract[0])
+        # Both leave $.extracted: {"span"} (a map's items' spans are in S3: the map has none).
+        extract_pages.next(
+            sfn.Pass(self, "PagesExtracted", parameters=NO_SPAN, result_path="$.extracted")
+        ).next(after_extract[0])
         extract_only_batch.next(after_extract[0])
 
         how_to_extract = (
@@ -266,29 +280,33 @@ class DocumentStateMachine(Construct):
             payload=sfn.TaskInput.from_object(
                 {"source": sfn.JsonPath.object_at("$.source"), "execution_arn": sfn.JsonPath.execution_id}
             ),
-            result_selector=payload_fields(
+            result_selector=with_span(payload_fields(
                 document_id=str, page_count=int, batch_count=int, manifest_key=str, duplicate=dict, only_batch=dict
-            ),
+            )),
             result_path="$.plan",
         )
 
     def _extract_pages(self) -> sfn.DistributedMap:
         return self._map_over_items(
             "ExtractPages", "$.plan.manifest_key", self._config.map_concurrency,
-            self._extract_batch("ExtractBatch", sfn.TaskInput.from_json_path_at("$")),
+            self._extract_batch("ExtractBatch", sfn.TaskInput.from_json_path_at("$"),
+                                result_selector=payload_fields(result_key=str, pages=int)),
             tolerated_failure_count=0,
         )
 
     def _extract_only_batch(self) -> tasks.LambdaInvoke:
-        # Its result is discarded as ExtractPages discards its items': the batch's result is in S3.
+        # Only its span is kept, as ExtractPages keeps nothing of its items: the batch's result is in S3.
         return self._extract_batch(
-            "ExtractOnlyBatch", sfn.TaskInput.from_json_path_at("$.plan.only_batch"), result_path=sfn.JsonPath.DISCARD
+            "ExtractOnlyBatch", sfn.TaskInput.from_json_path_at("$.plan.only_batch"),
+            result_selector=with_span({}), result_path="$.extracted",
         )
 
-    def _extract_batch(self, name: str, payload: sfn.TaskInput, result_path: str | None = None) -> tasks.LambdaInvoke:
+    def _extract_batch(
+        self, name: str, payload: sfn.TaskInput, *, result_selector: Mapping[str, Any], result_path: str | None = None
+    ) -> tasks.LambdaInvoke:
         return lambda_task(
-            self, name, self._functions.extract_batch, payload=payload,
-            result_selector=payload_fields(result_key=str, pages=int), result_path=result_path,
+            self, name, self._functions.extract_batch, payload=payload, result_selector=result_selector,
+            result_path=result_path,
         )
 
     def _map_over_items(
@@ -320,16 +338,16 @@ class DocumentStateMachine(Construct):
             # embed_on: "none" | "lambda" | "gpu"
             # caption_on: "none" | "map"
             # understand_on: "none" | "lambda"
-            result_selector=payload_fields(
+            result_selector=with_span(payload_fields(
                 image_count=int, images_key=str, embed_on=str, caption_on=str, caption_batches_key=str,
                 captions_prefix=str, understand_on=str,
-            ),
+            )),
             result_path="$.images",
         )
 
     def _enrich(self) -> sfn.Parallel:
         """The document's images, enriched. A Parallel so that captioning can run beside embedding;
-        its result is ``$.enrich.embeddings``: {"index_key": str | null, "count": int}."""
+        its result is ``$.enrich.embeddings``: {"index_key": str | null, "count": int, "span": {...} | null}."""
         how_to_embed = (
             sfn.Choice(self, "HowToEmbed?")
             .when(sfn.Condition.string_equals("$.images.embed_on", "none"), self._no_images_to_embed())
@@ -356,7 +374,7 @@ class DocumentStateMachine(Construct):
         return enrich
 
     def _chunk_vectors(self, function: lambda_.Function) -> sfn.IChainable:
-        """{"key", "model", "chunks", "error"}: the chunk vectors for search. An embedding service
+        """{"key", "model", "chunks", "error", "span"}: the chunk vectors for search. An embedding service
         that gives none is an answer (error set), not a failure; a crash past the retries is
         caught the same way. Never fails the document: its chunks are written without vectors."""
         embed_chunks = lambda_task(
@@ -364,7 +382,7 @@ class DocumentStateMachine(Construct):
             "EmbedChunks",
             function,
             payload=_document(),
-            result_selector=payload_fields(key=str, model=str, chunks=int, error=str),
+            result_selector=with_span(payload_fields(key=str, model=str, chunks=int, error=str)),
         )
         embed_chunks.add_catch(
             sfn.Pass(
@@ -375,6 +393,7 @@ class DocumentStateMachine(Construct):
                     "model": sfn.JsonPath.string_at(JSON_NULL),
                     "chunks": 0,
                     "error": sfn.JsonPath.string_at("$.chunk_vectors_failed.Error"),
+                    **NO_SPAN,
                 },
             ),
             errors=[sfn.Errors.ALL],
@@ -422,18 +441,18 @@ class DocumentStateMachine(Construct):
         )
 
     def _understanding(self) -> sfn.IChainable:
-        """{"key": str | null, "error": str | null, "speech": {...} | null}: the model's reading of
-        the document (type, summary, products), or why there is none, and its summary spoken (see
-        _speech). Never fails the document."""
+        """{"key": str | null, "error": str | null, "speech": {...} | null, "span": {...} | null}: the
+        model's reading of the document (type, summary, products), or why there is none, its
+        summary spoken (see _speech), and UnderstandDocument's span. Never fails the document."""
         understand = lambda_task(
             self,
             "UnderstandDocument",
             self._functions.understand,
             payload=_document(),
-            result_selector={
+            result_selector=with_span({
                 "key": sfn.JsonPath.string_at("$.Payload.understanding_key"),
                 "speak_on": sfn.JsonPath.string_at("$.Payload.speak_on"),  # "none" | "lambda"
-            },
+            }),
             result_path="$.understood",
         )
         understand.add_catch(
@@ -444,6 +463,7 @@ class DocumentStateMachine(Construct):
                     "key": sfn.JsonPath.string_at(JSON_NULL),
                     "error": sfn.JsonPath.string_at("$.understanding_failed.Error"),
                     "speech": sfn.JsonPath.string_at(JSON_NULL),
+                    **NO_SPAN,
                 },
             ),
             errors=[sfn.Errors.ALL],
@@ -455,7 +475,7 @@ class DocumentStateMachine(Construct):
             "NoUnderstanding",
             parameters={
                 "key": sfn.JsonPath.string_at(JSON_NULL), "error": sfn.JsonPath.string_at(JSON_NULL),
-                "speech": sfn.JsonPath.string_at(JSON_NULL),
+                "speech": sfn.JsonPath.string_at(JSON_NULL), **NO_SPAN,
             },
         )
         return (
@@ -468,9 +488,11 @@ class DocumentStateMachine(Construct):
         """After UnderstandDocument: its summary spoken when there is one and speech is on. The
         branch's result gets "speech": SpeakSummary's result (key, format, seconds, voice, ...),
         {"error", "cause"} when it failed after its retries (Write makes that a warning: the
-        document is partial, never failed), or null when nothing was to be spoken."""
+        document is partial, never failed), or null when nothing was to be spoken; and
+        UnderstandDocument's span. SpeakSummary's span is in its result, "speech"."""
         key = sfn.JsonPath.string_at("$.understood.key")
         no_error = sfn.JsonPath.string_at(JSON_NULL)
+        understood = {"span": sfn.JsonPath.object_at("$.understood.span")}
         speak = lambda_task(
             self,
             "SpeakSummary",
@@ -488,31 +510,31 @@ class DocumentStateMachine(Construct):
                 parameters={"key": key, "error": no_error, "speech": {
                     "error": sfn.JsonPath.string_at("$.speech_failed.Error"),
                     "cause": sfn.JsonPath.string_at("$.speech_failed.Cause"),
-                }},
+                }, **understood},
             ),
             errors=[sfn.Errors.ALL],
             result_path="$.speech_failed",
         )
         speak.next(sfn.Pass(
             self, "SummarySpoken",
-            parameters={"key": key, "error": no_error, "speech": sfn.JsonPath.object_at("$.spoken.audio")},
+            parameters={"key": key, "error": no_error, "speech": sfn.JsonPath.object_at("$.spoken.audio"), **understood},
         ))
         return (
             sfn.Choice(self, "HowToSpeak?")
             .when(sfn.Condition.string_equals("$.understood.speak_on", "lambda"), speak)
             .otherwise(sfn.Pass(
                 self, "NoSpeech",
-                parameters={"key": key, "error": no_error, "speech": sfn.JsonPath.string_at(JSON_NULL)},
+                parameters={"key": key, "error": no_error, "speech": sfn.JsonPath.string_at(JSON_NULL), **understood},
             ))
         )
 
     def _no_images_to_embed(self) -> sfn.Pass:
-        # {"index_key": null, "count": 0}. A literal null cannot be written from Python (jsii drops
+        # {"index_key": null, "count": 0, "span": null}. A literal null cannot be written from Python (jsii drops
         # None), so the intrinsic makes it: States.StringToJson('null') is null, on AWS and in moto.
         return sfn.Pass(
             self,
             "NoImagesToEmbed",
-            parameters={"index_key": sfn.JsonPath.string_at(JSON_NULL), "count": 0},
+            parameters={"index_key": sfn.JsonPath.string_at(JSON_NULL), "count": 0, **NO_SPAN},
         )
 
     def _embed_on_lambda(self) -> tasks.LambdaInvoke:
@@ -526,12 +548,12 @@ class DocumentStateMachine(Construct):
                     "images_key": sfn.JsonPath.string_at("$.images.images_key"),
                 }
             ),
-            result_selector=payload_fields(index_key=str, count=int),
+            result_selector=with_span(payload_fields(index_key=str, count=int)),
         )
 
     def _embed_on_gpu(self) -> tasks.EcsRunTask:
         """One ECS task on the GPU capacity provider; the worker answers the task token itself
-        (SendTaskSuccess with {"index_key", "count", ...}, SendTaskFailure with its error class)
+        (SendTaskSuccess with {"index_key", "count", "span", ...}, SendTaskFailure with its error class)
         and beats every few seconds, so a dead instance or container is noticed within
         HeartbeatSeconds."""
         gpu = self._gpu
@@ -543,9 +565,6 @@ class DocumentStateMachine(Construct):
             "OUT_PREFIX": sfn.JsonPath.format(
                 keys.embeddings_prefix("{}"), sfn.JsonPath.string_at("$.plan.document_id")
             ),
-            # Where the worker records the Embed state's span (pagemill.pipeline.timings), as the
-            # Lambda stages do.
-            "TIMING_KEY": sfn.JsonPath.format(keys.timing_key("{}", "Embed"), sfn.JsonPath.string_at("$.plan.document_id")),
         }
         task = tasks.EcsRunTask(
             self,
@@ -575,6 +594,7 @@ class DocumentStateMachine(Construct):
             result_selector={
                 "index_key": sfn.JsonPath.string_at("$.index_key"),
                 "count": sfn.JsonPath.number_at("$.count"),
+                "span": sfn.JsonPath.object_at("$.span"),
             },
         )
         task.add_retry(
@@ -615,6 +635,13 @@ class DocumentStateMachine(Construct):
                     ),
                     "execution_arn": sfn.JsonPath.execution_id,
                     "started_at": sfn.JsonPath.execution_start_time,
+                    # The branches' spans are in their outcomes (understanding, speech, chunk_vectors).
+                    "spans": {
+                        "Plan": sfn.JsonPath.object_at("$.plan.span"),
+                        "ExtractPages": sfn.JsonPath.object_at("$.extracted.span"),
+                        "CollectImages": sfn.JsonPath.object_at("$.images.span"),
+                        "Embed": sfn.JsonPath.object_at("$.enrich.embeddings.span"),
+                    },
                 }
             ),
             # status: succeeded or partial, and the warnings' codes (their messages are in the row):

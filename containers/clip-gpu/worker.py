@@ -37,7 +37,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pagemill.clip.embed import embed_images
 from pagemill.clip.errors import TaskAbandoned, WorkerInterrupted, WorkerMisconfigured
 from pagemill.clip.model import CUDA, ClipModel
-from pagemill.pipeline.timings import record_span
+from pagemill.pipeline.timings import span_since
+from pagemill.records import dump
 from pagemill.settings import Settings
 
 log = logging.getLogger("pagemill.clip.worker")
@@ -60,7 +61,6 @@ class WorkerConfig:
     batch_size: int | None
     heartbeat_seconds: float
     max_image_pixels: int
-    timing_key: str | None = None  # where to record the Embed state's span; unset, it is not recorded
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> WorkerConfig:
@@ -79,7 +79,7 @@ class WorkerConfig:
         return cls(
             images_bucket=env["IMAGES_BUCKET"], images_key=env["IMAGES_KEY"], out_prefix=env["OUT_PREFIX"],
             model_dir=Path(env["PAGEMILL_CLIP_DIR"]), batch_size=batch_size, heartbeat_seconds=heartbeat,
-            max_image_pixels=max_pixels, timing_key=env.get("TIMING_KEY") or None,
+            max_image_pixels=max_pixels,
         )
 
 
@@ -131,9 +131,8 @@ def _work(config: WorkerConfig, *, s3: Any, model_loader: ModelLoader, heartbeat
         s3, bucket=config.images_bucket, images_key=config.images_key, out_prefix=config.out_prefix,
         model=model, batch_size=batch_size, max_image_pixels=config.max_image_pixels, on_progress=progress,
     )
-    if config.timing_key:
-        record_span(s3, config.images_bucket, config.timing_key, "Embed", began)
-    return result
+    # The Embed state's span, in the answer as a Lambda stage's is in its result (pagemill.pipeline.timings).
+    return {**result, "span": dump(span_since("Embed", began))}
 
 
 class _Task:

@@ -14,8 +14,8 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from pagemill import metrics as metric_names
 from pagemill.aws.clients import stage_context
-from pagemill.pipeline.timings import record_timing
-from pagemill.records import load
+from pagemill.pipeline.timings import record_map_item, span_since
+from pagemill.records import dump, load
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -36,7 +36,8 @@ def lambda_handler(
 ) -> Callable[[Callable[[P, LambdaContext], Any]], Handler]:
     """Wrap ``fn(payload, context)`` as a Lambda handler: the event is parsed into
     ``payload_type`` (passed as is without one); ``counts`` maps metric names to what is published;
-    a completed invocation is timed as (a map item of) ``state`` for documents.timings."""
+    a completed invocation is timed as (a map item of) ``state`` for documents.timings: its span
+    is the result's ``span``, or a map item's is recorded in S3 (pagemill.pipeline.timings)."""
 
     def wrap(fn: Callable[[P, LambdaContext], Any]) -> Handler:
         @functools.wraps(fn)
@@ -46,7 +47,7 @@ def lambda_handler(
             logger.append_keys(**log_keys(payload))
             result = fn(payload, context)
             if state is not None:
-                _record_timing(state, payload, result, started)
+                _time(state, payload, result, started)
             for name, source in (counts or {}).items():
                 value = result[source] if isinstance(source, str) else source
                 metrics.add_metric(name=name, unit=(units or {}).get(name, MetricUnit.Count), value=value)
@@ -59,11 +60,13 @@ def lambda_handler(
     return wrap
 
 
-def _record_timing(state: str, payload: Any, result: Any, started: float) -> None:
-    # Plan learns the document id (its result); every later stage is given it.
-    document_id = getattr(payload, "document_id", None) or result.get("document_id")
-    batch_no = getattr(payload, "batch_no", None)
-    record_timing(stage_context(), document_id, state, started, None if batch_no is None else f"{batch_no:05d}")
+def _time(state: str, payload: Any, result: dict[str, Any], started: float) -> None:
+    span = span_since(state, started)
+    item = getattr(payload, "map_item", None)
+    if item is None:
+        result["span"] = dump(span)
+    else:
+        record_map_item(stage_context(), payload.document_id, item, span)
 
 
 def log_keys(payload: Any) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def plan(ctx: StageContext, conn: Any, payload: PlanInput) -> dict[str, Any]:
     manifest = [
         BatchSpec(
             document_id=document_id, source=source, batch_no=n, first_page=a, last_page=b,
-            ocr_skip=tuple(p for p in over_cap if a <= p <= b),
+            ocr_skip=tuple(p for p in over_cap if a <= p <= b), batch_count=len(ranges),
         )
         for n, (a, b) in enumerate(ranges)
     ]

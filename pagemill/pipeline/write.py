@@ -116,7 +116,9 @@ def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, Any]:
     found.extend(spoken.warnings(document_id) if spoken else [])
     found.extend(partial.chunk_vector_warnings(payload.chunk_vectors))
     found.extend(partial.reported_warnings(ctx, document_id, since=since))
-    states = state_seconds(ctx, document_id, since=since)
+    # A document of several batches, or with captions, had map items: their spans are in S3.
+    map_items = len(manifest) > 1 or bool(payload.captions and payload.captions.prefix)
+    states = state_seconds(ctx, document_id, payload.carried_spans(), map_items=map_items, since=since)
     with unavailable_on_failure(f"writing document {document_id}"), conn.transaction():
         # A cancelled execution's Write still runs if it was in flight when the execution was
         # stopped; it must not turn the cancelled document into a succeeded one.

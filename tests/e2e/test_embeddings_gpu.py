@@ -48,6 +48,9 @@ def test_gpu_route_embeds_every_image_like_the_model_does(gpu_engine: LocalEngin
     assert run.status == "SUCCEEDED", run
     visited = gpu_engine.visited_states(run.execution_arn)
     assert "EmbedOnGpu" in visited and "EmbedOnLambda" not in visited
+    # AND the worker's answer carried the Embed state's span into the document's timings
+    timings = db.execute("select timings from documents where id = %s", (run.document_id,)).fetchone()[0]
+    assert timings["states"]["Embed"] > 0
     # AND each image row holds the vector the model gives that image's bytes, computed here apart
     model = ClipModel.load(gpu_engine.options.home / "clip-test-model")
     register_vector(db)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pymupdf
 import pytest
 
+from pagemill import keys
 from pagemill.pdf.completeness import word_loss
 from pagemill_tools.engine.engine import DocumentRun, LocalEngine
 from pagemill_tools.engine.synth import synthesize
@@ -88,6 +89,10 @@ def test_sample_catalog_goes_through_every_state(engine: LocalEngine, db, catalo
     # AND the image objects are in S3 where the rows say
     for (key,) in db.execute("select s3_key from images where document_id = %s", (run.document_id,)):
         assert engine.s3.head_object(Bucket=engine.deployment.bucket_name, Key=key)["ContentLength"] > 0
+    # AND every state's seconds are recorded, ExtractPages' from its map items' spans (kept in S3:
+    # the map keeps no results) and the others' from the states' results
+    assert doc["timings"]["states"]["ExtractPages"] > 0
+    assert {"Plan", "CollectImages", "Embed", "EmbedChunks", "Write"} <= set(doc["timings"]["states"])
 
 
 def test_same_bytes_again_is_a_duplicate_and_changes_nothing(engine: LocalEngine, db, catalog) -> None:
@@ -200,6 +205,11 @@ def test_bad_inputs_fail_clearly_and_leave_others_alone(engine: LocalEngine, db,
     good = by_name["good.pdf"].execution_arn
     assert "ExtractOnlyBatch" in engine.visited_states(good) and "ExtractPages" not in engine.visited_states(good)
     assert engine.sfn.list_map_runs(executionArn=good)["mapRuns"] == []
+    # AND its states' seconds travelled in their results: no timing object in S3 to put or list
+    good_id = by_name["good.pdf"].document_id
+    assert {"Plan", "ExtractPages", "CollectImages", "EmbedChunks", "Write"} <= set(document(db, good_id)["timings"]["states"])
+    listed = engine.s3.list_objects_v2(Bucket=engine.deployment.bucket_name, Prefix=keys.timings_prefix(good_id))
+    assert listed["KeyCount"] == 0
     # AND every bad one failed through RecordFailure with a reason a person understands and no rows
     for name in ("encrypted.pdf", "zero.pdf", "notes.pdf", "truncated.pdf"):
         run = by_name[name]

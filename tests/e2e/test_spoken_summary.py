@@ -91,6 +91,16 @@ def test_a_summary_is_spoken_stored_recorded_and_exported(api, speech_engine, db
     out = export_document(db, speech_engine.s3, speech_engine.deployment.bucket_name, document.document_id,
                           tmp_path / "out")
     assert (out / "summary.mp3").read_bytes() == audio
+    # AND every state's seconds are recorded: a document of one batch with captions keeps only its
+    # caption map items' spans in S3, every other state's travelled in the results
+    timings = db.execute("select timings from documents where id = %s", (document.document_id,)).fetchone()[0]
+    assert {"Plan", "ExtractPages", "CollectImages", "Embed", "EmbedChunks", "Captions", "Understand", "SpeakSummary",
+            "Write"} <= set(timings["states"])
+    assert all(seconds >= 0 for seconds in timings["states"].values())
+    listed = speech_engine.s3.list_objects_v2(Bucket=speech_engine.deployment.bucket_name,
+                                              Prefix=keys.timings_prefix(document.document_id))
+    kept = [item["Key"].rsplit("/", 1)[1] for item in listed.get("Contents", [])]
+    assert kept and all(name.startswith("Captions-") for name in kept), kept
 
 
 def test_without_a_summary_nothing_is_spoken(api, speech_engine, db, tmp_path) -> None:

@@ -32,19 +32,23 @@ def test_speak_summary_follows_understanding_only_when_it_says_so(definition: di
     states = understanding_branch(definition)
     understand = states["UnderstandDocument"]
     assert understand["ResultSelector"] == {
-        "key.$": "$.Payload.understanding_key", "speak_on.$": "$.Payload.speak_on"
+        "key.$": "$.Payload.understanding_key", "speak_on.$": "$.Payload.speak_on", "span.$": "$.Payload.span"
     }
     assert (understand["ResultPath"], understand["Next"]) == ("$.understood", "HowToSpeak?")
     choice = states["HowToSpeak?"]
     assert choice["Choices"] == [{"Variable": "$.understood.speak_on", "StringEquals": "lambda", "Next": "SpeakSummary"}]
     assert choice["Default"] == "NoSpeech"
-    # AND every way out of the branch has the same shape: key, error, speech
-    assert states["NoSpeech"]["Parameters"] == {"key.$": "$.understood.key", "error.$": NULL, "speech.$": NULL}
-    assert states["SummarySpoken"]["Parameters"] == {
-        "key.$": "$.understood.key", "error.$": NULL, "speech.$": "$.spoken.audio"
+    # AND every way out of the branch has the same shape: key, error, speech, and UnderstandDocument's
+    # span (SpeakSummary's is in its result, speech)
+    assert states["NoSpeech"]["Parameters"] == {
+        "key.$": "$.understood.key", "error.$": NULL, "speech.$": NULL, "span.$": "$.understood.span"
     }
-    assert states["NoUnderstanding"]["Parameters"] == {"key.$": NULL, "error.$": NULL, "speech.$": NULL}
+    assert states["SummarySpoken"]["Parameters"] == {
+        "key.$": "$.understood.key", "error.$": NULL, "speech.$": "$.spoken.audio", "span.$": "$.understood.span"
+    }
+    assert states["NoUnderstanding"]["Parameters"] == {"key.$": NULL, "error.$": NULL, "speech.$": NULL, "span.$": NULL}
     assert states["UnderstandingFailed"]["Parameters"]["speech.$"] == NULL
+    assert states["UnderstandingFailed"]["Parameters"]["span.$"] == NULL
 
 
 def test_speak_summary_retries_throttling_times_out_and_never_fails_the_document(definition: dict[str, Any]) -> None:
@@ -64,11 +68,12 @@ def test_speak_summary_retries_throttling_times_out_and_never_fails_the_document
     assert states["SpeechFailed"]["Parameters"] == {
         "key.$": "$.understood.key", "error.$": NULL,
         "speech": {"error.$": "$.speech_failed.Error", "cause.$": "$.speech_failed.Cause"},
+        "span.$": "$.understood.span",
     }
     assert definition["States"]["Write"]["Parameters"]["Payload"]["speech.$"] == "$.enrich.understanding.speech"
 
 
-def test_the_speech_function_may_call_polly_and_write_its_speech_and_timing_only(resources: dict[str, Any]) -> None:
+def test_the_speech_function_may_call_polly_and_write_its_speech_only(resources: dict[str, Any]) -> None:
     function = function_with(resources, "handler.speak_summary")
     env = function["Properties"]["Environment"]["Variables"]
     assert env["PAGEMILL_SPEECH"] == "polly" and env["PAGEMILL_SPEECH_MAX_CHARS"] == "1500"
@@ -77,7 +82,7 @@ def test_the_speech_function_may_call_polly_and_write_its_speech_and_timing_only
     granted = {(action, _target(resource)) for s in statements for action in as_list(s["Action"])
                for resource in as_list(s["Resource"])}
     writes = {(a, t) for a, t in granted if a.startswith(("s3:Put", "s3:Delete"))}
-    assert writes == {("s3:PutObject", f"/{keys.speech_prefix('*')}*"), ("s3:PutObject", f"/{keys.timings_prefix('*')}*")}
+    assert writes == {("s3:PutObject", f"/{keys.speech_prefix('*')}*")}
     reads = {t for a, t in granted if a.startswith("s3:GetObject")}
     assert reads == {f"/{keys.understanding_key('*')}"}
     assert {a for a, _ in granted if a.startswith("polly:")} == {"polly:SynthesizeSpeech"}

@@ -86,8 +86,8 @@ def test_the_definition_is_the_pipeline_in_console_order(definition: dict[str, A
 def test_states_read_like_the_pipeline(definition: dict[str, Any]) -> None:
     # GIVEN the synthesized definition
     states = definition["States"]
-    # THEN the happy path is Plan → HowToExtract? → ExtractOnlyBatch or ExtractPages → CollectImages →
-    # Enrich → Write → Done
+    # THEN the happy path is Plan → HowToExtract? → ExtractOnlyBatch or ExtractPages (→ PagesExtracted) →
+    # CollectImages → Enrich → Write → Done
     assert definition["StartAt"] == "Plan"
     assert states["Plan"]["Next"] == "HowToExtract?"
     choice = states["HowToExtract?"]
@@ -98,7 +98,7 @@ def test_states_read_like_the_pipeline(definition: dict[str, Any]) -> None:
     ]
     assert choice["Default"] == "ExtractPages"
     assert states["AlreadyProcessed"]["Type"] == "Succeed"
-    assert states["ExtractOnlyBatch"]["Next"] == states["ExtractPages"]["Next"] == "CollectImages"
+    assert states["ExtractOnlyBatch"]["Next"] == states["PagesExtracted"]["Next"] == "CollectImages"
     assert states["CollectImages"]["Next"] == "Enrich"
     assert states["Enrich"]["Next"] == "Write"
     assert states["Write"]["Next"] == "Done"
@@ -205,13 +205,19 @@ def test_a_document_of_one_batch_is_extracted_without_a_map_run(definition: dict
     # small document would cap how many documents extract at once, on top of its start-up.
     only = definition["States"]["ExtractOnlyBatch"]
     in_map = definition["States"]["ExtractPages"]["ItemProcessor"]["States"]["ExtractBatch"]
-    # THEN it is the same function with the same timeout, retries and result, given Plan's one batch
+    # THEN it is the same function with the same timeout and retries, given Plan's one batch
     assert only["Parameters"]["Payload.$"] == "$.plan.only_batch"
     assert only["Parameters"]["FunctionName"] == in_map["Parameters"]["FunctionName"]
-    for field in ("TimeoutSeconds", "Retry", "ResultSelector"):
+    for field in ("TimeoutSeconds", "Retry"):
         assert only[field] == in_map[field], field
-    # AND its result stays in S3, as the map's
-    assert only["ResultPath"] is None
+    # AND its result stays in S3, as the map's: only its span is kept (a map item's is in S3), and
+    # the map is followed by a null span at the same place, which Write reads either way
+    assert only["ResultSelector"] == {"span.$": "$.Payload.span"}
+    assert only["ResultPath"] == "$.extracted"
+    after_map = definition["States"]["PagesExtracted"]
+    assert definition["States"]["ExtractPages"]["Next"] == "PagesExtracted"
+    assert (after_map["Type"], after_map["ResultPath"], after_map["Next"]) == ("Pass", "$.extracted", only["Next"])
+    assert after_map["Parameters"] == {"span.$": "States.StringToJson('null')"}
 
 
 def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
@@ -220,7 +226,7 @@ def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
     assert states["Plan"]["ResultPath"] == "$.plan"
     # only_batch: a document of one batch gets its manifest item (the source's keys and a page range)
     assert set(states["Plan"]["ResultSelector"]) == {
-        "document_id.$", "page_count.$", "batch_count.$", "manifest_key.$", "duplicate.$", "only_batch.$"
+        "document_id.$", "page_count.$", "batch_count.$", "manifest_key.$", "duplicate.$", "only_batch.$", "span.$"
     }
     assert states["Write"]["Parameters"]["Payload"] == {
         "document_id.$": "$.plan.document_id",
@@ -233,6 +239,9 @@ def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
         "chunk_vectors.$": "$.enrich.chunk_vectors",
         "execution_arn.$": "$$.Execution.Id",
         "started_at.$": "$$.Execution.StartTime",
+        # the earlier states' spans, from their results (the branches' are in their outcomes)
+        "spans": {"Plan.$": "$.plan.span", "ExtractPages.$": "$.extracted.span", "CollectImages.$": "$.images.span",
+                  "Embed.$": "$.enrich.embeddings.span"},
     }
     assert states["Write"]["ResultPath"] == "$.written"
     # the outcome (succeeded or partial) and the warnings' codes stay in the state, for status --aws
@@ -253,6 +262,7 @@ def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
         "caption_batches_key.$": "$.Payload.caption_batches_key",
         "captions_prefix.$": "$.Payload.captions_prefix",
         "understand_on.$": "$.Payload.understand_on",
+        "span.$": "$.Payload.span",
     }
     assert states["CollectImages"]["ResultPath"] == "$.images"
     assert states["RecordFailure"]["Parameters"]["Payload"] == {"state.$": "$", "execution_arn.$": "$$.Execution.Id"}
@@ -294,17 +304,19 @@ def test_enrich_is_a_parallel_that_routes_images_three_ways(definition: dict[str
     routes = {c["StringEquals"]: c["Next"] for c in choice["Choices"]}
     assert {c["Variable"] for c in choice["Choices"]} == {"$.images.embed_on"}
     assert routes == {"none": "NoImagesToEmbed", "lambda": "EmbedOnLambda", "gpu": "EmbedOnGpu"}
-    # every route ends with {"index_key", "count"}; no images is an index_key of null
+    # every route ends with {"index_key", "count", "span"}; no images is an index_key and a span of null
     assert states["NoImagesToEmbed"]["Type"] == "Pass"
-    assert states["NoImagesToEmbed"]["Parameters"] == {"index_key.$": "States.StringToJson('null')", "count": 0}
+    assert states["NoImagesToEmbed"]["Parameters"] == {
+        "index_key.$": "States.StringToJson('null')", "count": 0, "span.$": "States.StringToJson('null')"
+    }
     for name in ("EmbedOnLambda", "EmbedOnGpu"):
-        assert set(states[name]["ResultSelector"]) == {"index_key.$", "count.$"}, name
+        assert set(states[name]["ResultSelector"]) == {"index_key.$", "count.$", "span.$"}, name
         assert states[name]["End"] is True, name
     assert states["EmbedOnLambda"]["Parameters"]["Payload"] == {
         "document_id.$": "$.plan.document_id", "images_key.$": "$.images.images_key"
     }
     assert states["EmbedOnLambda"]["ResultSelector"] == {
-        "index_key.$": "$.Payload.index_key", "count.$": "$.Payload.count"
+        "index_key.$": "$.Payload.index_key", "count.$": "$.Payload.count", "span.$": "$.Payload.span"
     }
     # AND the Parallel's result has each branch's under $.enrich
     assert enrich["ResultSelector"] == {
@@ -369,12 +381,13 @@ def test_chunk_vectors_branch_never_fails_the_document_and_reaches_write(definit
         "document_id.$": "$.plan.document_id", "manifest_key.$": "$.plan.manifest_key",
         "only_batch.$": "$.plan.only_batch",
     }
-    assert set(embed_chunks["ResultSelector"]) == {"key.$", "model.$", "chunks.$", "error.$"}
+    assert set(embed_chunks["ResultSelector"]) == {"key.$", "model.$", "chunks.$", "error.$", "span.$"}
     # an embedding service that gives no vectors answers with an error; a crash is caught: never fails
     assert embed_chunks["Catch"] == [
         {"ErrorEquals": ["States.ALL"], "ResultPath": "$.chunk_vectors_failed", "Next": "ChunkVectorsFailed"}
     ]
     assert states["ChunkVectorsFailed"]["Parameters"]["error.$"] == "$.chunk_vectors_failed.Error"
+    assert states["ChunkVectorsFailed"]["Parameters"]["span.$"] == "States.StringToJson('null')"
 
 
 def test_chunk_embeddings_off_leave_no_state(tmp_path: Path) -> None:
@@ -408,10 +421,10 @@ def test_embed_on_gpu_runs_the_task_and_waits_for_its_token(definition: dict[str
         "IMAGES_BUCKET": environment["IMAGES_BUCKET"],
         "IMAGES_KEY": "$.images.images_key",
         "OUT_PREFIX": "States.Format('documents/{}/embeddings/', $.plan.document_id)",
-        "TIMING_KEY": "States.Format('documents/{}/timings/Embed.json', $.plan.document_id)",
     }
     assert environment["IMAGES_BUCKET"].startswith("<StorageBucket")
-    assert task["ResultSelector"] == {"index_key.$": "$.index_key", "count.$": "$.count"}
+    # the worker's answer carries the Embed state's span, as a Lambda stage's result does
+    assert task["ResultSelector"] == {"index_key.$": "$.index_key", "count.$": "$.count", "span.$": "$.span"}
 
 
 def test_embed_on_gpu_retries_a_silent_or_interrupted_worker_but_not_its_defects(definition: dict[str, Any]) -> None:
@@ -460,8 +473,7 @@ def test_gpu_task_role_is_least_privilege(resources: dict[str, Any]) -> None:
     assert not [a for a in actions if "*" in a], actions
     s3 = sorted((a, suffix) for s in statements for a in actions_of(s) if a.startswith("s3:")
                 for suffix in object_suffixes(s))
-    assert s3 == [("s3:GetObject", "/documents/*"), ("s3:PutObject", "/documents/*/embeddings/*"),
-                  ("s3:PutObject", "/documents/*/timings/*")]
+    assert s3 == [("s3:GetObject", "/documents/*"), ("s3:PutObject", "/documents/*/embeddings/*")]
     # AND it answers task tokens of this state machine only
     (machine_id,) = of_type(resources, "AWS::StepFunctions::StateMachine")
     (token,) = [s for s in statements if any(a.startswith("states:") for a in actions_of(s))]
