@@ -66,15 +66,6 @@ def chunk_vectors_key(document_id: str) -> str:
     return f"{document_prefix(document_id)}chunk-vectors.npy"
 
 
-def warnings_prefix(document_id: str) -> str:
-    return f"{document_prefix(document_id)}warnings/"
-
-
-def warnings_key(document_id: str, source: str) -> str:
-    """What the stage ``source`` (e.g. "embed", "speech") reports missing: pagemill.pipeline.warnings."""
-    return f"{warnings_prefix(document_id)}{source}.json"
-
-
 def timings_prefix(document_id: str) -> str:
     return f"{document_prefix(document_id)}timings/"
 

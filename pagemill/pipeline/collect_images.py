@@ -22,7 +22,8 @@ def collect_images(ctx: StageContext, payload: DocumentInput) -> dict[str, Any]:
         for image in result.images:
             seen.setdefault(image.sha256, ImageRef(image.sha256, image.s3_key))
     images_key = keys.image_list_key(document_id)
-    storage.put_json(ctx.s3, ctx.work_bucket, images_key, dump(list(seen.values())))
+    if seen:  # read by Embed and by Write for captions: neither runs for a document without images
+        storage.put_json(ctx.s3, ctx.work_bucket, images_key, dump(list(seen.values())))
     if not seen:
         embed_on = "none"
     elif len(seen) >= ctx.settings.gpu_min_images:

@@ -1,50 +1,20 @@
-"""The warnings of a ``partial`` document: what stages report, and how Write gathers them
-(the contract is in pagemill.pipeline.write's docstring)."""
+"""The warnings of a ``partial`` document that Write makes from the branches' outcomes (the
+contract is in pagemill.pipeline.write's docstring)."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from pagemill import keys, storage
 from pagemill.captions.client import NO_API_KEY
 from pagemill.payloads import ChunkVectorsBranch
-from pagemill.pipeline.context import StageContext
-from pagemill.records import (
-    CAPTIONED,
-    SKIPPED,
-    CaptionResult,
-    DocumentWarning,
-    Understanding,
-    dump,
-    load_list,
-)
+from pagemill.records import CAPTIONED, SKIPPED, CaptionResult, DocumentWarning, Understanding
 
 CAPTIONS_MISSING = "captions_missing"
 CHUNK_VECTORS_MISSING = "chunk_vectors_missing"
 UNDERSTANDING_MISSING = "understanding_missing"
 # Skip reasons that are someone's choice, not a loss: a note, never partial.
 _CHOSEN = {NO_API_KEY}
-
-
-def report_warnings(ctx: StageContext, document_id: str, source: str, warnings: Sequence[DocumentWarning]) -> None:
-    """Say what stage ``source`` could not make for the document. Call it every time the stage
-    runs, with an empty list when nothing is missing: a re-run replaces what the last one said."""
-    storage.put_json(ctx.s3, ctx.work_bucket, keys.warnings_key(document_id, source), {
-        "reported_at": time.time(), "warnings": dump(list(warnings)),
-    })
-
-
-def reported_warnings(ctx: StageContext, document_id: str, *, since: float | None) -> list[DocumentWarning]:
-    """What stages reported for the document from ``since`` (epoch seconds: the execution's
-    start) on; an earlier run's reports are not this run's."""
-    found = []
-    report_keys = storage.list_keys(ctx.s3, ctx.work_bucket, keys.warnings_prefix(document_id))
-    for report in storage.get_json_all(ctx.s3, ctx.work_bucket, report_keys):
-        if since is None or report["reported_at"] >= since:
-            found.extend(load_list(DocumentWarning, report["warnings"]))
-    return found
 
 
 def caption_warnings(document_id: str, results: Sequence[CaptionResult]) -> list[DocumentWarning]:

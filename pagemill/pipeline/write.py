@@ -9,14 +9,9 @@ Where Write finds warnings (pagemill.records.DocumentWarning: code, message, pag
   out (made here from the caption branch's results; no API key is a choice, not a loss);
 - the summary not spoken: SpeakSummary failed after its retries, its Catch put the error in the
   understanding branch's result and Write is told through its payload (``WriteInput.speech``);
-- the hook for any other stage (an Enrich branch: embeddings for search, speech, ...): call
-  ``pagemill.pipeline.warnings.report_warnings(ctx, document_id, "<branch>", warnings)`` each
-  time the branch runs, with an empty list when nothing is missing. It writes
-  ``keys.warnings_key(document_id, "<branch>")`` in the work bucket; Write reads every report
-  under ``keys.warnings_prefix(document_id)`` made since the execution started (no state payload
-  or state machine change needed; on AWS the branch's function needs s3:PutObject on
-  ``documents/*/warnings/*``). A branch that failed as a whole and was caught reports from its
-  Catch path (or Write is told through its payload) the same way.
+- the chunk vectors the embedding service did not give (``WriteInput.chunk_vectors.error``).
+A new branch tells Write what it could not make the same way, through its outcome in Write's
+payload (no S3 request per document for a branch that lost nothing).
 Warnings of one code are merged (pages and images joined). Any warning makes the document
 ``partial``; ``pagemill redrive`` runs it again and Write replaces its rows, so what can be made
 now is filled without duplicating anything.
@@ -115,7 +110,6 @@ def write(ctx: StageContext, conn: Any, payload: WriteInput) -> dict[str, Any]:
     spoken = speech_outcome(payload.speech)
     found.extend(spoken.warnings(document_id) if spoken else [])
     found.extend(partial.chunk_vector_warnings(payload.chunk_vectors))
-    found.extend(partial.reported_warnings(ctx, document_id, since=since))
     # A document of several batches, or with captions, had map items: their spans are in S3.
     map_items = len(manifest) > 1 or bool(payload.captions and payload.captions.prefix)
     states = state_seconds(ctx, document_id, payload.carried_spans(), map_items=map_items, since=since)

@@ -205,11 +205,14 @@ def test_bad_inputs_fail_clearly_and_leave_others_alone(engine: LocalEngine, db,
     good = by_name["good.pdf"].execution_arn
     assert "ExtractOnlyBatch" in engine.visited_states(good) and "ExtractPages" not in engine.visited_states(good)
     assert engine.sfn.list_map_runs(executionArn=good)["mapRuns"] == []
-    # AND its states' seconds travelled in their results: no timing object in S3 to put or list
+    # AND its states' seconds travelled in their results: S3 holds only what the stages hand on (no
+    # timing objects, no image list for a document without images)
     good_id = by_name["good.pdf"].document_id
     assert {"Plan", "ExtractPages", "CollectImages", "EmbedChunks", "Write"} <= set(document(db, good_id)["timings"]["states"])
-    listed = engine.s3.list_objects_v2(Bucket=engine.deployment.bucket_name, Prefix=keys.timings_prefix(good_id))
-    assert listed["KeyCount"] == 0
+    listed = engine.s3.list_objects_v2(Bucket=engine.deployment.bucket_name, Prefix=keys.document_prefix(good_id))
+    assert sorted(item["Key"] for item in listed["Contents"]) == sorted([
+        keys.manifest_key(good_id), keys.batch_result_key(good_id, 1, 3), keys.chunk_vectors_key(good_id)
+    ])
     # AND every bad one failed through RecordFailure with a reason a person understands and no rows
     for name in ("encrypted.pdf", "zero.pdf", "notes.pdf", "truncated.pdf"):
         run = by_name[name]
