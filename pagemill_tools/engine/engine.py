@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
@@ -26,6 +27,7 @@ from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.ecs.models import EC2ContainerServiceBackend
 from moto.server import ThreadedMotoServer
+from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
 from pagemill import keys
@@ -50,6 +52,8 @@ _CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testin
 
 # How many runs' progress the watch reads a second, at most (ended runs are always read at once).
 PROGRESS_READS_PER_S = 10.0
+# The watch looks again when an execution ends, but not sooner than this after its last look.
+MIN_LOOK_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,8 @@ class LocalEngine:
         self.state_machine_arn = ""
         self.reembed_state_machine_arn: str | None = None
         self.runbook: RunBook | None = None
+        # Set by the interpreter when an execution ends: the watch need not wait out its poll.
+        self._execution_ended = threading.Event()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -221,10 +227,21 @@ class LocalEngine:
             mock.patch.object(EC2ContainerServiceBackend, "run_task", self.containers.run_task),
             mock.patch.object(EC2ContainerServiceBackend, "describe_tasks", self.containers.describe_tasks),
             *(mock.patch.object(owner, name, fix) for owner, name, fix in INTERPRETER_FIXES),
+            mock.patch.object(BaseExecutionWorkerCommunication, "terminated", self._terminated()),
         ]
         for patch in patches:
             patch.start()
             self._patches.append(patch)
+
+    def _terminated(self) -> Callable[[BaseExecutionWorkerCommunication], None]:
+        moto_terminated = BaseExecutionWorkerCommunication.terminated
+        ended = self._execution_ended
+
+        def terminated(communication: BaseExecutionWorkerCommunication) -> None:
+            moto_terminated(communication)  # the execution's status first, then the news
+            ended.set()
+
+        return terminated
 
     def __exit__(self, *exc: object) -> None:
         if self.runbook is not None:
@@ -287,6 +304,7 @@ class LocalEngine:
                 # One listing tells which runs still run; each of the others is described once.
                 # Polling every run each time cost the engine's process about a CPU-second per
                 # document when many documents run at once (bench/RESULTS.md, "issue 16").
+                self._execution_ended.clear()  # before the listing: a later end wakes the next wait
                 running = self._running_executions()
                 # A run's progress (an S3 listing and a DescribeExecution) is read less often the
                 # more runs are in flight, so that all of them together cost a bounded number of
@@ -305,7 +323,10 @@ class LocalEngine:
                         pending.remove(run)
                         self._deliver_status_change(run)
                 if pending:
-                    time.sleep(poll_seconds)
+                    # Until an execution ends (a small document's run is over in about 0.1 s: a
+                    # whole poll's wait would double it) or the poll is due.
+                    time.sleep(MIN_LOOK_S)
+                    self._execution_ended.wait(poll_seconds - MIN_LOOK_S)
 
     def _running_executions(self) -> set[str]:
         paginator = self.sfn.get_paginator("list_executions")

@@ -112,6 +112,22 @@ def test_same_bytes_again_is_a_duplicate_and_changes_nothing(engine: LocalEngine
     assert ("uploads/renamed/copy-of-catalog.pdf",) in sources and ("uploads/catalog.pdf",) in sources
 
 
+def test_the_watch_wakes_when_an_execution_ends_not_when_its_poll_is_due(engine: LocalEngine, tmp_path: Path) -> None:
+    # GIVEN a one-page document, watched with a poll far longer than its run
+    path = tmp_path / "quick.pdf"
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "a run that ends quickly")
+    doc.save(path)
+    run = engine.submit(path)
+    watch = threading.Thread(target=engine.wait, args=([run],), kwargs={"poll_seconds": 600.0}, daemon=True)
+    # WHEN it is watched to its end
+    watch.start()
+    watch.join(timeout=120)
+    # THEN the watch returned with the run ended, long before its poll was due: the execution's end woke it
+    assert not watch.is_alive()
+    assert run.status == "SUCCEEDED"
+
+
 def test_redelivered_event_starts_nothing_new(engine: LocalEngine, tmp_path: Path) -> None:
     # GIVEN an uploaded object whose execution ran
     path = tmp_path / "small.pdf"
