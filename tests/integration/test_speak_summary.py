@@ -88,7 +88,8 @@ def test_polly_speaks_in_the_languages_neural_voice_into_the_speech_prefix(ctx, 
     # THEN the MP3 is under the document's speech prefix, and it decodes to the audio's length
     key = f"documents/{DOCUMENT}/speech/summary.mp3"
     assert result == {"key": key, "format": "mp3", "seconds": 2.5, "voice": "Vicki", "engine": "neural",
-                      "language": "de", "chars": len(summary), "cut": False, "error": None, "cause": None}
+                      "language": "de", "chars": len(summary), "cut": False, "error": None, "cause": None,
+                      "span": None}
     stored = ctx.s3.get_object(Bucket=BUCKET, Key=key)
     assert stored["ContentType"] == "audio/mpeg"
     data, rate = soundfile.read(io.BytesIO(stored["Body"].read()))
