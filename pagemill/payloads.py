@@ -122,8 +122,9 @@ class WriteInput:
     speech: SpeechBranch | None = None
     # None: chunk embeddings are off in this state machine.
     chunk_vectors: ChunkVectorsBranch | None = None
-    # The spans the earlier states' results carried, by state (null: that state did not run or
-    # failed and was caught); the branches' are in their outcomes (pagemill.pipeline.timings).
+    # The spans the earlier states' results carried, by where the state machine kept them (each
+    # names its state; null: that state did not run); the branches' are in their outcomes
+    # (pagemill.pipeline.timings).
     spans: dict[str, StateSpan | None] = field(default_factory=dict)
 
     def carried_spans(self) -> list[StateSpan | None]:

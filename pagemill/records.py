@@ -69,10 +69,15 @@ class BatchSpec:
     batch_count: int = 0
 
     @property
+    def only(self) -> bool:
+        """The document's only batch: ExtractOnlyBatch, no map (its images are collected with it)."""
+        return self.batch_count == 1
+
+    @property
     def map_item(self) -> str | None:
-        """The ExtractPages map item this batch is, or None for a document's only batch
-        (ExtractOnlyBatch: no map, its result carries its span; pagemill.pipeline.timings)."""
-        return None if self.batch_count == 1 else f"{self.batch_no:05d}"
+        """The ExtractPages map item this batch is, or None for a document's only batch (whose
+        result carries its span: pagemill.pipeline.timings)."""
+        return None if self.only else f"{self.batch_no:05d}"
 
     @property
     def page_count(self) -> int:

@@ -130,8 +130,9 @@ class PipelineFunctions(Construct):
             )
 
         self.plan = self._function("PlanFunction", PLAN, pipeline_env, database)
-        # OCR only fits a container image (the zip cannot hold OpenCV): README, "OCR on AWS".
-        self.extract_batch = self._function("ExtractBatchFunction", EXTRACT_BATCH, pipeline_env,
+        # OCR only fits a container image (the zip cannot hold OpenCV): README, "OCR on AWS". A
+        # document's only batch collects its images as CollectImages does: the same settings.
+        self.extract_batch = self._function("ExtractBatchFunction", EXTRACT_BATCH, images_env,
                                             image=config.extract_ocr)
         self.collect_images = self._function("CollectImagesFunction", COLLECT_IMAGES, images_env)
         self.embed = self._function("EmbedFunction", EMBED, {**images_env, **clip_env})

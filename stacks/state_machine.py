@@ -1,9 +1,9 @@
 """The document state machine: one execution per uploaded object version.
 
     Plan → HowToExtract? ─ duplicate ───► AlreadyProcessed
-                         ├─ one batch ──► ExtractOnlyBatch ────────────────────┐
-                         └─ more ───────► ExtractPages (Distributed Map of      ├─► CollectImages → Enrich → Write → Done
-                                                        ExtractBatch) → PagesExtracted ┘
+                         ├─ one batch ──► ExtractOnlyBatch (its images collected too) ──┐
+                         └─ more ───────► ExtractPages (Distributed Map of              ├─► Enrich → Write → Done
+                                                        ExtractBatch) → CollectImages ──┘
     Enrich (Parallel):  HowToEmbed? ─ none ───► NoImagesToEmbed
                                     ├ lambda ─► EmbedOnLambda  (CPU ONNX Runtime)
                                     └ gpu ────► EmbedOnGpu     (ECS task on the GPU service, task token)
@@ -128,6 +128,14 @@ def with_span(selector: Mapping[str, Any]) -> dict[str, Any]:
 # A branch's outcome when its task did not answer (not run, or failed and caught): no span.
 NO_SPAN = {"span": sfn.JsonPath.string_at(JSON_NULL)}
 
+# $.images: the document's distinct images and where they go, from CollectImages or from
+# ExtractOnlyBatch (which collects a document's only batch's images itself). embed_on: "none" |
+# "lambda" | "gpu"; caption_on: "none" | "map"; understand_on: "none" | "lambda".
+IMAGES_COLLECTED = with_span(payload_fields(
+    image_count=int, images_key=str, embed_on=str, caption_on=str, caption_batches_key=str, captions_prefix=str,
+    understand_on=str,
+))
+
 
 def _document() -> sfn.TaskInput:
     """The payload of a task that reads the document's batches: its id, its manifest's key, and the
@@ -245,20 +253,17 @@ class DocumentStateMachine(Construct):
     def _definition(self) -> sfn.IChainable:
         record_failure = self._record_failure()
         plan = self._plan()
-        extract_pages, extract_only_batch = self._extract_pages(), self._extract_only_batch()
-        after_extract = [self._collect_images(), self._enrich(), self._write()]
-        for state in (plan, extract_pages, extract_only_batch, *after_extract):
+        extract_pages, extract_only_batch, collect_images = (
+            self._extract_pages(), self._extract_only_batch(), self._collect_images()
+        )
+        enrich, write = self._enrich(), self._write()
+        for state in (plan, extract_pages, extract_only_batch, collect_images, enrich, write):
             state.add_catch(record_failure, errors=[sfn.Errors.ALL], result_path=f"$.failed.{state.state_id}")
 
-        rest = sfn.Chain.start(after_extract[0])
-        for stage in after_extract[1:]:
-            rest = rest.next(stage)
-        rest.next(sfn.Succeed(self, "Done"))
-        # Both leave $.extracted: {"span"} (a map's items' spans are in S3: the map has none).
-        extract_pages.next(
-            sfn.Pass(self, "PagesExtracted", parameters=NO_SPAN, result_path="$.extracted")
-        ).next(after_extract[0])
-        extract_only_batch.next(after_extract[0])
+        enrich.next(write).next(sfn.Succeed(self, "Done"))
+        # Both leave $.images: the document's images and where they go (see _collect_images).
+        extract_pages.next(collect_images).next(enrich)
+        extract_only_batch.next(enrich)
 
         how_to_extract = (
             sfn.Choice(self, "HowToExtract?")
@@ -295,10 +300,11 @@ class DocumentStateMachine(Construct):
         )
 
     def _extract_only_batch(self) -> tasks.LambdaInvoke:
-        # Only its span is kept, as ExtractPages keeps nothing of its items: the batch's result is in S3.
+        # Its batch's result stays in S3 as the map's items' do; the invocation answers what
+        # CollectImages would (pagemill.pipeline.extract_batch), in the same place.
         return self._extract_batch(
             "ExtractOnlyBatch", sfn.TaskInput.from_json_path_at("$.plan.only_batch"),
-            result_selector=with_span({}), result_path="$.extracted",
+            result_selector=IMAGES_COLLECTED, result_path="$.images",
         )
 
     def _extract_batch(
@@ -331,18 +337,8 @@ class DocumentStateMachine(Construct):
 
     def _collect_images(self) -> tasks.LambdaInvoke:
         return lambda_task(
-            self,
-            "CollectImages",
-            self._functions.collect_images,
-            payload=_document(),
-            # embed_on: "none" | "lambda" | "gpu"
-            # caption_on: "none" | "map"
-            # understand_on: "none" | "lambda"
-            result_selector=with_span(payload_fields(
-                image_count=int, images_key=str, embed_on=str, caption_on=str, caption_batches_key=str,
-                captions_prefix=str, understand_on=str,
-            )),
-            result_path="$.images",
+            self, "CollectImages", self._functions.collect_images, payload=_document(),
+            result_selector=IMAGES_COLLECTED, result_path="$.images",
         )
 
     def _enrich(self) -> sfn.Parallel:
@@ -635,12 +631,12 @@ class DocumentStateMachine(Construct):
                     ),
                     "execution_arn": sfn.JsonPath.execution_id,
                     "started_at": sfn.JsonPath.execution_start_time,
-                    # The branches' spans are in their outcomes (understanding, speech, chunk_vectors).
+                    # By where they are kept (a span names its state); the branches' are in their
+                    # outcomes (understanding, speech, chunk_vectors).
                     "spans": {
-                        "Plan": sfn.JsonPath.object_at("$.plan.span"),
-                        "ExtractPages": sfn.JsonPath.object_at("$.extracted.span"),
-                        "CollectImages": sfn.JsonPath.object_at("$.images.span"),
-                        "Embed": sfn.JsonPath.object_at("$.enrich.embeddings.span"),
+                        "plan": sfn.JsonPath.object_at("$.plan.span"),
+                        "images": sfn.JsonPath.object_at("$.images.span"),
+                        "embeddings": sfn.JsonPath.object_at("$.enrich.embeddings.span"),
                     },
                 }
             ),

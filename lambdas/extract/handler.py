@@ -6,9 +6,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from pagemill import metrics as m
 from pagemill.aws.clients import db_connection, stage_context
-from pagemill.aws.handler import lambda_handler
+from pagemill.aws.handler import lambda_handler, metrics
 from pagemill.payloads import PlanInput
 from pagemill.pipeline.extract_batch import extract_batch as run_extract_batch
 from pagemill.pipeline.plan import plan as run_plan
@@ -30,4 +32,7 @@ def plan(payload: PlanInput, context: LambdaContext) -> dict[str, Any]:
 
 @lambda_handler(BatchSpec, counts={m.PAGES_EXTRACTED: "pages", m.IMAGES_EXTRACTED: "images"}, state="ExtractPages")
 def extract_batch(spec: BatchSpec, context: LambdaContext) -> dict[str, Any]:
-    return run_extract_batch(stage_context(), spec, _sources)
+    extracted = run_extract_batch(stage_context(), spec, _sources)
+    if spec.only:  # it collected the document's images too, as CollectImages counts them
+        metrics.add_metric(name=m.IMAGES_COLLECTED, unit=MetricUnit.Count, value=extracted["image_count"])
+    return extracted

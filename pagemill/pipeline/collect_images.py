@@ -1,24 +1,31 @@
-"""CollectImages: the document's distinct images, where they are embedded, and the caption batches."""
+"""CollectImages: the document's distinct images, where they are embedded, and the caption batches.
+A document of one batch has them collected by ExtractBatch itself (pagemill.pipeline.extract_batch)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from pagemill import keys, storage
 from pagemill.payloads import CaptionBatchInput, DocumentInput
 from pagemill.pipeline.context import StageContext, batch_results, load_manifest
-from pagemill.records import ImageRef, dump
+from pagemill.records import BatchResult, ImageRef, dump
 
 log = logging.getLogger(__name__)
 
 
 def collect_images(ctx: StageContext, payload: DocumentInput) -> dict[str, Any]:
+    """The images of the document's extracted batches (read from S3): see ``collected``."""
+    manifest = load_manifest(ctx, payload.manifest_key, payload.only_batch)
+    return collected(ctx, payload.document_id, batch_results(ctx, payload.document_id, manifest))
+
+
+def collected(ctx: StageContext, document_id: str, results: Iterable[BatchResult]) -> dict[str, Any]:
     """Write the document's distinct images (first occurrence order) as one list and decide where
     they are embedded: nowhere, on a CPU Lambda, or on the GPU service."""
-    document_id = payload.document_id
     seen: dict[str, ImageRef] = {}
-    for result in batch_results(ctx, document_id, load_manifest(ctx, payload.manifest_key, payload.only_batch)):
+    for result in results:
         for image in result.images:
             seen.setdefault(image.sha256, ImageRef(image.sha256, image.s3_key))
     images_key = keys.image_list_key(document_id)

@@ -46,8 +46,8 @@ def test_write_waits_out_a_database_outage(outage_engine: LocalEngine, proxy: Tc
     run = outage_engine.submit(path)
     # WHEN the database goes away once Plan has registered it, and comes back after Write failed on it
     deadline = time.monotonic() + 120
-    while not visited(outage_engine.history(run.execution_arn), "CollectImages"):
-        assert time.monotonic() < deadline, "the document never reached CollectImages"
+    while not visited(outage_engine.history(run.execution_arn), "Enrich"):
+        assert time.monotonic() < deadline, "the document never reached Enrich"
         time.sleep(0.05)
     proxy.down()
     try:

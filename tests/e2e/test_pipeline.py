@@ -58,7 +58,7 @@ def test_sample_catalog_goes_through_every_state(engine: LocalEngine, db, catalo
     # THEN the execution succeeded through Plan → ExtractPages → Write
     assert run.status == "SUCCEEDED", document(db, run.document_id)
     visited = engine.visited_states(run.execution_arn)
-    for state in ("Plan", "ExtractPages", "Write", "Done"):
+    for state in ("Plan", "ExtractPages", "CollectImages", "Write", "Done"):
         assert state in visited
     assert "RecordFailure" not in visited
     # AND PostgreSQL holds one row per page, every distinct image once, the logo on every page
@@ -217,14 +217,16 @@ def test_bad_inputs_fail_clearly_and_leave_others_alone(engine: LocalEngine, db,
     # THEN the good one succeeded
     assert by_name["good.pdf"].status == "SUCCEEDED"
     assert counts(db, by_name["good.pdf"].document_id)[0] == 3
-    # AND, a document of one batch, without a map run (an account holds at most 1,000 open ones)
+    # AND, a document of one batch, without a map run (an account holds at most 1,000 open ones),
+    # its images collected by the invocation that extracted it (no CollectImages)
     good = by_name["good.pdf"].execution_arn
-    assert "ExtractOnlyBatch" in engine.visited_states(good) and "ExtractPages" not in engine.visited_states(good)
+    visited = engine.visited_states(good)
+    assert "ExtractOnlyBatch" in visited and not {"ExtractPages", "CollectImages"} & set(visited)
     assert engine.sfn.list_map_runs(executionArn=good)["mapRuns"] == []
     # AND its states' seconds travelled in their results: S3 holds only what the stages hand on (no
     # timing objects, no image list for a document without images)
     good_id = by_name["good.pdf"].document_id
-    assert {"Plan", "ExtractPages", "CollectImages", "EmbedChunks", "Write"} <= set(document(db, good_id)["timings"]["states"])
+    assert {"Plan", "ExtractPages", "EmbedChunks", "Write"} <= set(document(db, good_id)["timings"]["states"])
     listed = engine.s3.list_objects_v2(Bucket=engine.deployment.bucket_name, Prefix=keys.document_prefix(good_id))
     assert sorted(item["Key"] for item in listed["Contents"]) == sorted([
         keys.manifest_key(good_id), keys.batch_result_key(good_id, 1, 3), keys.chunk_vectors_key(good_id)

@@ -94,7 +94,7 @@ def test_a_summary_is_spoken_stored_recorded_and_exported(api, speech_engine, db
     # AND every state's seconds are recorded: a document of one batch with captions keeps only its
     # caption map items' spans in S3, every other state's travelled in the results
     timings = db.execute("select timings from documents where id = %s", (document.document_id,)).fetchone()[0]
-    assert {"Plan", "ExtractPages", "CollectImages", "Embed", "EmbedChunks", "Captions", "Understand", "SpeakSummary",
+    assert {"Plan", "ExtractPages", "Embed", "EmbedChunks", "Captions", "Understand", "SpeakSummary",
             "Write"} <= set(timings["states"])
     assert all(seconds >= 0 for seconds in timings["states"].values())
     listed = speech_engine.s3.list_objects_v2(Bucket=speech_engine.deployment.bucket_name,

@@ -86,8 +86,8 @@ def test_the_definition_is_the_pipeline_in_console_order(definition: dict[str, A
 def test_states_read_like_the_pipeline(definition: dict[str, Any]) -> None:
     # GIVEN the synthesized definition
     states = definition["States"]
-    # THEN the happy path is Plan → HowToExtract? → ExtractOnlyBatch or ExtractPages (→ PagesExtracted) →
-    # CollectImages → Enrich → Write → Done
+    # THEN the happy path is Plan → HowToExtract? → ExtractOnlyBatch or ExtractPages → CollectImages →
+    # Enrich → Write → Done
     assert definition["StartAt"] == "Plan"
     assert states["Plan"]["Next"] == "HowToExtract?"
     choice = states["HowToExtract?"]
@@ -98,8 +98,8 @@ def test_states_read_like_the_pipeline(definition: dict[str, Any]) -> None:
     ]
     assert choice["Default"] == "ExtractPages"
     assert states["AlreadyProcessed"]["Type"] == "Succeed"
-    assert states["ExtractOnlyBatch"]["Next"] == states["PagesExtracted"]["Next"] == "CollectImages"
-    assert states["CollectImages"]["Next"] == "Enrich"
+    assert states["ExtractPages"]["Next"] == "CollectImages"
+    assert states["ExtractOnlyBatch"]["Next"] == states["CollectImages"]["Next"] == "Enrich"
     assert states["Enrich"]["Next"] == "Write"
     assert states["Write"]["Next"] == "Done"
     assert states["Done"]["Type"] == "Succeed"
@@ -210,14 +210,12 @@ def test_a_document_of_one_batch_is_extracted_without_a_map_run(definition: dict
     assert only["Parameters"]["FunctionName"] == in_map["Parameters"]["FunctionName"]
     for field in ("TimeoutSeconds", "Retry"):
         assert only[field] == in_map[field], field
-    # AND its result stays in S3, as the map's: only its span is kept (a map item's is in S3), and
-    # the map is followed by a null span at the same place, which Write reads either way
-    assert only["ResultSelector"] == {"span.$": "$.Payload.span"}
-    assert only["ResultPath"] == "$.extracted"
-    after_map = definition["States"]["PagesExtracted"]
-    assert definition["States"]["ExtractPages"]["Next"] == "PagesExtracted"
-    assert (after_map["Type"], after_map["ResultPath"], after_map["Next"]) == ("Pass", "$.extracted", only["Next"])
-    assert after_map["Parameters"] == {"span.$": "States.StringToJson('null')"}
+    # AND its batch's result stays in S3, as the map's; the invocation collects the document's images
+    # itself and answers as CollectImages does after the map, into the same place (no CollectImages
+    # state, invocation and read of the batch for a document of one batch)
+    collect = definition["States"]["CollectImages"]
+    assert (only["ResultSelector"], only["ResultPath"]) == (collect["ResultSelector"], collect["ResultPath"])
+    assert only["Next"] == collect["Next"] == "Enrich"
 
 
 def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
@@ -240,8 +238,7 @@ def test_payloads_pass_keys_not_data(definition: dict[str, Any]) -> None:
         "execution_arn.$": "$$.Execution.Id",
         "started_at.$": "$$.Execution.StartTime",
         # the earlier states' spans, from their results (the branches' are in their outcomes)
-        "spans": {"Plan.$": "$.plan.span", "ExtractPages.$": "$.extracted.span", "CollectImages.$": "$.images.span",
-                  "Embed.$": "$.enrich.embeddings.span"},
+        "spans": {"plan.$": "$.plan.span", "images.$": "$.images.span", "embeddings.$": "$.enrich.embeddings.span"},
     }
     assert states["Write"]["ResultPath"] == "$.written"
     # the outcome (succeeded or partial) and the warnings' codes stay in the state, for status --aws

@@ -10,6 +10,8 @@ import pymupdf
 
 from pagemill import keys, storage
 from pagemill.pdf.completeness import word_loss
+from pagemill.payloads import DocumentInput
+from pagemill.pipeline.collect_images import collect_images
 from pagemill.pipeline.context import StageContext
 from pagemill.pipeline.extract_batch import extract_batch
 from pagemill.pipeline.plan import plan
@@ -45,6 +47,26 @@ def test_extract_batch_writes_its_pages_chunks_and_images(
         assert image.sha256 in upload.truth.image_hashes
         assert image.s3_key == keys.image_key(spec.document_id, image.sha256, image.ext)
         assert len(storage.get_bytes(ctx.s3, ctx.work_bucket, image.s3_key)) == image.size_bytes
+    # AND, one of several batches, it leaves the document's images to CollectImages
+    assert set(out) == {"result_key", "pages", "images"}
+
+
+def test_a_documents_only_batch_collects_its_images_as_collect_images_does(
+    ctx: StageContext, conn: psycopg.Connection[Any], upload: Upload, tmp_path: Path
+) -> None:
+    # GIVEN the catalogue planned as one batch (ExtractOnlyBatch, no map and no CollectImages state)
+    whole = with_settings(ctx, batch_pages=100, batch_cost=1000.0)
+    planned = plan(whole, conn, plan_input(upload.source))
+    assert planned["batch_count"] == 1
+    spec = load(BatchSpec, planned["only_batch"])
+    # WHEN its only batch is extracted
+    out = extract_batch(whole, spec, SourceCache(tmp_path / "sources"))
+    # THEN it answers what CollectImages answers for the extracted document (which reads the batch
+    # back from S3), beside its own counts
+    extracted = {"result_key": keys.batch_result_key(spec.document_id, 1, 6), "pages": 6, "images": out["images"]}
+    document = DocumentInput(planned["document_id"], planned["manifest_key"], spec)
+    assert out == {**extracted, **collect_images(whole, document)}
+    assert out["image_count"] == upload.truth.distinct_images and out["embed_on"] == "lambda"
 
 
 def test_extract_batch_result_is_the_same_when_run_again(
