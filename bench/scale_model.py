@@ -286,9 +286,11 @@ def batches(w: Workload) -> int:
 
 
 def transitions(w: Workload, m: Inputs) -> int:
-    # A document of one batch runs ExtractOnlyBatch in place of the ExtractPages map: no children.
-    children = TRANSITIONS_PER_BATCH * batches(w) if batches(w) > 1 else 0
-    return m.transitions_per_document + children
+    # A document of one batch runs ExtractOnlyBatch in place of the ExtractPages map (no children),
+    # which collects its images too (no CollectImages state); the measured document has both.
+    if batches(w) == 1:
+        return m.transitions_per_document - 1
+    return m.transitions_per_document + TRANSITIONS_PER_BATCH * batches(w)
 
 
 def project(w: Workload, m: Inputs, limits: Limits, *, index: str) -> Projection:
@@ -341,12 +343,15 @@ def one_document_latency(w: Workload, m: Inputs, limits: Limits) -> float:
 
 def cost(w: Workload, m: Inputs, limits: Limits, per_doc: dict[str, float], bounds: dict[str, float]) -> dict[str, float]:
     gb_s = sum(per_doc[name] * MEMORY_MB[name] / 1024 for name in per_doc)
-    invocations = 5 + batches(w)  # Trigger (its seconds are negligible), Plan, batches, Collect, Embed, Write
+    # Trigger (its seconds are negligible), Plan, batches, CollectImages (a one-batch document's
+    # batch collects its images itself), Embed, Write
+    invocations = 4 + batches(w) + (batches(w) > 1)
     wall_h = max(bounds.values()) / 3600
     gpu = 0.0
     if "GPU embed" in bounds:
         gpu = (bounds["GPU embed"] + GPU_COLD_START_S + GPU_SCALE_IN_TAIL_S) / 3600 * GPU_HOUR * limits.gpu_instances
-    objects = 3 + batches(w) + w.images  # upload, manifest, image list; batch results; images
+    # upload, manifest, image list (with images); batch results; images
+    objects = 2 + (w.images > 0) + batches(w) + w.images
     return {
         "Lambda": w.documents * (gb_s * LAMBDA_GB_S + invocations * LAMBDA_REQUEST),
         "Step Functions": w.documents * transitions(w, m) * TRANSITION,
