@@ -29,14 +29,14 @@ def collected(ctx: StageContext, document_id: str, results: Iterable[BatchResult
         for image in result.images:
             seen.setdefault(image.sha256, ImageRef(image.sha256, image.s3_key))
     images_key = keys.image_list_key(document_id)
-    if seen:  # read by Embed and by Write for captions: neither runs for a document without images
-        storage.put_json(ctx.s3, ctx.work_bucket, images_key, dump(list(seen.values())))
-    if not seen:
+    if not seen:  # no list: Embed and the captions, its readers, do not run
         embed_on = "none"
     elif len(seen) >= ctx.settings.gpu_min_images:
         embed_on = "gpu"
     else:
         embed_on = "lambda"
+    if seen:
+        storage.put_json(ctx.s3, ctx.work_bucket, images_key, dump(list(seen.values())))
     captions_on = ctx.settings.caption_provider != "off"
     caption_batches = _plan_caption_batches(ctx, document_id, seen) if captions_on else 0
     log.info("images collected", extra={

@@ -4,10 +4,10 @@ Each timed stage's handler (pagemill.aws.handler.lambda_handler given a ``state`
 invocation started and ended, a span. Where the state machine keeps the state's result (Plan,
 ExtractOnlyBatch, CollectImages, the Enrich branches, the GPU task's answer), the span travels in
 the result and the state machine hands them all to Write: no S3 request for them. (A document of
-one batch has no CollectImages: ExtractOnlyBatch collects its images, within its ExtractPages span.) A map discards
-its items' results (ExtractPages' batches, CaptionImages'), so a map item's span is one small
-object under the document's timings prefix, which Write lists only for a document that had map
-items. Write turns the spans into wall-clock seconds per state (first start to last end: a map's
+one batch has no CollectImages state: ExtractOnlyBatch collects its images within its
+ExtractPages span.) A map discards its items' results (ExtractPages' batches, CaptionImages'), so
+a map item's span is one small object under the document's timings prefix, which Write lists
+only for a document that had map items. Write turns the spans into wall-clock seconds per state (first start to last end: a map's
 items overlap) for this execution, ignoring an earlier run's.
 """
 
