@@ -150,9 +150,11 @@ def _run_with_progress(
 
 
 def _summary(results: list, url: str, out_dir: Path, caption_note: str | None) -> None:
-    # Seconds per state, as documents.timings records them (in the pipeline's order).
+    from pagemill.pipeline.timings import in_pipeline_order
+
+    # Seconds per state, as documents.timings records them, in the pipeline's order.
     by_doc = [r.timings.get("states", {}) for r in results]
-    states = list(dict.fromkeys(s for seconds in by_doc for s in seconds))
+    states = in_pipeline_order(s for seconds in by_doc for s in seconds)
     table = Table(title="pagemill run")
     table.add_column("document", no_wrap=True)
     table.add_column("status", no_wrap=True)

@@ -25,6 +25,12 @@ STATES = ("Plan", "ExtractPages", "CollectImages", "Embed", "EmbedChunks", "Capt
           "Write")
 
 
+def in_pipeline_order(states: Iterable[str]) -> list[str]:
+    """The states in the order a document goes through them (unknown ones last). Needed again
+    after a round trip through documents.timings: jsonb keeps keys shortest first."""
+    return sorted(set(states), key=lambda s: STATES.index(s) if s in STATES else len(STATES))
+
+
 def span_since(state: str, started: float) -> StateSpan:
     """``state`` ran from ``started`` (epoch seconds) until now."""
     return StateSpan(state, started, time.time())
@@ -49,5 +55,4 @@ def state_seconds(
     for span in found:
         first, last = spans.get(span.state, (span.started, span.ended))
         spans[span.state] = (min(first, span.started), max(last, span.ended))
-    ordered = sorted(spans, key=lambda s: STATES.index(s) if s in STATES else len(STATES))
-    return {state: round(spans[state][1] - spans[state][0], 3) for state in ordered}
+    return {state: round(spans[state][1] - spans[state][0], 3) for state in in_pipeline_order(spans)}

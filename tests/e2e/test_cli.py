@@ -16,8 +16,8 @@ from tests.e2e.conftest import ROOT
 PAGEMILL = [sys.executable, "-m", "pagemill_tools"]
 
 
-def pagemill(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PAGEMILL_HOME": str(home)}
+def pagemill(*args: str, home: Path, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PAGEMILL_HOME": str(home), **env_vars}
     env.pop("DATABASE_URL", None)
     return subprocess.run([*PAGEMILL, *args], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
@@ -57,11 +57,16 @@ def test_run_without_an_api_key_says_captions_were_skipped(
     make_catalog(path, pages=2)
     # WHEN `pagemill run` prints its summary
     result = pagemill("run", str(path), "--out", str(tmp_path / "out"), "--database-url", module_database_url,
-                      home=engine_home)
+                      home=engine_home, COLUMNS="300")
     # THEN the document succeeded and the summary says why there are no captions: not an error
     assert result.returncode == 0, result.stderr
     assert "succeeded" in result.stdout
     assert "captions skipped: no API key" in result.stdout
+    # AND its seconds per state stand in the order the document went through them (the database's
+    # jsonb keeps keys shortest first)
+    header = next(line for line in result.stdout.splitlines() if "Plan s" in line)
+    columns = [name.strip() for name in header.strip("┃ ").split("┃") if name.strip().endswith(" s")]
+    assert columns == ["Plan s", "ExtractPages s", "Embed s", "EmbedChunks s", "Write s"], columns
 
 
 def test_caption_environment_follows_the_key_and_the_flag() -> None:
