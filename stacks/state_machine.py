@@ -18,11 +18,12 @@
                         EmbedChunks (failed ─► ChunkVectorsFailed)   unless text_embedder is off
     a failed Plan, ExtractOnlyBatch, ExtractPages, CollectImages, Enrich or Write ──► RecordFailure → DocumentFailed
 
-State names are what the Step Functions console shows. Each timed task's result carries its span
-(when it started and ended) and Write is handed them all for documents.timings; a map discards its
-items' results, so their spans are in S3 instead (pagemill.pipeline.timings). Every task has a timeout and retries
+State names are what the Step Functions console shows. Every task has a timeout and retries
 transient errors and crashes with full-jitter backoff; input errors (a bad PDF) and pagemill's
-internal defects are deterministic, never retried, and go straight to RecordFailure.
+internal defects are deterministic, never retried, and go straight to RecordFailure. Each timed
+task's result carries its span (when it started and ended) and Write is handed them all for
+documents.timings; a map discards its items' results, so their spans are in S3 instead
+(pagemill.pipeline.timings).
 """
 
 from __future__ import annotations
@@ -261,7 +262,7 @@ class DocumentStateMachine(Construct):
             state.add_catch(record_failure, errors=[sfn.Errors.ALL], result_path=f"$.failed.{state.state_id}")
 
         enrich.next(write).next(sfn.Succeed(self, "Done"))
-        # Both leave $.images: the document's images and where they go (see _collect_images).
+        # Both leave $.images: the document's images and where they go (IMAGES_COLLECTED).
         extract_pages.next(collect_images).next(enrich)
         extract_only_batch.next(enrich)
 
