@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import psycopg
 
+from pagemill.db.migrate import migrate
 from pagemill.pipeline.context import document_id_for, file_sha256
 from pagemill_tools.embedded_db import start
 from tests.e2e.test_operate import text_pdf
@@ -54,6 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     home = Path(os.environ.get("PAGEMILL_HOME") or tempfile.mkdtemp(prefix="pagemill-bench-"))
     url = start(home)
+    migrate(url)  # the first run would, but the watch below reads local_runs before it starts
     print(f"{'signal':8} {'exit code':>9} {'to exit (s)':>12} {'workers gone (s)':>17}")
     for n in range(args.repeat):
         for name, signum, group in CASES:
