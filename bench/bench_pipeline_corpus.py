@@ -178,6 +178,17 @@ class Totals:
 WARM_UP_ROUNDS = 3
 
 
+def warm_up(engine: LocalEngine, paths: list[Path]) -> None:
+    """Documents outside the figures, one per worker at once, round after round: every worker's
+    imports and models (the layout model's, the text embedder's, CLIP's) are loaded before the
+    clock starts, not in some document's figures (a warm Lambda keeps them too). One round left
+    a worker that never ran EmbedChunks, and the first file it served paid the embedder's load
+    (bench/RESULTS.md, issue 16, fifth round)."""
+    workers = engine.options.workers
+    for start in range(0, len(paths), workers):
+        engine.wait([engine.submit(path) for path in paths[start : start + workers]])
+
+
 def warm_up_documents(n: int) -> list[Path]:
     """``n`` distinct documents: four pages with two images and a ruled table (bench_e2e.document),
     then a page of text in aligned columns that the layout model reads."""
@@ -203,15 +214,7 @@ def run_corpus(files: list[CorpusFile], url: str, home: Path, *, one_at_a_time: 
     totals = Totals()
     with PlainPasses() as plain, LocalEngine(options) as engine:
         assert engine.runtime is not None
-        # First documents outside the figures, one per worker at once, in rounds: every worker's
-        # imports and models (the layout model's, the text embedder's, CLIP's) are loaded once
-        # per run, not in some document's figures (a warm Lambda keeps them too). One round left
-        # a worker that never ran EmbedChunks, and the first file it served paid the embedder's
-        # load (bench/RESULTS.md, issue 16, fifth round).
-        workers = engine.options.workers
-        warm_up = warm_up_documents(workers * WARM_UP_ROUNDS)
-        for start in range(0, len(warm_up), workers):
-            engine.wait([engine.submit(path) for path in warm_up[start : start + workers]])
+        warm_up(engine, warm_up_documents(engine.options.workers * WARM_UP_ROUNDS))
         workers_before = cpu_seconds(engine.runtime.worker_pids())
         self_before = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
         runs: list[tuple[Figures, DocumentRun]] = []

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pymupdf
 
-from bench.bench_pipeline_corpus import BUILD, CorpusFile, PlainPasses, cpu_seconds
+from bench.bench_pipeline_corpus import BUILD, CorpusFile, PlainPasses, cpu_seconds, warm_up
 from bench.inputs import machine, record
 from bench.scratch_db import server
 from pagemill.db.migrate import migrate
@@ -31,7 +31,7 @@ from pagemill_tools.engine.engine import EngineOptions, LocalEngine  # noqa: E40
 TEXT = "The quick brown fox jumps over the lazy dog while the committee reviews the annual budget. " * 30
 
 
-WARM_UP = 4  # documents at once before the measured ones: every worker loads every function's module
+WARM_UP = 4  # documents before the measured ones (bench_pipeline_corpus.warm_up)
 
 
 def documents(n: int, pages: int) -> list[Path]:
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("url", nargs="?", default=None)
     args = parser.parse_args()
     made = documents(args.documents, args.pages)
-    warm_up, files = made[:WARM_UP], made[WARM_UP:]
+    warm, files = made[:WARM_UP], made[WARM_UP:]
     began = time.perf_counter()
     for path in files:
         with pymupdf.open(path) as doc:
@@ -71,7 +71,7 @@ def main() -> None:
         migrate(url)
         options = EngineOptions(home=BUILD / "home", database_url=url, workers=psutil.cpu_count() or 2)
         with LocalEngine(options) as engine:
-            engine.wait([engine.submit(path) for path in warm_up])
+            warm_up(engine, warm)
             me = [psutil.Process().pid]
             assert engine.runtime is not None
             engine_cpu, workers_cpu = cpu_seconds(me), cpu_seconds(engine.runtime.worker_pids())

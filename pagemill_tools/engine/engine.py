@@ -1,7 +1,8 @@
 """The local engine: the synthesized state machine on moto's Step Functions interpreter, with S3
 in moto, Lambda invocations routed to the real handlers in worker processes, and PostgreSQL real.
 
-moto runs in this process (the interpreter's own S3 and Lambda calls are intercepted in-process);
+moto runs in this process (the interpreter's own S3 calls are intercepted in-process, its Lambda
+tasks go straight to the runtime);
 a threaded moto server on loopback serves the same backends to the worker processes, which reach
 it through ``AWS_ENDPOINT_URL`` like any boto3 client reaches AWS.
 """
@@ -24,7 +25,6 @@ from unittest import mock
 
 import boto3
 from moto import mock_aws
-from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.ecs.models import EC2ContainerServiceBackend
 from moto.server import ThreadedMotoServer
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
@@ -200,18 +200,11 @@ class LocalEngine:
         self.runtime = LambdaRuntime(functions, workers=self.options.workers, base_env=base_env, log_path=self.log_path)
         runtime = self.runtime
 
-        def invoke(backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any) -> bytes:
-            payload = body.encode() if isinstance(body, str) else (body or b"{}")
-            result = runtime.invoke(function_name, payload)
-            if result.function_error:
-                response_headers["x-amz-function-error"] = result.function_error
-            return result.payload
-
         def invoke_for_a_state(parameters: dict[str, Any], region: str, state_credentials: Any) -> dict[str, Any]:
-            # A Lambda task's invocation, straight to the runtime: the Invoke API's answer as
-            # boto3 parses it, without a boto3 request that moto turns back into a call (its
-            # client, signing and a werkzeug request cost the engine about 3 ms of CPU each,
-            # five times per small document).
+            # A Lambda task's invocation (the only way the pipeline invokes a function), straight
+            # to the runtime: the Invoke API's answer as boto3 parses it, without a boto3 request
+            # that moto turns back into a call (its client, signing and a werkzeug request cost
+            # the engine about 3 ms of CPU each, five times per small document).
             result = runtime.invoke(parameters["FunctionName"], parameters.get("Payload") or b"{}")
             response = {"StatusCode": 200, "ExecutedVersion": "$LATEST",
                         "Payload": lambda_eval_utils._from_payload(io.BytesIO(result.payload))}
@@ -221,7 +214,6 @@ class LocalEngine:
 
         self.containers = LocalContainers(self.deployment.containers, base_env=base_env, log_path=self.log_path)
         patches = [
-            mock.patch.object(LambdaSimpleBackend, "invoke", invoke),
             mock.patch.object(lambda_eval_utils, "_invoke_lambda_function", invoke_for_a_state),
             # moto cannot place ECS tasks; RunTask starts the container's worker as a process.
             mock.patch.object(EC2ContainerServiceBackend, "run_task", self.containers.run_task),
