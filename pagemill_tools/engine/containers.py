@@ -22,6 +22,8 @@ from moto.stepfunctions.parser.asl.eval.callback.callback import (
     CallbackEndpoint,
     HeartbeatEndpoint,
 )
+from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 from pagemill_tools.engine.template import ACCOUNT, REGION, ContainerSpec
@@ -77,8 +79,21 @@ def stop_once_started(self: ExecutionWorker, stop_date: Any, error: str | None, 
     self.env.set_stop(stop_date=stop_date, cause=cause, error=error)
 
 
+_moto_set_error = Environment.set_error
+
+
+def error_unless_stopped(self: Environment, error: Any) -> None:
+    # On AWS a stopped execution ends ABORTED. moto records an error raised after the stop over
+    # it (a Distributed Map whose child executions the stop ended fails), and the execution
+    # ended FAILED now and then when stopped mid-map (seen once in a full test run).
+    with self._state_mutex:
+        if not isinstance(self._program_state, ProgramStopped):
+            _moto_set_error(self, error)
+
+
 INTERPRETER_FIXES = (
     (ExecutionWorker, "stop", stop_once_started),
+    (Environment, "set_error", error_unless_stopped),
     (StateTaskServiceEcs, "_normalise_parameters", _normalise_parameters),
     (StateTaskServiceEcs, "_normalise_response", _normalise_response),
     (CallbackEndpoint, "notify_heartbeat", _notify_heartbeat),
