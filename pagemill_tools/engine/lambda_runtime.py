@@ -225,6 +225,9 @@ class LambdaRuntime:
                     deadline = time.monotonic() + spec.timeout_s
                     continue
                 self._release(worker)
+                if time.monotonic() > deadline:
+                    # Finished between two looks, but late: Lambda would have stopped it.
+                    return self._record(spec, started, _timed_out(request_id, spec))
                 return self._record(
                     spec, started, Invocation(body, None if status == "ok" else "Unhandled")
                 )
@@ -237,9 +240,7 @@ class LambdaRuntime:
                     f"memory limit of {spec.memory_mb} MB exceeded",
                 )
             elif time.monotonic() > deadline:
-                failure = _failure(
-                    "Sandbox.Timedout", f"RequestId: {request_id} Error: Task timed out after {spec.timeout_s:.2f} seconds"
-                )
+                failure = _timed_out(request_id, spec)
             else:
                 continue
             self._replace(worker)
@@ -278,6 +279,10 @@ def _signal_name(signum: int) -> str:
         return signal.Signals(signum).name.removeprefix("SIG").lower()
     except ValueError:
         return str(signum)
+
+
+def _timed_out(request_id: str, spec: FunctionSpec) -> Invocation:
+    return _failure("Sandbox.Timedout", f"RequestId: {request_id} Error: Task timed out after {spec.timeout_s:.2f} seconds")
 
 
 def _exit_error(reason: str) -> Invocation:

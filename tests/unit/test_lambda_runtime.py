@@ -56,6 +56,7 @@ def runtime(tmp_path: Path) -> Iterator[LambdaRuntime]:
         "Echo": spec("Echo", "handler.echo", env={"SETTING": "on"}),
         "Fail": spec("Fail", "handler.fail"),
         "Sleep": spec("Sleep", "handler.sleep", timeout=1),
+        "Late": spec("Late", "handler.sleep", timeout=0.01),
         "Hog": spec("Hog", "handler.hog", memory=300),
         "Die": spec("Die", "handler.die"),
         "Batch": spec("Batch", "handler.sleep", map_item=True),
@@ -84,6 +85,14 @@ def test_a_function_past_its_timeout_is_killed_and_the_pool_recovers(runtime: La
     assert result.error_type == "Sandbox.Timedout"
     assert result.seconds < 30  # killed, not left to finish its sleep
     assert runtime.worker_pids() != [pid]
+    assert json.loads(runtime.invoke("Sleep", b'{"seconds": 0}').payload) == "woke"
+
+
+def test_a_result_after_the_timeout_is_a_timeout_even_between_two_looks(runtime: LambdaRuntime) -> None:
+    # GIVEN a function that finishes after its timeout, sooner than the runtime looks at its clock
+    # WHEN it is invoked THEN its late result is Lambda's timeout, not a success
+    result = runtime.invoke("Late", b'{"seconds": 0.03}')
+    assert result.error_type == "Sandbox.Timedout"
     assert json.loads(runtime.invoke("Sleep", b'{"seconds": 0}').payload) == "woke"
 
 
