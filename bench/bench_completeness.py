@@ -36,12 +36,13 @@ from bench.inputs import machine
 from pagemill.errors import InputError
 from pagemill.pdf.completeness import word_loss, words
 from pagemill.pdf.document import open_pdf
-from pagemill.pdf.markdown import TABLE_STRATEGY, cell_text_once
+from pagemill.pdf.markdown import TABLE_STRATEGY
+from pagemill.pdf.tables import cheaper_tables
 from pagemill.pdf.pages import extract_pages
 
 
 def legacy_before(path: Path, pages: list[int]) -> dict[int, str]:
-    with cell_text_once():
+    with cheaper_tables():
         return legacy(TABLE_STRATEGY)(path, pages)
 
 

@@ -5,7 +5,7 @@ lines only, so a page whose drawings cannot form a grid of at least 2 x 2 cells 
 background-colour probe (four corner renders) only serves to ignore background-coloured fill
 paths, so a page without vector paths skips that too. A page's markdown is the same either
 way (tests/unit/test_markdown.py pins it). Rendering a detected table is made linear in its
-cells (see ``cell_text_once``).
+cells, and listing a page's characters for detection is made cheaper (pagemill/pdf/tables.py).
 """
 
 from __future__ import annotations
@@ -13,19 +13,17 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from itertools import pairwise
 from typing import Any
 
 import pymupdf
-import pymupdf.table
 import pymupdf4llm
 from pymupdf4llm.helpers import pymupdf_rag
 
 from pagemill.pdf import layout_model
 from pagemill.pdf.completeness import WordLoss, word_loss
 from pagemill.pdf.document import MUPDF_ERRORS
+from pagemill.pdf.tables import cheaper_tables
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +39,22 @@ def page_markdown(doc: pymupdf.Document, page_indexes: list[int], text_only: set
     if mode == "legacy":
         # Legacy builds tables from ruling lines only: a page whose text stands in aligned columns
         # yet comes out without a table goes to the layout model, which finds unruled tables. A
-        # page that cannot hold a ruled table is known to before any pass and goes to the layout
-        # model alone; the others only when the legacy pass found no table.
+        # page that cannot hold a ruled table, or whose lines form none that the legacy pass
+        # would keep, is known to before any pass and goes to the layout model alone; the
+        # others only when the legacy pass found no table.
         analyses = _analyses(doc, ordinary)
-        unruled = [i for i in ordinary if analyses.get(i, ("", False))[0] is None and _unruled(doc, i)]
-        legacy = [i for i in ordinary if i not in unruled]
         # Header sizes come from every ordinary page, as when all of them took the legacy pass.
         headers = pymupdf_rag.IdentifyHeaders(doc, pages=ordinary) if ordinary else None
+        grid = [i for i in ordinary if _unruled(doc, i)]
+        ruled = [i for i in grid if i in analyses and analyses[i][0] is not None]
+        probe = bool(ruled) and not (doc.is_form_pdf or (doc.is_pdf and doc.has_annots()))
+        unruled = [
+            i for i in grid
+            if i in analyses and (i not in ruled or (probe and not _legacy_may_keep_a_table(doc, i)))
+        ]
+        legacy = [i for i in ordinary if i not in unruled]
         out.update(_converted(doc, legacy, "legacy", fallback, headers, analyses))
-        unruled += [i for i in legacy if i in out and "|---" not in out[i] and _unruled(doc, i)]
+        unruled += [i for i in legacy if i in out and "|---" not in out[i] and i in grid]
         out.update(_converted(doc, sorted(unruled), "layout", fallback))
         layout_model.use_mode("legacy")  # the switch is process-global: leave it as the settings asked for
     else:
@@ -97,6 +102,25 @@ def _unruled(doc: pymupdf.Document, index: int) -> bool:
     except MUPDF_ERRORS as exc:
         log.warning("table probe failed", extra={"page": index + 1, "error": str(exc)})
         return False
+
+
+def _legacy_may_keep_a_table(doc: pymupdf.Document, index: int) -> bool:
+    """Whether the legacy pass may put a table on the page: it keeps those of 2 x 2 cells or
+    more that ``find_tables`` finds on the whole page, unrotated (a rotated page is not
+    probed). It bakes form fields and annotations into the document first, so the caller does
+    not probe a document that has any. Unprobed pages take the legacy pass, and the layout
+    model after it when no table came out."""
+    page = doc[index]
+    if page.rotation:
+        return True
+    layout_model.use_mode("legacy")
+    try:
+        with cheaper_tables():
+            found = page.find_tables(clip=page.rect, strategy=TABLE_STRATEGY)
+    except MUPDF_ERRORS as exc:
+        log.warning("table probe failed", extra={"page": index + 1, "error": str(exc)})
+        return True
+    return any(table.row_count >= 2 and table.col_count >= 2 for table in found.tables)
 
 
 # Rows of a table stand together: a row of cells further than this many word heights below the
@@ -254,7 +278,7 @@ def _full_markdown(doc: pymupdf.Document, pages: list[int], mode: str, headers: 
         analysis = analyses[index] if index in analyses else _analysis(doc.load_page(index))
         groups.setdefault(analysis, []).append(index)
     out: dict[int, str] = {}
-    with cell_text_once():
+    with cheaper_tables():
         for (strategy, detect_bg_color), subset in groups.items():
             chunks = pymupdf4llm.to_markdown(
                 doc, pages=subset, page_chunks=True, hdr_info=headers, table_strategy=strategy,
@@ -273,39 +297,3 @@ def _text_only_markdown(doc: pymupdf.Document, pages: list[int]) -> dict[int, st
         ignore_images=True, detect_bg_color=False, table_strategy=None,
     )
     return dict(zip(pages, (chunk["text"] for chunk in chunks), strict=True))
-
-
-@contextmanager
-def cell_text_once() -> Iterator[None]:
-    """PyMuPDF's ``Table.to_markdown`` calls ``table.extract_cells`` per cell, which rebuilds
-    the whole page's character dictionary (``extractRAWDICT``) every time: a 1,000-cell table
-    costs 1,000 page extractions (about 10 s on one dense page). Within this block each
-    TextPage's dictionary is built once; the cell text is unchanged. PyMuPDF is not
-    thread-safe and extraction runs one page at a time per process, so swapping the module
-    function for the block is safe."""
-    original: Callable[..., str] = pymupdf.table.extract_cells
-    last: list[Any] = [None, None]  # the last TextPage and its stand-in: tables of one page share one
-
-    def extract_cells(textpage: pymupdf.TextPage, cell: Any, markdown: bool = False) -> str:
-        if last[0] is not textpage:
-            last[:] = [textpage, _RawDictOnce(textpage)]
-        return original(last[1], cell, markdown)
-
-    pymupdf.table.extract_cells = extract_cells
-    try:
-        yield
-    finally:
-        pymupdf.table.extract_cells = original
-
-
-class _RawDictOnce:
-    """A TextPage stand-in for ``extract_cells``, which reads only ``extractRAWDICT``."""
-
-    def __init__(self, textpage: pymupdf.TextPage) -> None:
-        self._textpage = textpage
-        self._rawdict: dict[str, Any] | None = None
-
-    def extractRAWDICT(self) -> dict[str, Any]:
-        if self._rawdict is None:
-            self._rawdict = self._textpage.extractRAWDICT()
-        return self._rawdict

@@ -11,6 +11,7 @@ import pymupdf4llm
 import pytest
 
 from bench.bench_extract import legacy
+from pagemill.pdf import markdown
 from pagemill.pdf.markdown import TABLE_STRATEGY, may_hold_table, may_hold_unruled_table, page_markdown
 from pagemill_tools.sample import PageTruth, add_text_grid, make_mixed
 
@@ -127,3 +128,38 @@ def test_cells_in_columns_make_a_grid_only_when_their_rows_stand_together() -> N
     # THEN the first may hold an unruled table, the second does not
     assert may_hold_unruled_table(page_with_rows([200, 214, 228]))
     assert not may_hold_unruled_table(page_with_rows([140, 380, 620]))
+
+
+def test_a_booktabs_table_goes_to_the_layout_model_without_a_legacy_pass(tmp_path: Path, monkeypatch) -> None:
+    # GIVEN an unruled table under booktabs rules, with a footnote rule lower down (horizontal
+    # lines only, but their ends give the page vertical edges: it may hold a ruled table), and
+    # the same table inside a full grid
+    doc = pymupdf.open()
+    for ruled in (False, True):
+        page = doc.new_page()
+        add_text_grid(page)
+        page.draw_line((72, 700), (250, 700))
+        for y in range(86, 213, 20 if ruled else 1):
+            if ruled or y in (86, 106, 212):
+                page.draw_line((66, y), (520, y))
+        for x in (66, 186, 306, 426, 520) if ruled else ():
+            page.draw_line((x, 86), (x, 212))
+        assert may_hold_table(page) and may_hold_unruled_table(page)
+    path = tmp_path / "booktabs.pdf"
+    doc.save(path)
+    # WHEN legacy markdown is asked for, recording which pages take each pass
+    passes: list[tuple[str, list[int]]] = []
+    converted = markdown._full_markdown
+
+    def spy(doc: pymupdf.Document, pages: list[int], mode: str, *args) -> dict[int, str]:
+        passes.append((mode, list(pages)))
+        return converted(doc, pages, mode, *args)
+
+    monkeypatch.setattr(markdown, "_full_markdown", spy)
+    with pymupdf.open(path) as again:
+        got = page_markdown(again, [0, 1], set(), "legacy")
+    # THEN the booktabs page went to the layout model alone, which made its table, and the grid
+    # took the legacy pass, whose table it keeps
+    assert passes == [("legacy", [1]), ("layout", [0])]
+    assert "|" in got[0] and "cell53" in got[0]
+    assert got[1] == full_pass(path, [1])[1] and "|cell50|cell51|cell52|cell53|" in got[1]
