@@ -201,6 +201,13 @@ def document_for_execution(conn: psycopg.Connection[Any], execution_arn: str) ->
     return row[0] if row else None
 
 
+def page_count(conn: psycopg.Connection[Any], document_id: str) -> int | None:
+    """The document's pages as Plan counted them (None before Plan, or with no such document)."""
+    with unavailable_on_failure(f"reading document {document_id}"), conn.transaction():
+        row = conn.execute("select page_count from documents where id = %s", (document_id,)).fetchone()
+    return row[0] if row else None
+
+
 def get_document(conn: psycopg.Connection[Any], document_id: str) -> dict[str, Any] | None:
     with unavailable_on_failure(f"reading document {document_id}"), conn.transaction():
         with conn.cursor(row_factory=dict_row) as cur:

@@ -106,8 +106,10 @@ class LocalEngine:
         self.state_machine_arn = ""
         self.reembed_state_machine_arn: str | None = None
         self.runbook: RunBook | None = None
-        # Set by the interpreter when an execution ends: the watch need not wait out its poll.
+        # Set by the interpreter when an execution ends, which it adds to the ended: the watch
+        # need neither wait out its poll nor list the executions to learn of it.
         self._execution_ended = threading.Event()
+        self._ended: set[str] = set()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -227,11 +229,12 @@ class LocalEngine:
 
     def _terminated(self) -> Callable[[BaseExecutionWorkerCommunication], None]:
         moto_terminated = BaseExecutionWorkerCommunication.terminated
-        ended = self._execution_ended
+        event, ended = self._execution_ended, self._ended
 
         def terminated(communication: BaseExecutionWorkerCommunication) -> None:
             moto_terminated(communication)  # the execution's status first, then the news
-            ended.set()
+            ended.add(communication.execution.exec_arn)
+            event.set()
 
         return terminated
 
@@ -279,7 +282,8 @@ class LocalEngine:
         SIGTERM) interrupt those still going and return."""
         assert self.runbook is not None
         pending = list(runs)
-        next_beat = 0.0
+        next_beat = next_listing = 0.0
+        running: set[str] = set()
         progress_at: dict[str, float] = {}
         with stop.watching() if stop is not None else nullcontext():
             while pending:
@@ -293,19 +297,26 @@ class LocalEngine:
                     next_beat = now + WRITE_EVERY_S
                     for arn, reason in self.runbook.heartbeat([r.execution_arn for r in pending]).items():
                         self.sfn.stop_execution(executionArn=arn, error="Cancelled", cause=reason)
-                # One listing tells which runs still run; each of the others is described once.
-                # Polling every run each time cost the engine's process about a CPU-second per
-                # document when many documents run at once (bench/RESULTS.md, "issue 16").
-                self._execution_ended.clear()  # before the listing: a later end wakes the next wait
-                running = self._running_executions()
+                # The interpreter tells which runs ended; a listing of those still running, once a
+                # poll, catches an end it did not tell (every run given here had started, so one
+                # missing from an older listing had ended by then). Polling every run each time
+                # cost the engine's process about a CPU-second per document when many documents
+                # run at once (bench/RESULTS.md, "issue 16"), and listing at each end, whose cost
+                # grows with the executions the engine has run, a tenth of its CPU.
+                self._execution_ended.clear()  # before reading the ended: a later end wakes the next wait
+                if now >= next_listing:
+                    next_listing = now + poll_seconds
+                    running = self._running_executions()
                 # A run's progress (an S3 listing and a DescribeExecution) is read less often the
                 # more runs are in flight, so that all of them together cost a bounded number of
                 # reads a second: with 80 one-page documents queued on two workers, reading each
                 # once a second was a third of the engine's CPU per document.
                 progress_every = max(WRITE_EVERY_S, len(pending) / PROGRESS_READS_PER_S)
                 for run in list(pending):
-                    ended = run.execution_arn not in running
-                    if ended or now >= progress_at.get(run.execution_arn, 0.0):
+                    ended = run.execution_arn in self._ended or run.execution_arn not in running
+                    # A run's first read is due one period after it is first seen (it has just
+                    # started: there is nothing to read yet), or at its end.
+                    if ended or now >= progress_at.setdefault(run.execution_arn, now + progress_every):
                         progress_at[run.execution_arn] = now + progress_every
                         self._refresh(run)
                     if on_progress:
@@ -313,6 +324,7 @@ class LocalEngine:
                     self.runbook.observed(run, terminal=run.status in _TERMINAL)
                     if run.status in _TERMINAL:
                         pending.remove(run)
+                        self._ended.discard(run.execution_arn)
                         self._deliver_status_change(run)
                 if pending:
                     # Until an execution ends (a small document's run is over in about 0.1 s: a
@@ -366,16 +378,22 @@ class LocalEngine:
                 })
 
     def _refresh(self, run: DocumentRun) -> None:
-        assert self.deployment is not None
-        bucket = self.deployment.bucket_name
-        progress = document_progress(self.s3, bucket, run.document_id, page_count=run.page_count)
-        run.page_count, run.pages_done = progress.page_count, progress.pages_done
+        assert self.deployment is not None and self.runbook is not None
         description = self.sfn.describe_execution(executionArn=run.execution_arn)
         run.status = description["status"]
         if run.status in _TERMINAL:
             end = description.get("stopDate") or datetime.now(description["startDate"].tzinfo)
             run.seconds = (end - description["startDate"]).total_seconds()
             run.error, run.cause = description.get("error"), description.get("cause")
+        # A document whose execution succeeded has every page done: one database read instead of
+        # reading its manifest and listing its batch results (S3 requests through moto, about a
+        # tenth of the engine's CPU for a one-page document).
+        pages = self.runbook.page_count(run.document_id) if run.status == "SUCCEEDED" else None
+        if pages is not None:
+            run.page_count = run.pages_done = pages
+            return
+        progress = document_progress(self.s3, self.deployment.bucket_name, run.document_id, page_count=run.page_count)
+        run.page_count, run.pages_done = progress.page_count, progress.pages_done
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         """The execution's events, oldest first."""
