@@ -9,6 +9,7 @@ it through ``AWS_ENDPOINT_URL`` like any boto3 client reaches AWS.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -54,6 +55,11 @@ _CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testin
 PROGRESS_READS_PER_S = 10.0
 # The watch looks again when an execution ends, but not sooner than this after its last look.
 MIN_LOOK_S = 0.02
+# Containers made between two young collections while the engine runs (CPython's default: 700).
+# moto's interpreter makes and drops thousands per state, and the heap it keeps grows with every
+# execution (their histories): at the default, the full collections this sets off took about an
+# eighth of the engine's CPU for one-page documents (bench/RESULTS.md, "issue 16, sixth round").
+YOUNG_COLLECTION_EVERY = 10_000
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,7 @@ class LocalEngine:
         # need neither wait out its poll nor list the executions to learn of it.
         self._execution_ended = threading.Event()
         self._ended: set[str] = set()
+        self._gc_threshold = gc.get_threshold()  # the process's, given back at exit
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -121,6 +128,7 @@ class LocalEngine:
             config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
         )
         self._mock.start()
+        gc.set_threshold(YOUNG_COLLECTION_EVERY, *self._gc_threshold[1:])
         try:
             self._start(home)
         except BaseException:
@@ -251,6 +259,7 @@ class LocalEngine:
             self._server.stop()
         if self._mock is not None:
             self._mock.stop()
+            gc.set_threshold(*self._gc_threshold)
 
     # --- running documents -------------------------------------------------------------------
 
