@@ -13,7 +13,8 @@ Two module functions of ``pymupdf.table`` are swapped for the duration of a conv
   (tests/unit/test_tables.py compares both lists on real pages).
 - ``extract_cells``: ``Table.to_markdown`` calls it per cell, and it rebuilds the whole page's
   character dictionary (``extractRAWDICT``) every time: a 1,000-cell table cost 1,000 page
-  extractions (about 10 s on one dense page). Here each TextPage's dictionary is built once.
+  extractions (about 10 s on one dense page). Here each TextPage's dictionary is built once,
+  and not at all when ``make_chars`` read it already.
 
 PyMuPDF is not thread-safe and extraction runs one page at a time per process, so swapping
 module functions for the block is safe.
@@ -41,7 +42,9 @@ def make_chars(page: pymupdf.Page, clip: Any = None) -> pymupdf.TextPage:
     page_number = page.number + 1
     page_height = page.rect.height
     textpage = page.get_textpage(clip=clip, flags=pymupdf.table.FLAGS)
-    blocks = page.get_text("rawdict", textpage=textpage)["blocks"]
+    rawdict = page.get_text("rawdict", textpage=textpage)
+    _last_read[:] = [textpage, rawdict]
+    blocks = rawdict["blocks"]
     doctop_base = page_height * page.number
     ctm_tuple = tuple(ctm)
     # Each character with what it takes from its line and span, in PyMuPDF's order.
@@ -102,6 +105,9 @@ def _transform_points(points: list[tuple[float, float]], ctm: pymupdf.Matrix) ->
 
 
 _pymupdf_make_chars: Callable[..., pymupdf.TextPage] = pymupdf.table.make_chars
+# The TextPage make_chars read last and its rawdict: the tables found from that list read their
+# cells' text from the same TextPage, and need not extract its dictionary again.
+_last_read: list[Any] = [None, None]
 
 
 @contextmanager
@@ -113,7 +119,8 @@ def cheaper_tables() -> Iterator[None]:
 
     def extract_cells(textpage: pymupdf.TextPage, cell: Any, markdown: bool = False) -> str:
         if last[0] is not textpage:
-            last[:] = [textpage, _RawDictOnce(textpage)]
+            read = _last_read[1] if _last_read[0] is textpage else None
+            last[:] = [textpage, _RawDictOnce(textpage, read)]
         return original(last[1], cell, markdown)
 
     pymupdf.table.extract_cells = extract_cells
@@ -123,14 +130,17 @@ def cheaper_tables() -> Iterator[None]:
     finally:
         pymupdf.table.extract_cells = original
         pymupdf.table.make_chars = _pymupdf_make_chars
+        _last_read[:] = [None, None]
 
 
 class _RawDictOnce:
-    """A TextPage stand-in for ``extract_cells``, which reads only ``extractRAWDICT``."""
+    """A TextPage stand-in for ``extract_cells``, which reads only ``extractRAWDICT``'s blocks
+    (``read``: the dictionary already extracted, whose blocks are the same whatever page box
+    its extraction was given)."""
 
-    def __init__(self, textpage: pymupdf.TextPage) -> None:
+    def __init__(self, textpage: pymupdf.TextPage, read: dict[str, Any] | None = None) -> None:
         self._textpage = textpage
-        self._rawdict: dict[str, Any] | None = None
+        self._rawdict = read
 
     def extractRAWDICT(self) -> dict[str, Any]:
         if self._rawdict is None:

@@ -59,17 +59,28 @@ def test_real_pages_list_the_same_characters(corpus: Path, name: str) -> None:
         assert sum(assert_same_characters(page) for page in doc) > 0
 
 
-def test_the_swap_lasts_for_its_block(tmp_path: Path) -> None:
+def test_the_swap_lasts_for_its_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN PyMuPDF's own functions
     original = (pymupdf.table.make_chars, pymupdf.table.extract_cells)
     path = tmp_path / "table.pdf"
     make_mixed(path, pages=10, images=0, table_every=2)  # a table on page 1
+    def read(page: pymupdf.Page) -> list[tuple[Any, str]]:
+        found = page.find_tables(strategy="lines_strict", use_layout=False).tables
+        return [(table.extract(), table.to_markdown()) for table in found]
+
     with pymupdf.open(path) as doc:
-        expected = [t.extract() for t in doc[0].find_tables(strategy="lines_strict", use_layout=False).tables]
-        # WHEN a table is detected and read inside the block
+        expected = read(doc[0])
+        # WHEN a table is detected and read inside the block (its cells' text from the dictionary
+        # the character list was read from: no other extraction of it)
+        extractions: list[object] = []
+        monkeypatch.setattr(pymupdf.TextPage, "extractRAWDICT",
+                            lambda self, *a, _original=pymupdf.TextPage.extractRAWDICT, **k:
+                            extractions.append(self) or _original(self, *a, **k))
         with tables.cheaper_tables():
             assert pymupdf.table.make_chars is tables.make_chars
-            found = [t.extract() for t in doc[0].find_tables(strategy="lines_strict", use_layout=False).tables]
-    # THEN the table is the same, and PyMuPDF's functions are back after it
+            found = read(doc[0])
+    # THEN the table and its markdown are the same, its TextPage's dictionary was extracted once,
+    # and PyMuPDF's functions are back after the block
     assert found == expected and expected
+    assert len(extractions) == 1
     assert (pymupdf.table.make_chars, pymupdf.table.extract_cells) == original
