@@ -315,7 +315,8 @@ class LocalEngine:
                 self._execution_ended.clear()  # before reading the ended: a later end wakes the next wait
                 if now >= next_listing:
                     next_listing = now + poll_seconds
-                    running = self._running_executions()
+                    listed = self._running_executions()
+                    running = running if listed is None else listed
                 # A run's progress (an S3 listing and a DescribeExecution) is read less often the
                 # more runs are in flight, so that all of them together cost a bounded number of
                 # reads a second: with 80 one-page documents queued on two workers, reading each
@@ -341,10 +342,16 @@ class LocalEngine:
                     time.sleep(MIN_LOOK_S)
                     self._execution_ended.wait(poll_seconds - MIN_LOOK_S)
 
-    def _running_executions(self) -> set[str]:
+    def _running_executions(self) -> set[str] | None:
+        """None when the listing's pages moved under it: moto's next token names an execution,
+        and one that ended between two pages is no longer found (the caller keeps its last
+        listing; a run taken for ended that still runs is only described once more)."""
         paginator = self.sfn.get_paginator("list_executions")
         pages = paginator.paginate(stateMachineArn=self.state_machine_arn, statusFilter="RUNNING")
-        return {e["executionArn"] for page in pages for e in page["executions"]}
+        try:
+            return {e["executionArn"] for page in pages for e in page["executions"]}
+        except self.sfn.exceptions.InvalidToken:
+            return None
 
     def interrupt(self, runs: Iterable[DocumentRun], reason: str) -> None:
         """Stop these runs now: their documents cancelled with ``reason`` (a Write in flight
