@@ -259,7 +259,7 @@ class LocalEngine:
             self._server.stop()
         if self._mock is not None:
             self._mock.stop()
-            gc.set_threshold(*self._gc_threshold)
+        gc.set_threshold(*self._gc_threshold)
 
     # --- running documents -------------------------------------------------------------------
 
