@@ -152,7 +152,7 @@ class DeployedSettings:
     # with the function's IAM role (caption_model is then a Bedrock model or inference profile id);
     # "off": no captions and no document understanding (nothing is sent anywhere).
     caption_provider: str = setting("anthropic", choices=CAPTION_PROVIDERS)
-    caption_model: str = setting("claude-sonnet-4-5", not_blank=True, why=" (a Bedrock model id when on Bedrock)")
+    caption_model: str = setting("claude-sonnet-5", not_blank=True, why=" (a Bedrock model id when on Bedrock)")
     # Caption Lambdas running at once per document (the Map's MaxConcurrency) and images per Lambda.
     caption_concurrency: int = setting(4, low=1, high=1000)
     caption_batch_size: int = setting(5, low=1, high=50)

@@ -66,7 +66,7 @@ def test_images_are_captioned_and_the_document_understood(api, captions_engine, 
     # AND one request per image plus one for the document, with the key and an image block each
     captions = [r for r in api.requests if r.body["tool_choice"]["name"] == CAPTION_TOOL]
     assert len(captions) == truth.distinct_images and len(api.requests) == truth.distinct_images + 1
-    assert all(r.api_key == "test-key" and r.model == "claude-sonnet-4-5" and len(r.images) == 1 for r in captions)
+    assert all(r.api_key == "test-key" and r.model == "claude-sonnet-5" and len(r.images) == 1 for r in captions)
     # AND the understanding: type, summary, products with their pages
     doc = db.execute(
         "select doc_type, summary, understanding_status, input_tokens, output_tokens, caption_summary"

@@ -118,3 +118,17 @@ def test_settings_carry_to_a_function_environment_and_back() -> None:
     names = [f.name for f in dataclasses.fields(DeployedSettings)]
     settings = Settings.from_env(environment(config, names))
     assert {n: getattr(settings, n) for n in names} == {n: getattr(config, n) for n in names}
+
+
+def test_the_default_caption_model_is_not_one_the_sdk_calls_deprecated() -> None:
+    # claude-sonnet-4-5, the default until 2026-12-03, reached its end of life on 2026-11-30: a
+    # deployment on the defaults would have had every caption refused.
+    import json
+    from pathlib import Path
+
+    from anthropic.resources.messages.messages import DEPRECATED_MODELS
+    from pagemill.settings import Settings
+
+    deployed = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]["caption_model"]
+    assert Settings().caption_model == deployed
+    assert deployed not in DEPRECATED_MODELS

@@ -238,7 +238,7 @@ def test_caption_functions_share_a_table_and_read_the_key_secret(resources: dict
         env = function_with(resources, handler)["Properties"]["Environment"]["Variables"]
         assert env["PAGEMILL_CAPTIONS_TABLE"] == {"Ref": table_id}
         assert env["ANTHROPIC_SECRET_ARN"] == {"Ref": secret_id}
-        assert env["PAGEMILL_CAPTION_MODEL"] == "claude-sonnet-4-5"
+        assert env["PAGEMILL_CAPTION_MODEL"] == "claude-sonnet-5"
     collect = function_with(resources, "handler.collect_images")["Properties"]["Environment"]["Variables"]
     assert collect["PAGEMILL_CAPTION_PROVIDER"] == "anthropic"
     assert collect["PAGEMILL_CAPTION_BATCH_SIZE"] == "5"
