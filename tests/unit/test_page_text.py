@@ -157,6 +157,41 @@ def test_scans_in_three_orientations_are_read_upright(scans) -> None:
     assert result.warnings == []
 
 
+class CountingEngine:
+    """RapidOCR, counting its whole-page readings and its readings of lines already found."""
+
+    def __init__(self) -> None:
+        self.engine = rapidocr_engine()
+        self.page_readings = 0
+        self.found_line_readings = 0
+
+    def __call__(self, image: Any, use_det: bool | None = None, use_cls: bool | None = None,
+                 use_rec: bool | None = None) -> Any:
+        self.page_readings += bool(use_det and use_rec)
+        return self.engine(image, use_det=use_det, use_cls=use_cls, use_rec=use_rec)
+
+    def recognize_txt(self, crops: list[Any]) -> Any:
+        self.found_line_readings += 1
+        return self.engine.recognize_txt(crops)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+
+def test_each_page_s_lines_are_read_once_the_right_way_up(scans) -> None:
+    # GIVEN the upright scan, the one upside down and the one on its side
+    doc, _, _ = scans
+    readings = []
+    for index in range(3):
+        engine = CountingEngine()
+        ocr_image(engine, render_for_ocr(doc.load_page(index), SETTINGS))
+        readings.append((engine.found_line_readings, engine.page_readings))
+    # THEN the upright page's lines are read where they were found; the page on its side is read
+    # once, turned (its lines are never read lying down); only the page upside down, whose lines
+    # look like any page's until read, is read twice
+    assert readings == [(1, 0), (1, 1), (0, 1)]
+
+
 def test_ocr_text_becomes_chunks(scans) -> None:
     _, texts, result = scans
     chunked = " ".join(chunk.text for chunk in result.chunks)
