@@ -35,9 +35,9 @@ STATUS_KEYS = {
 def text_pdf(path: Path, pages: int, words: str = "operate") -> Path:
     doc = pymupdf.open()
     for n in range(pages):
-        page = doc.new_page()
-        for line in range(40):
-            page.insert_text((72, 72 + 16 * line), f"{words} page {n + 1} line {line}: the quick brown fox")
+        # one call per page, lines 16 pt apart: a call per line took 12 s of CPU for 300 pages
+        lines = (f"{words} page {n + 1} line {line}: the quick brown fox" for line in range(40))
+        doc.new_page().insert_text((72, 72), "\n".join(lines), lineheight=16 / 11)
     doc.save(path)
     return path
 
