@@ -174,8 +174,8 @@ def _upright(engine: OcrEngine, image: np.ndarray) -> tuple[int, list[_Line]]:
 
 
 def _recognized(engine: OcrEngine, image: np.ndarray, boxes: np.ndarray) -> list[_Line]:
-    """The detected lines read as RapidOCR's call reads them: each cropped upright from the page,
-    read in batches, kept when its score reaches the engine's threshold."""
+    """The detected lines read as RapidOCR's call reads them: each cropped upright from the page
+    and read, kept when its score reaches the engine's threshold."""
     if not len(boxes):
         return []
     read = engine.recognize_txt(engine.crop_text_regions(engine.load_img(image), boxes))
