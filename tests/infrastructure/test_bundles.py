@@ -26,6 +26,9 @@ import pytest
 
 from tests.infrastructure.conftest import ROOT
 
+# The first run of a clone builds every bundle with pip: about 110 s, most of it CPU.
+pytestmark = pytest.mark.heavy(110)
+
 CACHE = ROOT / "build" / "bundles"
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 INDEX_PROBE = "https://pypi.org/simple/boto3/"
