@@ -43,7 +43,7 @@ def make_chars(page: pymupdf.Page, clip: Any = None) -> pymupdf.TextPage:
     page_height = page.rect.height
     textpage = page.get_textpage(clip=clip, flags=pymupdf.table.FLAGS)
     rawdict = page.get_text("rawdict", textpage=textpage)
-    _last_read[:] = [textpage, rawdict]
+    _cells_read[:] = [textpage, _RawDictOnce(textpage, rawdict)]
     blocks = rawdict["blocks"]
     doctop_base = page_height * page.number
     ctm_tuple = tuple(ctm)
@@ -105,9 +105,10 @@ def _transform_points(points: list[tuple[float, float]], ctm: pymupdf.Matrix) ->
 
 
 _pymupdf_make_chars: Callable[..., pymupdf.TextPage] = pymupdf.table.make_chars
-# The TextPage make_chars read last and its rawdict: the tables found from that list read their
-# cells' text from the same TextPage, and need not extract its dictionary again.
-_last_read: list[Any] = [None, None]
+# The last TextPage whose cells were read, and its stand-in: the tables of one page share one,
+# and make_chars puts in the dictionary it extracted, so the tables found from its list read
+# their cells' text without extracting it again.
+_cells_read: list[Any] = [None, None]
 
 
 @contextmanager
@@ -115,13 +116,11 @@ def cheaper_tables() -> Iterator[None]:
     """Within this block ``pymupdf.table`` lists characters with ``make_chars`` above and
     builds each TextPage's character dictionary once for its cells' text."""
     original: Callable[..., str] = pymupdf.table.extract_cells
-    last: list[Any] = [None, None]  # the last TextPage and its stand-in: tables of one page share one
 
     def extract_cells(textpage: pymupdf.TextPage, cell: Any, markdown: bool = False) -> str:
-        if last[0] is not textpage:
-            read = _last_read[1] if _last_read[0] is textpage else None
-            last[:] = [textpage, _RawDictOnce(textpage, read)]
-        return original(last[1], cell, markdown)
+        if _cells_read[0] is not textpage:
+            _cells_read[:] = [textpage, _RawDictOnce(textpage)]
+        return original(_cells_read[1], cell, markdown)
 
     pymupdf.table.extract_cells = extract_cells
     pymupdf.table.make_chars = make_chars
@@ -130,7 +129,7 @@ def cheaper_tables() -> Iterator[None]:
     finally:
         pymupdf.table.extract_cells = original
         pymupdf.table.make_chars = _pymupdf_make_chars
-        _last_read[:] = [None, None]
+        _cells_read[:] = [None, None]
 
 
 class _RawDictOnce:

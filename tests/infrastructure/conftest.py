@@ -39,10 +39,15 @@ STACK_NAME = "Pagemill"
 BYO_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pagemill/db-AbCdEf"
 
 
+def cdk_context() -> dict[str, Any]:
+    """The context block of cdk.json: what `cdk deploy` configures the stack with."""
+    return json.loads((ROOT / "cdk.json").read_text())["context"]
+
+
 def _app(tmp_path: Path, context: dict[str, Any]) -> App:
     from aws_cdk import App
 
-    settings = json.loads((ROOT / "cdk.json").read_text())["context"]
+    settings = cdk_context()
     return App(
         outdir=str(tmp_path),
         context={**settings, **context, "aws:cdk:bundling-stacks": [], "aws:cdk:enable-asset-metadata": True},

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.infrastructure.conftest import cdk_context
 from tests.infrastructure.queries import Context
 
 
@@ -123,12 +124,9 @@ def test_settings_carry_to_a_function_environment_and_back() -> None:
 def test_the_default_caption_model_is_not_one_the_sdk_calls_deprecated() -> None:
     # claude-sonnet-4-5, the default until 2026-12-03, reached its end of life on 2026-11-30: a
     # deployment on the defaults would have had every caption refused.
-    import json
-    from pathlib import Path
-
     from anthropic.resources.messages.messages import DEPRECATED_MODELS
     from pagemill.settings import Settings
 
-    deployed = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]["caption_model"]
+    deployed = cdk_context()["caption_model"]
     assert Settings().caption_model == deployed
     assert deployed not in DEPRECATED_MODELS
