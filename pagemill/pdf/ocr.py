@@ -159,7 +159,8 @@ def _upright(engine: OcrEngine, image: np.ndarray) -> tuple[int, list[_Line]]:
     turned over and read again only when its longest lines read better upside down. An upright
     page costs one reading plus those few lines; a page on its side, the detection twice (the
     reading of its lines the wrong way round, the bulk of a page's cost, is never made)."""
-    found = engine(image, use_det=True, use_cls=False, use_rec=False)
+    page = engine.load_img(image)  # in colour once: RapidOCR's call converts a grey page on every call
+    found = engine(page, use_det=True, use_cls=False, use_rec=False)
     boxes = found.boxes if found.boxes is not None else np.empty((0, 4, 2))
     spots = [_line(box) for box in boxes]
     tall = sum((ln.y1 - ln.y0) * (ln.x1 - ln.x0) for ln in spots if ln.y1 - ln.y0 > 1.5 * (ln.x1 - ln.x0))
@@ -167,18 +168,19 @@ def _upright(engine: OcrEngine, image: np.ndarray) -> tuple[int, list[_Line]]:
     if tall > wide:
         quarters = 1 if _sample_score(engine, image, spots, 1) >= _sample_score(engine, image, spots, 3) else 3
         return 90 * quarters, _read(engine, np.rot90(image, quarters).copy())
-    lines = _recognized(engine, image, boxes)
+    lines = _recognized(engine, page, boxes)
     if lines and _sample_score(engine, image, lines, 2) > _sample_score(engine, image, lines, 0) + _FLIP_MARGIN:
         return 180, _read(engine, np.rot90(image, 2).copy())
     return 0, lines
 
 
-def _recognized(engine: OcrEngine, image: np.ndarray, boxes: np.ndarray) -> list[_Line]:
+def _recognized(engine: OcrEngine, page: np.ndarray, boxes: np.ndarray) -> list[_Line]:
     """The detected lines read as RapidOCR's call reads them: each cropped upright from the page
-    and read, kept when its score reaches the engine's threshold."""
+    (in colour, as the engine loaded it) and read, kept when its score reaches the engine's
+    threshold."""
     if not len(boxes):
         return []
-    read = engine.recognize_txt(engine.crop_text_regions(engine.load_img(image), boxes))
+    read = engine.recognize_txt(engine.crop_text_regions(page, boxes))
     kept = [i for i, score in enumerate(read.scores) if score >= engine.text_score]
     return _lines([boxes[i] for i in kept], [read.txts[i] for i in kept], [read.scores[i] for i in kept])
 
