@@ -133,14 +133,6 @@ def ocr_image(engine: OcrEngine, image: np.ndarray) -> OcrText:
     return OcrText(markdown=_markdown(lines), confidence=round(confidence, 4), rotation=rotation)
 
 
-def _read(engine: OcrEngine, image: np.ndarray) -> list[_Line]:
-    # RapidOCR keeps the switches of its last call: name all three every time.
-    result = engine(image, use_det=True, use_cls=False, use_rec=True)
-    if result.boxes is None:
-        return []
-    return _lines(result.boxes, result.txts, result.scores)
-
-
 def _lines(boxes: Any, texts: Any, scores: Any) -> list[_Line]:
     return [_line(box, text.strip(), float(score))
             for box, text, score in zip(boxes, texts, scores, strict=True) if text.strip()]
@@ -152,51 +144,51 @@ def _line(box: np.ndarray, text: str = "", score: float = 0.0) -> _Line:
 
 
 def _upright(engine: OcrEngine, image: np.ndarray) -> tuple[int, list[_Line]]:
-    """(rotation, lines) of the page read upright. The lines are found first, without reading
-    them: text lines are wider than tall, so a page whose lines are mostly tall lies on its side;
-    a few of its longest lines are then read turned each way, and the page is turned the way they
-    read best and read. A page whose lines lie flat has them read where they were found, and is
-    turned over and read again only when its longest lines read better upside down. An upright
-    page costs one reading plus those few lines; a page on its side, the detection twice (the
-    reading of its lines the wrong way round, the bulk of a page's cost, is never made)."""
+    """(rotation, lines) of the page read upright, each line read once the right way up.
+    Text lines are wider than tall, so a page whose lines are mostly tall lies on its side; a few
+    of its longest lines are read as found and upside down, and the page is turned the way they
+    read best (the margin keeps an upright page from flipping on a tie; a page on its side has no
+    way up to prefer). A page turned has its lines found again: the detection model draws lines
+    on their side or upside down a little taller, which would move paragraph breaks."""
     page = engine.load_img(image)  # in colour once: RapidOCR's call converts a grey page on every call
-    found = engine(page, use_det=True, use_cls=False, use_rec=False)
-    boxes = found.boxes if found.boxes is not None else np.empty((0, 4, 2))
-    spots = [_line(box) for box in boxes]
-    tall = sum((ln.y1 - ln.y0) * (ln.x1 - ln.x0) for ln in spots if ln.y1 - ln.y0 > 1.5 * (ln.x1 - ln.x0))
-    wide = sum((ln.y1 - ln.y0) * (ln.x1 - ln.x0) for ln in spots if ln.x1 - ln.x0 > 1.5 * (ln.y1 - ln.y0))
-    if tall > wide:
-        quarters = 1 if _sample_score(engine, image, spots, 1) >= _sample_score(engine, image, spots, 3) else 3
-        return 90 * quarters, _read(engine, np.rot90(image, quarters).copy())
-    lines = _recognized(engine, page, boxes)
-    if lines and _sample_score(engine, image, lines, 2) > _sample_score(engine, image, lines, 0) + _FLIP_MARGIN:
-        return 180, _read(engine, np.rot90(image, 2).copy())
-    return 0, lines
-
-
-def _recognized(engine: OcrEngine, page: np.ndarray, boxes: np.ndarray) -> list[_Line]:
-    """The detected lines read as RapidOCR's call reads them: each cropped upright from the page
-    (in colour, as the engine loaded it) and read, kept when its score reaches the engine's
-    threshold."""
+    boxes = _found(engine, page)
     if not len(boxes):
-        return []
-    read = engine.recognize_txt(engine.crop_text_regions(page, boxes))
-    kept = [i for i, score in enumerate(read.scores) if score >= engine.text_score]
-    return _lines([boxes[i] for i in kept], [read.txts[i] for i in kept], [read.scores[i] for i in kept])
+        return 0, []
+    width, height = (boxes.max(axis=1) - boxes.min(axis=1)).T
+    tall = height > 1.5 * width  # RapidOCR crops these turned a quarter counter-clockwise
+    on_side = (width * height)[tall].sum() > (width * height)[width > 1.5 * height].sum()
+    candidates = np.flatnonzero(tall) if on_side else np.arange(len(boxes))
+    sample = candidates[np.argsort(-np.maximum(width, height)[candidates], kind="stable")[:_ORIENTATION_SAMPLES]]
+    crops = engine.crop_text_regions(page, boxes[sample])
+    as_found = engine.recognize_txt(crops)
+    over = engine.recognize_txt([np.ascontiguousarray(np.rot90(crop, 2)) for crop in crops])
+    flip = statistics.fmean(over.scores) > statistics.fmean(as_found.scores) + (0 if on_side else _FLIP_MARGIN)
+    quarters = (1 if on_side else 0) + (2 if flip else 0)
+    if quarters:
+        page = np.ascontiguousarray(np.rot90(page, quarters))
+        return 90 * quarters, _recognized(engine, page, _found(engine, page))
+    return 0, _recognized(engine, page, boxes, (sample, as_found))
 
 
-def _sample_score(engine: OcrEngine, image: np.ndarray, lines: list[_Line], quarters: int) -> float:
-    """Mean recognition score of the page's longest lines, each turned ``quarters`` quarter turns
-    counter-clockwise (0: as they were read, without reading them again)."""
-    sample = sorted(lines, key=lambda ln: max(ln.x1 - ln.x0, ln.y1 - ln.y0), reverse=True)[:_ORIENTATION_SAMPLES]
-    if not quarters:
-        return statistics.fmean(line.score for line in sample)
-    scores = []
-    for line in sample:
-        crop = image[int(line.y0): int(line.y1) + 1, int(line.x0): int(line.x1) + 1]
-        result = engine(np.rot90(crop, quarters).copy(), use_det=False, use_cls=False, use_rec=True)
-        scores.append(float(result.scores[0]) if result.scores else 0.0)
-    return statistics.fmean(scores)
+def _found(engine: OcrEngine, page: np.ndarray) -> np.ndarray:
+    found = engine(page, use_det=True, use_cls=False, use_rec=False)
+    return np.empty((0, 4, 2), np.float32) if found.boxes is None else np.asarray(found.boxes, np.float32)
+
+
+def _recognized(engine: OcrEngine, page: np.ndarray, boxes: np.ndarray,
+                done: tuple[np.ndarray, Any] | None = None) -> list[_Line]:
+    """The page's lines as RapidOCR's call reads them: each found line cropped upright from the
+    page (in colour, as the engine loaded it) and read, kept when its score reaches the engine's
+    threshold. ``done``: the indices of lines already read, and that reading."""
+    order = done[0].tolist() if done else []
+    texts = list(done[1].txts) if done else []
+    scores = list(done[1].scores) if done else []
+    unread = np.setdiff1d(np.arange(len(boxes)), order)
+    if len(unread):
+        result = engine.recognize_txt(engine.crop_text_regions(page, boxes[unread]))
+        order, texts, scores = order + unread.tolist(), texts + list(result.txts), scores + list(result.scores)
+    kept = [k for k, score in enumerate(scores) if score >= engine.text_score]
+    return _lines([boxes[order[k]] for k in kept], [texts[k] for k in kept], [scores[k] for k in kept])
 
 
 def _markdown(lines: list[_Line]) -> str:
