@@ -4,6 +4,11 @@ Each function's asset is its handler folder (``lambdas/<stage>``): pip installs 
 requirements.txt for Lambda's platform (x86_64, CPython 3.12) and the handler modules plus the
 ``pagemill`` package are copied beside them. The library is copied as files; the stack never
 imports it beyond its pure contract modules (settings, keys, metrics, errors).
+
+The wheels of every handler folder are downloaded once, in one resolution, into a wheelhouse
+under build/ that each bundle then installs from without an index: resolving against the index
+is most of pip's time (botocore's page alone lists some 30,000 files), and a change to the
+library re-bundles every function.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
-from stacks.paths import LIBRARY_DIR, REPO_ROOT
+from stacks.paths import HANDLERS_DIR, LIBRARY_DIR, REPO_ROOT
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 LAMBDA_PYTHON = RUNTIME.name.removeprefix("python")  # the CPython version the bundles' wheels are for
@@ -41,13 +47,58 @@ PRUNED = (
 LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 
 
-def _pip_command(requirements: Path, target: str, python_version: str) -> list[str]:
+WHEELHOUSE = REPO_ROOT / "build" / "wheelhouse"
+
+
+def _platform_args(python_version: str) -> list[str]:
     platforms = [arg for platform in PIP_PLATFORMS for arg in ("--platform", platform)]
+    return [*platforms, "--only-binary=:all:", "--python-version", python_version, "--implementation", "cp"]
+
+
+def _pip_command(requirements: Path, target: str, python_version: str, wheels: Path) -> list[str]:
     return [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-        "--requirement", str(requirements), *platforms, "--only-binary=:all:", "--python-version", python_version,
-        "--implementation", "cp", "--target", target,
+        "--no-index", "--find-links", str(wheels), "--requirement", str(requirements),
+        *_platform_args(python_version), "--target", target,
     ]
+
+
+def wheelhouse(python_version: str) -> Path:
+    """The wheels every handler folder's requirements need on Lambda's platform, downloaded in one
+    resolution into build/wheelhouse/, keyed by the requirements and the platform: downloaded
+    once, then shared by every bundle (and by concurrent builds: each downloads into a folder of
+    its own and the first to finish renames it into place)."""
+    requirements = sorted((REPO_ROOT / HANDLERS_DIR).glob("*/requirements.txt"))
+    digest = hashlib.sha256(" ".join(_platform_args(python_version)).encode())
+    for path in requirements:
+        digest.update(path.read_bytes())
+    folder = WHEELHOUSE / f"py{python_version}-{digest.hexdigest()[:16]}"
+    if folder.is_dir():
+        return folder
+    WHEELHOUSE.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=WHEELHOUSE))
+    try:
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                   *(arg for path in requirements for arg in ("--requirement", str(path))),
+                   *_platform_args(python_version), "--dest", str(staging)]
+        _run_pip(command, "downloading the Lambda bundles' wheels")
+        try:
+            staging.rename(folder)
+        except OSError:
+            if not folder.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for old in WHEELHOUSE.glob(f"py{python_version}-*"):
+        if old != folder:
+            shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def _run_pip(command: list[str], what: str) -> None:
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed: pip exited with {proc.returncode}\n{proc.stderr[-3000:]}")
 
 
 @jsii.implements(ILocalBundling)
@@ -67,14 +118,9 @@ class LocalPythonBundler:
 
     def bundle(self, out: Path) -> int:
         """Build the bundle into ``out``; returns its unzipped size in bytes."""
-        requirements = self.source / "requirements.txt"
-        command = _pip_command(requirements, str(out), self.python_version)
-        proc = subprocess.run(command, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(
-                f"bundling {self.source.relative_to(REPO_ROOT)} failed: pip exited with {proc.returncode}\n"
-                f"{proc.stderr[-3000:]}"
-            )
+        command = _pip_command(self.source / "requirements.txt", str(out), self.python_version,
+                               wheelhouse(self.python_version))
+        _run_pip(command, f"bundling {self.source.relative_to(REPO_ROOT)}")
         _prune(out)
         for module in sorted(self.source.glob("*.py")):
             shutil.copy2(module, out / module.name)
@@ -91,7 +137,7 @@ class LocalPythonBundler:
         """Everything that goes into the bundle: the handler folder, the library and the pip recipe.
         CDK re-bundles exactly when this changes (the default would hash the handler folder alone
         and miss changes to the library)."""
-        recipe = _pip_command(Path("requirements.txt"), "out", self.python_version)[3:]
+        recipe = _pip_command(Path("requirements.txt"), "out", self.python_version, Path("wheels"))[3:]
         digest = hashlib.sha256(" ".join([*recipe, *PRUNED]).encode())
         for root in (self.source, REPO_ROOT / LIBRARY_DIR):
             for path in sorted(p for p in root.rglob("*") if p.is_file()):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LIBRARY_DIR = "pagemill"  # the runtime library every Lambda bundle and the GPU image carry
+HANDLERS_DIR = "lambdas"  # one folder per Lambda bundle: its handler modules and requirements.txt
 CONTAINER_SOURCE = "containers/clip-gpu"
 EXTRACT_IMAGE_SOURCE = "containers/extract"  # ExtractBatch's image: the extract handler plus OCR
 MIGRATIONS_DIR = REPO_ROOT / LIBRARY_DIR / "db" / "migrations"
