@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import jsii
@@ -66,33 +67,41 @@ def _pip_command(requirements: Path, target: str, python_version: str, wheels: P
 def wheelhouse(python_version: str) -> Path:
     """The wheels every handler folder's requirements need on Lambda's platform, downloaded in one
     resolution into build/wheelhouse/, keyed by the requirements and the platform: downloaded
-    once, then shared by every bundle (and by concurrent builds: each downloads into a folder of
-    its own and the first to finish renames it into place)."""
+    once, then shared by every bundle."""
     requirements = sorted((REPO_ROOT / HANDLERS_DIR).glob("*/requirements.txt"))
     digest = hashlib.sha256(" ".join(_platform_args(python_version)).encode())
     for path in requirements:
         digest.update(path.read_bytes())
-    folder = WHEELHOUSE / f"py{python_version}-{digest.hexdigest()[:16]}"
-    if folder.is_dir():
-        return folder
-    WHEELHOUSE.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=WHEELHOUSE))
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+               *(arg for path in requirements for arg in ("--requirement", str(path))),
+               *_platform_args(python_version), "--dest"]
+    return build_once(
+        WHEELHOUSE / f"py{python_version}-{digest.hexdigest()[:16]}",
+        lambda staging: _run_pip([*command, str(staging)], "downloading the Lambda bundles' wheels"),
+        older=f"py{python_version}-*",
+    )
+
+
+def build_once(target: Path, build: Callable[[Path], object], *, older: str) -> Path:
+    """``target``, unless it exists, built by ``build`` into a temporary folder beside it and
+    renamed into place: a concurrent build of the same folder (another process) costs only its
+    time. Other folders beside it that match the glob ``older`` (its outdated builds) are removed."""
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-                   *(arg for path in requirements for arg in ("--requirement", str(path))),
-                   *_platform_args(python_version), "--dest", str(staging)]
-        _run_pip(command, "downloading the Lambda bundles' wheels")
-        try:
-            staging.rename(folder)
-        except OSError:
-            if not folder.is_dir():
-                raise
+        build(staging)
+        staging.rename(target)
+    except OSError:
+        if not target.is_dir():
+            raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    for old in WHEELHOUSE.glob(f"py{python_version}-*"):
-        if old != folder:
+    for old in target.parent.glob(older):
+        if old != target and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
-    return folder
+    return target
 
 
 def _run_pip(command: list[str], what: str) -> None:

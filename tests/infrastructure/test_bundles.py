@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,28 +67,13 @@ def _pypi_reachable() -> bool:
 
 
 def _cached(name: str, build: Callable[[Path], object]) -> Path:
-    """build/bundles/<name>, built once into a temporary folder and renamed into place (another test
-    run may build the same one meanwhile); older builds of the same kind are removed."""
-    target = CACHE / name
-    if target.is_dir():
-        return target
-    if not _pypi_reachable():
+    """build/bundles/<name>, built once (another test run may build the same one meanwhile); older
+    builds of the same kind are removed."""
+    from stacks.bundling import build_once
+
+    if not (CACHE / name).is_dir() and not _pypi_reachable():
         pytest.skip(f"PyPI is unreachable ({INDEX_PROBE}): cannot download the wheels to build {name}")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=CACHE))
-    try:
-        build(staging)
-        staging.rename(target)
-    except OSError:
-        if not target.is_dir():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    kind = name.rsplit("-", 1)[0]
-    for old in CACHE.glob(f"{kind}-*"):
-        if old != target and old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-    return target
+    return build_once(CACHE / name, build, older=f"{name.rsplit('-', 1)[0]}-*")
 
 
 @pytest.fixture(scope="session")
