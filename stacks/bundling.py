@@ -56,12 +56,15 @@ def _platform_args(python_version: str) -> list[str]:
     return [*platforms, "--only-binary=:all:", "--python-version", python_version, "--implementation", "cp"]
 
 
+def _pip(verb: str, python_version: str, *args: str) -> list[str]:
+    """A pip command for Lambda's platform; ``[3:]`` is the recipe without the interpreter."""
+    return [sys.executable, "-m", "pip", verb, "--quiet", "--disable-pip-version-check", *args,
+            *_platform_args(python_version)]
+
+
 def _pip_command(requirements: Path, target: str, python_version: str, wheels: Path) -> list[str]:
-    return [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-        "--no-index", "--find-links", str(wheels), "--requirement", str(requirements),
-        *_platform_args(python_version), "--target", target,
-    ]
+    return _pip("install", python_version, "--no-compile", "--no-index", "--find-links", str(wheels),
+                "--requirement", str(requirements), "--target", target)
 
 
 def wheelhouse(python_version: str) -> Path:
@@ -72,12 +75,11 @@ def wheelhouse(python_version: str) -> Path:
     digest = hashlib.sha256(" ".join(_platform_args(python_version)).encode())
     for path in requirements:
         digest.update(path.read_bytes())
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-               *(arg for path in requirements for arg in ("--requirement", str(path))),
-               *_platform_args(python_version), "--dest"]
+    requirement_args = [arg for path in requirements for arg in ("--requirement", str(path))]
     return build_once(
         WHEELHOUSE / f"py{python_version}-{digest.hexdigest()[:16]}",
-        lambda staging: _run_pip([*command, str(staging)], "downloading the Lambda bundles' wheels"),
+        lambda staging: _run_pip(_pip("download", python_version, *requirement_args, "--dest", str(staging)),
+                                 "downloading the Lambda bundles' wheels"),
         older=f"py{python_version}-*",
     )
 

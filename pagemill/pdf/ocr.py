@@ -138,7 +138,7 @@ def _lines(boxes: Any, texts: Any, scores: Any) -> list[_Line]:
             for box, text, score in zip(boxes, texts, scores, strict=True) if text.strip()]
 
 
-def _line(box: np.ndarray, text: str = "", score: float = 0.0) -> _Line:
+def _line(box: np.ndarray, text: str, score: float) -> _Line:
     xs, ys = box[:, 0], box[:, 1]
     return _Line(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()), text, score)
 
