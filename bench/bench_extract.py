@@ -78,23 +78,31 @@ def legacy(table_strategy: str | None) -> Extractor:
     return run
 
 
-def by_pagemill(path: Path, pages: list[int]) -> dict[int, str]:
-    # The window's share of Plan's count (Plan's whole-document scan is not ExtractBatch's time).
-    with pymupdf.open(path) as doc:
-        images_per_page = [len(doc.load_page(i).get_images()) for i in range(pages[0], pages[-1] + 1)]
+def pagemill_with(settings: Settings) -> Extractor:
+    """ExtractBatch's library path under ``settings``, batch by batch as Plan cuts the pages."""
 
-    def store_image(sha256: str, ext: str, data: bytes) -> str:
-        return f"{sha256}.{ext}"  # S3 takes the bytes away
+    def run(path: Path, pages: list[int]) -> dict[int, str]:
+        # The window's share of Plan's count (Plan's whole-document scan is not ExtractBatch's time).
+        with pymupdf.open(path) as doc:
+            images_per_page = [len(doc.load_page(i).get_images()) for i in range(pages[0], pages[-1] + 1)]
 
-    out: dict[int, str] = {}
-    for n, (first, last) in enumerate(plan_batches(images_per_page, SETTINGS)):
-        with pymupdf.open(path) as doc:  # each ExtractBatch invocation opens the file anew
-            result = extract_pages(
-                doc, document_id="bench", batch_no=n, first_page=pages[0] + first, last_page=pages[0] + last,
-                settings=SETTINGS, store_image=store_image,
-            )
-        out.update({record.page_no - 1: record.markdown for record in result.pages})
-    return out
+        def store_image(sha256: str, ext: str, data: bytes) -> str:
+            return f"{sha256}.{ext}"  # S3 takes the bytes away
+
+        out: dict[int, str] = {}
+        for n, (first, last) in enumerate(plan_batches(images_per_page, settings)):
+            with pymupdf.open(path) as doc:  # each ExtractBatch invocation opens the file anew
+                result = extract_pages(
+                    doc, document_id="bench", batch_no=n, first_page=pages[0] + first, last_page=pages[0] + last,
+                    settings=settings, store_image=store_image,
+                )
+            out.update({record.page_no - 1: record.markdown for record in result.pages})
+        return out
+
+    return run
+
+
+by_pagemill = pagemill_with(SETTINGS)
 
 
 # pymupdf4llm's layout switch is process-global and switching it on reloads the model, so it

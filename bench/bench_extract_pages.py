@@ -8,6 +8,8 @@ of the same code in the same run.
   pagemill   ``extract_pages`` as ExtractBatch runs it: batches from ``plan_batches``, a fresh
              open per batch, images hashed and handed to a sink instead of S3, the completeness
              check and its fallbacks, OCR on pages without a text layer, chunks
+  fast       the same with ``markdown_mode=fast``: the layout model never reads a page (unruled
+             tables come out as text)
 
 CPU time (``time.process_time``: every thread of this process) so that other work on a shared
 machine distorts it little; the best of ``--repeat`` runs per file and mode. Each PDF
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -36,7 +39,7 @@ import pymupdf
 import pymupdf4llm
 
 from bench import bench_completeness, bench_markdown_quality
-from bench.bench_extract import CORPUS, SETTINGS, Extractor, by_get_text, by_pagemill
+from bench.bench_extract import CORPUS, SETTINGS, Extractor, by_get_text, by_pagemill, pagemill_with
 from bench.inputs import machine
 from pagemill.errors import InputError
 from pagemill.pdf.document import open_pdf
@@ -53,7 +56,10 @@ def plain_legacy(path: Path, pages: list[int]) -> dict[int, str]:
     return {i: c["text"] for i, c in zip(pages, chunks, strict=True)}
 
 
-MODES: dict[str, Extractor] = {"get_text": by_get_text, "legacy": plain_legacy, "pagemill": by_pagemill}
+MODES: dict[str, Extractor] = {
+    "get_text": by_get_text, "legacy": plain_legacy, "pagemill": by_pagemill,
+    "fast": pagemill_with(dataclasses.replace(SETTINGS, markdown_mode="fast")),
+}
 
 
 @dataclass
@@ -116,7 +122,7 @@ def print_speed(rows: list[Row]) -> None:
     ms = "ms/page"
     print(f"\nCPU per page (best of runs); ratios to legacy; load average {machine()['loadavg']}")
     print(f"{'file':<44}{'category':<15}{'pages':>6}{'get_text ' + ms:>17}{'legacy ' + ms:>15}"
-          f"{'pagemill ' + ms:>17}{'pm/legacy':>11}{'gt/legacy':>11}")
+          f"{'pagemill ' + ms:>17}{'pm/legacy':>11}{'fast/legacy':>12}{'gt/legacy':>11}")
     for row in rows:
         print(_line(row.path.name[:43], row.category, len(row.pages), row.cpu))
     print(f"\nper category (total CPU over total pages){'':>10}goal: pm/legacy <= 1.00 except scanned")
@@ -134,7 +140,8 @@ def print_speed(rows: list[Row]) -> None:
 def _line(name: str, category: str, pages: int, cpu: dict[str, float]) -> str:
     per = {m: 1000 * s / pages for m, s in cpu.items()}
     return (f"{name:<44}{category:<15}{pages:>6}{per['get_text']:>17.2f}{per['legacy']:>15.2f}{per['pagemill']:>17.2f}"
-            f"{cpu['pagemill'] / cpu['legacy']:>10.2f}x{cpu['get_text'] / cpu['legacy']:>10.3f}x")
+            f"{cpu['pagemill'] / cpu['legacy']:>10.2f}x{cpu['fast'] / cpu['legacy']:>11.2f}x"
+            f"{cpu['get_text'] / cpu['legacy']:>10.3f}x")
 
 
 def main() -> None:
@@ -161,9 +168,9 @@ def main() -> None:
         return
     print("\nwords lost against each page's own text layer (the markdown of the timed runs)")
     bench_completeness.report([(row.path, row.pages) for row in rows],
-                              {"legacy": replay(rows, "legacy"), "pagemill": replay(rows, "pagemill")})
+                              {name: replay(rows, name) for name in ("legacy", "pagemill", "fast")})
     print("\nmarkdown quality on generated pages of known truth")
-    bench_markdown_quality.report({"legacy": plain_legacy, "pagemill": by_pagemill})
+    bench_markdown_quality.report({"legacy": plain_legacy, "pagemill": by_pagemill, "fast": MODES["fast"]})
     print(f"\nload average at end: {machine()['loadavg']}")
 
 

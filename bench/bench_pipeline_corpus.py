@@ -306,6 +306,11 @@ def report(figures: list[Figures], totals: Totals, *, one_at_a_time: bool, load_
               f"mean {sum(fixed) / n:.2f} s, max {fixed[-1]:.2f} s")
         print(f"slower than their plain pass: {len(slower)} of {len(counted)}"
               + (": " + ", ".join(f.file.path.name for f in slower) if slower else ""))
+        for f in figures:
+            if f.fixed_s > 1.0:  # an outlier: which state held it
+                spent = sorted(f.states.items(), key=lambda item: -item[1])[:4]
+                print(f"  {f.file.path.name}: {f.fixed_s:.2f} s outside its extraction; "
+                      + ", ".join(f"{name} {seconds:.2f}" for name, seconds in spent))
         states: dict[str, float] = defaultdict(float)
         for f in figures:
             for name, seconds in f.states.items():

@@ -71,9 +71,11 @@ def run(
 
     Exit code: 0 every document succeeded; 3 none failed but some are partial (finished, something
     missing: see their warnings); 1 any failed or was cancelled; 130 interrupted (Ctrl-C, SIGTERM:
-    its documents are cancelled; a second Ctrl-C exits at once); 2 no such input."""
+    its documents are cancelled; a second Ctrl-C exits at once); 2 no such input, or a PAGEMILL_
+    setting that cannot be used."""
     from pagemill_tools.startup import import_engine
 
+    _check_settings()
     import_engine()
     from pagemill_tools.engine.run import expand_inputs
 
@@ -87,6 +89,18 @@ def run(
         raise typer.Exit(2)
     raise typer.Exit(_run_files(files, as_json=as_json, out_dir=out_dir, url=_database_url(database_url),
                                 workers=workers, no_captions=no_captions))
+
+
+def _check_settings() -> None:
+    """Stop on a PAGEMILL_ setting that cannot be used, naming it, before anything starts (the
+    synthesis, or a function on its first document, would fail on it later and less clearly)."""
+    from pagemill.settings import Settings
+
+    try:
+        Settings.from_env()
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _run_files(files: list[Path], *, as_json: bool, out_dir: Path, url: str, workers: int, no_captions: bool) -> int:
@@ -349,6 +363,7 @@ def serve(
     """The HTTP API (docs at /docs) and the web console (/) over the local engine, in one process."""
     from pagemill_tools.startup import import_engine
 
+    _check_settings()
     import_engine()
     import uvicorn
 

@@ -36,16 +36,16 @@ def page_markdown(doc: pymupdf.Document, page_indexes: list[int], text_only: set
     ordinary = [i for i in page_indexes if i not in text_only]
     fallback = sorted(text_only)
     out: dict[int, str] = {}
-    if mode == "legacy":
+    if mode in ("legacy", "fast"):
         # Legacy builds tables from ruling lines only: a page whose text stands in aligned columns
         # yet comes out without a table goes to the layout model, which finds unruled tables. A
         # page that cannot hold a ruled table, or whose lines form none that the legacy pass
         # would keep, is known to before any pass and goes to the layout model alone; the
-        # others only when the legacy pass found no table.
+        # others only when the legacy pass found no table. Fast mode never asks the model.
         analyses = _analyses(doc, ordinary)
         # Header sizes come from every ordinary page, as when all of them took the legacy pass.
         headers = pymupdf_rag.IdentifyHeaders(doc, pages=ordinary) if ordinary else None
-        grid = [i for i in ordinary if _unruled(doc, i)]
+        grid = [i for i in ordinary if _unruled(doc, i)] if mode == "legacy" else []
         ruled = [i for i in grid if i in analyses and analyses[i][0] is not None]
         probe = bool(ruled) and not (doc.is_form_pdf or (doc.is_pdf and doc.has_annots()))
         unruled = [

@@ -9,6 +9,7 @@ it through ``AWS_ENDPOINT_URL`` like any boto3 client reaches AWS.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import io
 import json
@@ -36,6 +37,7 @@ from pagemill.aws.trigger import start_for_object
 from pagemill.operate.progress import document_progress, read_history
 from pagemill.pipeline.context import document_id_for, file_sha256
 from pagemill.records import SourceObject
+from pagemill.settings import DeployedSettings, env_name
 from pagemill_tools.clip_testmodel import ensure_test_model
 from pagemill_tools.engine.containers import INTERPRETER_FIXES, LocalContainers
 from pagemill_tools.engine.interpreter_cache import interpreter_caches
@@ -93,6 +95,23 @@ def caption_environment(environ: Mapping[str, str], *, no_captions: bool) -> tup
     return {"PAGEMILL_CAPTION_PROVIDER": "anthropic", **passed}, None
 
 
+# Deployed settings the engine reads from the environment itself (caption_environment,
+# speech_environment, the local text embedder's override below).
+_DECIDED_HERE = frozenset({"caption_provider", "speech", "text_embedder"})
+
+
+def settings_context(environ: Mapping[str, str]) -> dict[str, str]:
+    """Deployed settings exported as PAGEMILL_<NAME>, as context overrides: locally the environment
+    changes them for a run as ``cdk deploy -c name=value`` does on AWS, checked at synth, and the
+    template carries them wherever the stack uses them (without this the template's own value,
+    cdk.json's, shadowed an exported PAGEMILL_MARKDOWN_MODE in every function)."""
+    return {
+        f.name: environ[env_name(f.name)]
+        for f in dataclasses.fields(DeployedSettings)
+        if f.name not in _DECIDED_HERE and env_name(f.name) in environ
+    }
+
+
 def speech_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """Locally summaries are spoken by espeak-ng (Polly is the stack's), unless PAGEMILL_SPEECH=off."""
     return {"PAGEMILL_SPEECH": "off" if environ.get("PAGEMILL_SPEECH") == "off" else "local"}
@@ -122,7 +141,8 @@ class LocalEngine:
 
     def __enter__(self) -> LocalEngine:
         home = self.options.home
-        template, stack_name = synthesize(home / "synth", context=self.options.context)
+        context = {**settings_context(os.environ), **self.options.context}
+        template, stack_name = synthesize(home / "synth", context=context)
         self.deployment = load_deployment(template, stack_name, PROJECT_ROOT)
         self._mock = mock_aws(
             config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}

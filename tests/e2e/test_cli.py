@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pymupdf
+import pytest
 
 from pagemill_tools.sample import make_catalog
 from tests.e2e.conftest import ROOT
@@ -84,6 +85,36 @@ def test_caption_environment_follows_the_key_and_the_flag() -> None:
     assert caption_environment({}, no_captions=False) == ({"PAGEMILL_CAPTION_PROVIDER": "off"}, NO_API_KEY)
     bedrock = {"PAGEMILL_CAPTION_PROVIDER": "bedrock"}
     assert caption_environment(bedrock, no_captions=False) == (bedrock, None)
+
+
+def test_an_exported_deployed_setting_reaches_the_synthesis(tmp_path: Path, monkeypatch) -> None:
+    from pagemill_tools.engine import engine
+
+    # GIVEN deployed settings exported as a user would, beside ones the engine decides itself
+    # and a library-only one
+    for name, value in {"PAGEMILL_MARKDOWN_MODE": "fast", "PAGEMILL_BATCH_PAGES": "5",
+                        "PAGEMILL_SPEECH": "off", "PAGEMILL_OCR_DPI": "300"}.items():
+        monkeypatch.setenv(name, value)
+    seen: list[dict] = []
+
+    def synthesize(cache_dir: Path, *, context: dict) -> tuple[Path, str]:
+        seen.append(context)
+        raise RuntimeError("synthesis stops here")
+
+    monkeypatch.setattr(engine, "synthesize", synthesize)
+    # WHEN the local engine starts, with a context of its caller's own
+    options = engine.EngineOptions(home=tmp_path, database_url="", context={"batch_pages": 7})
+    with pytest.raises(RuntimeError, match="stops here"):
+        engine.LocalEngine(options).__enter__()
+    # THEN the synthesis gets the exported pipeline settings as context (cdk.json's value would
+    # shadow them in every function otherwise), and the caller's own context wins
+    assert seen == [{"markdown_mode": "fast", "batch_pages": 7}]
+
+
+def test_a_setting_that_cannot_be_used_stops_run_with_its_name(tmp_path: Path) -> None:
+    result = pagemill("run", str(tmp_path), home=tmp_path, PAGEMILL_MARKDOWN_MODE="fastest")
+    assert result.returncode == 2
+    assert "PAGEMILL_MARKDOWN_MODE must be one of" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_asl_prints_the_synthesized_definition_with_tokens_resolved(engine_home: Path) -> None:

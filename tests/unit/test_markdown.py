@@ -163,3 +163,28 @@ def test_a_booktabs_table_goes_to_the_layout_model_without_a_legacy_pass(tmp_pat
     assert passes == [("legacy", [1]), ("layout", [0])]
     assert "|" in got[0] and "cell53" in got[0]
     assert got[1] == full_pass(path, [1])[1] and "|cell50|cell51|cell52|cell53|" in got[1]
+
+
+def test_fast_mode_keeps_ruled_tables_and_never_runs_the_layout_model(tmp_path: Path, monkeypatch) -> None:
+    # GIVEN an unruled table (text in aligned columns) and the same table inside a full grid
+    doc = pymupdf.open()
+    for ruled in (False, True):
+        page = doc.new_page()
+        add_text_grid(page)
+        for y in range(86, 213, 20) if ruled else ():
+            page.draw_line((66, y), (520, y))
+        for x in (66, 186, 306, 426, 520) if ruled else ():
+            page.draw_line((x, 86), (x, 212))
+    path = tmp_path / "grids.pdf"
+    doc.save(path)
+    # WHEN fast markdown is asked for, with the layout model made unreachable
+    def no_model() -> None:
+        raise AssertionError("fast mode asked for the layout model")
+
+    monkeypatch.setattr(markdown.layout_model, "analyser", no_model)
+    with pymupdf.open(path) as again:
+        got = page_markdown(again, [0, 1], set(), "fast")
+    # THEN the ruled table is the legacy pass's, and the unruled one comes out as its words
+    assert got == full_pass(path, [0, 1])
+    assert "|cell50|cell51|cell52|cell53|" in got[1]
+    assert "|" not in got[0] and "cell53" in got[0]
