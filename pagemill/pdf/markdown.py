@@ -137,16 +137,16 @@ def may_hold_unruled_table(page: pymupdf.Page) -> bool:
     heading break into cells at both columns' starts, scattered down the page; taken together
     they looked like a grid, and the layout model ran for no table (dpr-paper pages 3 and 7),
     or made one of a table of contents' dotted lines (Mueller report pages 2-3, words cut in
-    pieces across cells)."""
-    lines: dict[int, list[tuple[float, float, float]]] = {}
-    for x0, y0, x1, y1, *_ in page.get_text("words"):
-        lines.setdefault(round(y1 / 2), []).append((x0, x1, y1 - y0))
+    pieces across cells). A table of contents' entries are not rows at all (_leads_to_a_page)."""
+    lines: dict[int, list[tuple[float, float, float, str]]] = {}
+    for x0, y0, x1, y1, text, *_ in page.get_text("words"):
+        lines.setdefault(round(y1 / 2), []).append((x0, x1, y1 - y0, text))
     group: list[set[int]] = []
     last_y = -float("inf")
     for key, words in sorted(lines.items()):
         words.sort()
         cells = [words[0][0]] + [b[0] for a, b in pairwise(words) if b[0] - a[1] > max(a[2], b[2])]
-        if len(cells) < 3:
+        if len(cells) < 3 or _leads_to_a_page(words):
             continue
         y, height = key * 2, max(w[2] for w in words)
         if y - last_y > _TABLE_ROW_GAP * height:
@@ -156,6 +156,24 @@ def may_hold_unruled_table(page: pymupdf.Page) -> bool:
         group.append({round(x / 6) for x in cells})
         last_y = y
     return _grid(group)
+
+
+_LEADER = re.compile(r"[.·…]+")
+
+
+def _leads_to_a_page(words: list[tuple[float, float, float, str]]) -> bool:
+    """Whether the line is a table of contents' entry: dots leading to its page number (five
+    words of dots in a row, or one of four dots or more; an ellipsis is three). The layout model made tables of such
+    pages, with words cut in pieces across cells (Mueller report page 4); legacy keeps their lines."""
+    run = 0
+    for *_, text in words:
+        dots = _LEADER.fullmatch(text) is not None
+        if dots and len(text) >= 4:
+            return True
+        run = run + 1 if dots else 0
+        if run == 5:
+            return True
+    return False
 
 
 def _grid(rows: list[set[int]]) -> bool:

@@ -130,6 +130,25 @@ def test_cells_in_columns_make_a_grid_only_when_their_rows_stand_together() -> N
     assert not may_hold_unruled_table(page_with_rows([140, 380, 620]))
 
 
+def test_a_table_of_contents_is_not_a_grid() -> None:
+    # GIVEN entries of a table of contents: number, title, dots leading to the page number, each
+    # part starting where it does in the other entries; and the same lines without their dots
+    def contents(leaders: bool) -> pymupdf.Page:
+        page = pymupdf.open().new_page()
+        for n, y in enumerate(range(100, 200, 14), start=1):
+            page.insert_text((72, y), f"{n}.", fontsize=10)
+            page.insert_text((110, y), f"Chapter {n} of the report", fontsize=10)
+            if leaders:
+                page.insert_text((300, y), " ".join("." * 18), fontsize=10)
+            page.insert_text((500, y), str(10 * n), fontsize=10)
+        return page
+
+    # THEN the entries are no table (the layout model cut their words across cells), while the
+    # same columns without leaders still are one
+    assert not may_hold_unruled_table(contents(leaders=True))
+    assert may_hold_unruled_table(contents(leaders=False))
+
+
 def test_a_booktabs_table_goes_to_the_layout_model_without_a_legacy_pass(tmp_path: Path, monkeypatch) -> None:
     # GIVEN an unruled table under booktabs rules, with a footnote rule lower down (horizontal
     # lines only, but their ends give the page vertical edges: it may hold a ruled table), and
