@@ -143,8 +143,8 @@ class DeployedSettings:
     max_bytes: int = setting(512 * 1024 * 1024, low=1)
     # "legacy": pymupdf4llm's legacy pass, and its ONNX layout model for the pages whose words
     # stand in an unruled table (which the legacy pass would give as text); "fast": the legacy
-    # pass alone (tables only where ruling lines draw them; the model never runs: a third to a
-    # half less CPU on such pages); "layout": the layout model for every page.
+    # pass alone (tables only where ruling lines draw them; the model, which costs 3-7 times a
+    # legacy pass on its pages, never runs); "layout": the layout model for every page.
     markdown_mode: str = setting("legacy", choices=MARKDOWN_MODES)
     # Embeddings: documents with at least gpu_min_images distinct images go to the GPU
     # container; fewer (but at least one) are embedded in a CPU Lambda (no GPU start-up wait).

@@ -163,8 +163,9 @@ _LEADER = re.compile(r"[.·…]+")
 
 def _leads_to_a_page(words: list[tuple[float, float, float, str]]) -> bool:
     """Whether the line is a table of contents' entry: dots leading to its page number (five
-    words of dots in a row, or one of four dots or more; an ellipsis is three). The layout model made tables of such
-    pages, with words cut in pieces across cells (Mueller report page 4); legacy keeps their lines."""
+    words of dots in a row, or one of four dots or more; an ellipsis is three). The layout model
+    made tables of such pages, with words cut across cells (Mueller report page 4); the legacy
+    pass keeps their lines."""
     run = 0
     for *_, text in words:
         dots = _LEADER.fullmatch(text) is not None
