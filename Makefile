@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	# pip byte-compiles what it installs one file after another (about 70 s of 110 here);
 	# compileall does the same on every core. Leaving it to imports made the tests slower.
 	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev]'
-	$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib >/dev/null || true  # files pip would skip too
+	$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib || true  # files pip would skip too
 	rm -f $(VENV)/.installed-* && touch $@
 
 # Debian's packages the local pipeline runs: espeak-ng speaks summaries (PAGEMILL_SPEECH=local).

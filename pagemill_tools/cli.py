@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         RedriveOutcome,
         StatusList,
     )
+    from pagemill.settings import Settings
 
 app = typer.Typer(help="pagemill: PDFs to pages, chunks and images in PostgreSQL.", no_args_is_help=True)
 err = Console(stderr=True)
@@ -75,7 +76,7 @@ def run(
     setting that cannot be used."""
     from pagemill_tools.startup import import_engine
 
-    _check_settings()
+    _settings()
     import_engine()
     from pagemill_tools.engine.run import expand_inputs
 
@@ -91,13 +92,14 @@ def run(
                                 workers=workers, no_captions=no_captions))
 
 
-def _check_settings() -> None:
-    """Stop on a PAGEMILL_ setting that cannot be used, naming it, before anything starts (the
-    synthesis, or a function on its first document, would fail on it later and less clearly)."""
+def _settings() -> Settings:
+    """The PAGEMILL_ settings, read once per command before anything starts; one that cannot be
+    used stops the command, naming it (the synthesis, or a function on its first document, would
+    fail on it later and less clearly)."""
     from pagemill.settings import Settings
 
     try:
-        Settings.from_env()
+        return Settings.from_env()
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]", highlight=False)
         raise typer.Exit(2) from None
@@ -217,14 +219,13 @@ def search(
     from pagemill.search.hybrid import SearchFilters
     from pagemill.search.hybrid import search as hybrid_search
     from pagemill.search.images import nearest_images
-    from pagemill.settings import Settings
     from pagemill_tools.export import image_path
     from pagemill_tools.searching import TEST_MODEL_NOTE, clip_model, is_test_model, text_embedder
 
     if (text is None) == (image is None):
         err.print("[red]give either a text or --image FILE[/red]")
         raise typer.Exit(2)
-    settings = Settings.from_env()
+    settings = _settings()
     model = clip_model(settings, _home())
     if is_test_model(model):
         err.print(f"[yellow]note:[/yellow] {TEST_MODEL_NOTE}", highlight=False)
@@ -292,11 +293,10 @@ def reembed(
     from pagemill.db.chunk_vectors import models_stored
     from pagemill.db.chunk_vectors import reembed as run_reembed
     from pagemill.db.connect import connect
-    from pagemill.settings import Settings
     from pagemill.text_embed.embedder import EmbeddingUnavailable
     from pagemill_tools.searching import text_embedder
 
-    embedder = text_embedder(Settings.from_env())
+    embedder = text_embedder(_settings())
     if embedder is None:
         err.print("[red]chunk embeddings are off (PAGEMILL_TEXT_EMBEDDER=off): nothing to embed with[/red]")
         raise typer.Exit(2)
@@ -363,12 +363,11 @@ def serve(
     """The HTTP API (docs at /docs) and the web console (/) over the local engine, in one process."""
     from pagemill_tools.startup import import_engine
 
-    _check_settings()
+    settings = _settings()
     import_engine()
     import uvicorn
 
     from pagemill.api.app import create_app
-    from pagemill.settings import Settings
     from pagemill_tools.engine.engine import (
         EngineOptions,
         LocalEngine,
@@ -381,7 +380,7 @@ def serve(
     options = EngineOptions(home=_home(), database_url=url, workers=workers, no_captions=no_captions)
     err.print("starting the local engine…")
     with LocalEngine(options) as engine:
-        backend = local_backend(engine, url, Settings.from_env())
+        backend = local_backend(engine, url, settings)
         if caption_note:
             err.print(caption_note, highlight=False)
         err.print(f"console: http://{host}:{port}/  API docs: http://{host}:{port}/docs", highlight=False)
@@ -430,13 +429,13 @@ def demo(
     sample.parent.mkdir(parents=True, exist_ok=True)
     truth = make_catalog(sample)
     err.print(f"sample catalog: {sample} ({truth.page_count} pages, {truth.distinct_images} distinct images)")
-    from pagemill.settings import Settings
     from pagemill_tools.searching import TEST_MODEL_NOTE
 
+    settings = _settings()
     try:
         run([sample], as_json=False, out_dir=out_dir, database_url=database_url, no_captions=no_captions)
     finally:
-        if not Settings.from_env().clip_dir:
+        if not settings.clip_dir:
             err.print(f"[yellow]note:[/yellow] {TEST_MODEL_NOTE}", highlight=False)
         err.print('find things: .venv/bin/pagemill search "red leather chair"  (chunks and images, ranked)',
                   highlight=False)
